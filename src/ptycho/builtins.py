@@ -1,0 +1,46 @@
+"""The built-in objects, probes and scans as registry records (models and variants join them
+from their own modules). The shell exposes these through its built-in plugins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ptycho.physics import object as objects
+from ptycho.physics import probe as probes
+from ptycho.physics import scan as scans
+from ptycho.registry import ObjectSpec, ProbeSpec, ScanSpec
+
+
+def builtin_object_specs() -> list[ObjectSpec]:
+    return [
+        ObjectSpec("lines", objects.lines_pattern, "random line segments, multi-scale smoothed"),
+        ObjectSpec("grf", objects.grf_pattern, "Gaussian random field"),
+        ObjectSpec("points", objects.points_pattern, "random point scatterers"),
+        ObjectSpec("diagonals", objects.diagonals_pattern, "diagonal stripes of varying period"),
+        ObjectSpec("siemens", objects.siemens_pattern, "Siemens star"),
+        ObjectSpec("image", objects.image_pattern, "image:PATH — any image file as grey levels"),
+    ]
+
+
+def builtin_probe_specs() -> list[ProbeSpec]:
+    return [
+        ProbeSpec("ideal", probes.ideal_probe, "smoothed disk aperture, optional defocus"),
+        ProbeSpec("gaussian", probes.gaussian_probe, "Gaussian beam"),
+        ProbeSpec("file", probes.file_probe, "file:PATH — dataset, PtychoPINN NPZ or Ptychodus product"),
+    ]
+
+
+def builtin_scan_specs() -> list[ScanSpec]:
+    return [
+        ScanSpec("random", scans.random_scan, "uniform random positions (nongrid)"),
+        ScanSpec("grid", scans.grid_scan, "raster with step and optional jitter"),
+    ]
+
+
+def builtin_specs() -> dict[str, list[Any]]:
+    """Every built-in record, keyed like :meth:`ptycho.registry.Components.from_specs`."""
+    return {
+        "objects": builtin_object_specs(),
+        "probes": builtin_probe_specs(),
+        "scans": builtin_scan_specs(),
+    }

@@ -1,0 +1,70 @@
+"""Configuration of the physical parts of a simulation: object, probe, scan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+
+from ptycho.config.base import StrictModel
+
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class ObjectConfig(StrictModel):
+    """Synthetic object: a pattern ``p ∈ [0, 1]`` mapped to ``a(p)·exp(i·φ(p))``.
+
+    ``kind`` is a registered object name (``lines``, ``grf``, ``points``, ``diagonals``,
+    ``siemens``) or ``image:PATH``. ``size`` is the object side in pixels; by default three
+    times the pattern size ``N``.
+    """
+
+    kind: str = "lines"
+    size: int | None = Field(default=None, ge=8, description="object side S in pixels (default 3·N)")
+    amplitude_min: float = Field(default=0.6, ge=0)
+    amplitude_max: float = Field(default=1.0, gt=0)
+    phase_min_rad: float = 0.0
+    phase_max_rad: float = 1.0
+    feature_scale_px: float = Field(default=1.0, gt=0, description="blur scale of pattern features")
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> "ObjectConfig":
+        if self.amplitude_min > self.amplitude_max:
+            raise ValueError("amplitude_min must not exceed amplitude_max")
+        if self.phase_min_rad > self.phase_max_rad:
+            raise ValueError("phase_min_rad must not exceed phase_max_rad")
+        return self
+
+
+class ProbeConfig(StrictModel):
+    """Illumination. ``kind``: ``ideal`` (smoothed disk, optional defocus), ``gaussian``,
+    a registered plugin probe, or ``file:PATH`` (dataset, PtychoPINN NPZ or Ptychodus product).
+
+    Lengths are in pixels of the ``N×N`` probe window, as fractions of ``N`` where noted.
+    The probe is always normalised so that ``Σ|P|² = nphotons`` (SPEC §2).
+    """
+
+    kind: str = "ideal"
+    diameter_frac: float = Field(default=0.5, gt=0, le=1, description="disk diameter / N")
+    edge_px: NonNegative = Field(default=2.0, description="width of the smoothed disk edge")
+    defocus_rad: float = Field(default=0.0, description="quadratic phase at the disk edge, radians")
+    sigma_frac: float = Field(default=0.15, gt=0, description="Gaussian probe sigma / N")
+
+
+class ScanConfig(StrictModel):
+    """Scan pattern. ``random``: uniform positions keeping every window inside the object;
+    ``grid``: raster with ``step_px`` (default: the step that spreads ``n_images`` over the
+    object), optional Gaussian ``jitter_px``."""
+
+    kind: str = "random"
+    n_images: int = Field(default=512, ge=1)
+    step_px: float | None = Field(default=None, gt=0)
+    jitter_px: NonNegative = 0.0
+    border_px: NonNegative = Field(default=0.0, description="extra margin kept free at the object edge")
+
+    @field_validator("kind")
+    @classmethod
+    def _kind_not_empty(cls, value: str) -> str:
+        if not value:
+            raise ValueError("scan kind must not be empty")
+        return value

@@ -1,0 +1,1 @@
+"""Dataset container, validation and grouping."""

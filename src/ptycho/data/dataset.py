@@ -1,0 +1,106 @@
+"""The in-memory view of a ptychography dataset (SPEC §4).
+
+Diffraction may be an ``np.ndarray`` or a lazily read array (an open ``h5py.Dataset``), so a
+dataset larger than memory can be streamed in batches with :meth:`Dataset.read_patterns`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class PatternArray(Protocol):
+    """What :class:`Dataset` needs of its diffraction store: a shape and slicing."""
+
+    shape: tuple[int, ...]
+
+    def __getitem__(self, key: Any) -> np.ndarray: ...
+
+
+@dataclass(eq=False)
+class Dataset:
+    """A ptychography dataset in the canonical gauge.
+
+    Attributes
+    ----------
+    diffraction : (M, N, N) float32 array-like
+        Intensities in photon counts, DC-centred. May be lazy (h5py).
+    x, y : (M,) float64
+        Probe-centre positions in object pixels (column, row).
+    probe : (N, N) complex64
+        Probe in √counts: ``Σ|P|²`` is the expected photons per exposure for a unit object.
+    object : (H, W) complex64 or None
+        Ground truth, when known.
+    scan_index : (M,) int64 or None
+    metadata : dict
+        Config that produced it, seeds, versions, physical quantities if known.
+    source : str or None
+        Path the dataset was read from.
+    """
+
+    diffraction: PatternArray
+    x: np.ndarray
+    y: np.ndarray
+    probe: np.ndarray
+    object: np.ndarray | None = None
+    scan_index: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+    _closer: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_patterns(self) -> int:
+        return int(self.diffraction.shape[0])
+
+    @property
+    def N(self) -> int:
+        return int(self.diffraction.shape[-1])
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(M, 2) float64 array of ``(x, y)``."""
+        return np.stack([self.x, self.y], axis=1)
+
+    def read_patterns(self, index: slice | np.ndarray | None = None) -> np.ndarray:
+        """Read patterns into memory as float32.
+
+        ``index`` may be a slice or a 1-D integer array in any order (h5py needs sorted,
+        unique indices; this handles the reordering). Always returns a new array.
+        """
+        if index is None:
+            index = slice(None)
+        if isinstance(index, slice):
+            return np.array(self.diffraction[index], dtype=np.float32)
+        index = np.asarray(index, dtype=np.int64).ravel() % self.n_patterns
+        if isinstance(self.diffraction, np.ndarray):
+            return self.diffraction[index].astype(np.float32, copy=False)
+        unique, inverse = np.unique(index, return_inverse=True)
+        block = np.asarray(self.diffraction[unique], dtype=np.float32)
+        return block[inverse]
+
+    def subset(self, index: np.ndarray) -> "Dataset":
+        """A new in-memory dataset holding the patterns at ``index``, in the order given."""
+        index = np.asarray(index, dtype=np.int64)
+        return replace(
+            self,
+            diffraction=self.read_patterns(index),
+            x=self.x[index],
+            y=self.y[index],
+            scan_index=None if self.scan_index is None else self.scan_index[index],
+            _closer=None,
+        )
+
+    def close(self) -> None:
+        """Release the file behind a lazily read dataset (no-op for in-memory data)."""
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self) -> "Dataset":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

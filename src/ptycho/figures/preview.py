@@ -1,0 +1,48 @@
+"""The preview figure of a simulated dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ptycho.figures.common import new_figure, save_figure, show_image
+
+
+def simulation_preview(
+    path: Path,
+    *,
+    obj: np.ndarray,
+    probe: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    patterns: np.ndarray,
+) -> Path:
+    """Object amplitude and phase, probe amplitude and phase, scan positions over the object,
+    and up to three diffraction patterns on a log scale.
+
+    Parameters
+    ----------
+    obj : (H, W) complex
+    probe : (N, N) complex
+    x, y : (M,) float64 positions
+    patterns : (k, N, N) float32 counts, k ≤ 3 shown
+    """
+    fig, axes = new_figure(2, 4, size=(15, 7))
+    show_image(fig, axes[0, 0], np.abs(obj), "object amplitude")
+    show_image(fig, axes[0, 1], np.angle(obj), "object phase (rad)", cmap="twilight")
+    show_image(fig, axes[0, 2], np.abs(probe), "probe amplitude (√counts)", cmap="magma")
+    show_image(fig, axes[0, 3], np.angle(probe), "probe phase (rad)", cmap="twilight")
+    ax = axes[1, 0]
+    ax.imshow(np.abs(obj), cmap="gray", interpolation="nearest")
+    ax.plot(x, y, ".", ms=2, color="tab:orange")
+    ax.set_title(f"scan: {len(x)} positions", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for k in range(3):
+        ax = axes[1, k + 1]
+        if k < len(patterns):
+            show_image(fig, ax, np.log10(1.0 + patterns[k]), f"pattern {k}: log10(1+counts)", cmap="viridis")
+        else:
+            ax.axis("off")
+    return save_figure(fig, path)

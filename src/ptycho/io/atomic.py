@@ -1,0 +1,164 @@
+"""Atomic file output: write to a temporary file beside the target, then rename (SPEC §12).
+
+An interrupted or failed run never leaves a truncated file under the final name: the data go to
+``.{name}.tmp-{pid}-{random}{suffix}`` in the same directory (same filesystem, so the rename is
+atomic) and are moved into place with :func:`os.replace` only when writing finished cleanly.
+The temporary name keeps the target's suffix so that writers which append one (``np.savez``
+adds ``.npz``) do not rename the file behind our back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptycho.errors import DataError
+
+__all__ = [
+    "atomic_output",
+    "discard_temp",
+    "json_default",
+    "one_line",
+    "parse_json_metadata",
+    "temp_path_for",
+    "to_json",
+    "write_json_atomic",
+    "write_text_atomic",
+]
+
+
+def temp_path_for(path: str | os.PathLike[str]) -> Path:
+    """A fresh temporary path in the directory of ``path``, keeping its suffix.
+
+    Creates the parent directory if needed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The final output path.
+
+    Returns
+    -------
+    Path
+        ``<dir>/.{name}.tmp-{pid}-{random}{suffix}``; the file itself is not created.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{token}{final.suffix}")
+
+
+def discard_temp(tmp: Path) -> None:
+    """Remove a temporary file if it exists; never raises for a missing file."""
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Context manager yielding a temporary path that becomes ``path`` on success.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Final output path. Parent directories are created.
+
+    Yields
+    ------
+    Path
+        Temporary path in the same directory. Write the whole file there (and close it)
+        inside the ``with`` block.
+
+    Notes
+    -----
+    On normal exit the temporary file is moved over ``path`` with :func:`os.replace`. On any
+    exception (``KeyboardInterrupt`` included) the temporary file is removed and the exception
+    re-raised; an existing file at ``path`` is left untouched.
+
+    Examples
+    --------
+    >>> with atomic_output("out/result.npz") as tmp:  # doctest: +SKIP
+    ...     np.savez(tmp, a=np.zeros(3))
+    """
+    final = Path(path)
+    tmp = temp_path_for(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        discard_temp(tmp)
+        raise
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps`` fallback for numpy scalars and arrays, paths, sets and complex numbers."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, complex):
+        return {"real": obj.real, "imag": obj.imag}
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def to_json(obj: Any, *, indent: int | None = 2) -> str:
+    """Serialise ``obj`` to JSON with sorted keys, converting numpy types.
+
+    Non-finite floats are written as ``NaN``/``Infinity`` (Python's JSON dialect), because
+    settings such as ``nphotons = inf`` are legitimate metadata.
+    """
+    return json.dumps(obj, indent=indent, sort_keys=True, default=json_default)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the final path."""
+    final = Path(path)
+    with atomic_output(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return final
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as JSON (indent 2, sorted keys, numpy-aware) to ``path`` atomically."""
+    return write_text_atomic(path, to_json(obj) + "\n")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (library messages may span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def parse_json_metadata(text: str | bytes, *, where: str) -> dict[str, Any]:
+    """Parse a stored ``metadata`` JSON string into a dict.
+
+    Raises
+    ------
+    DataError
+        If the text is not JSON or not a JSON object.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{where}: key 'metadata' is not valid JSON ({exc.msg} at char {exc.pos})"
+        ) from None
+    if not isinstance(value, dict):
+        raise DataError(
+            f"{where}: key 'metadata' holds a JSON {type(value).__name__}; expected a JSON object"
+        )
+    return value

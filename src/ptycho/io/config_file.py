@@ -1,0 +1,28 @@
+"""The resolved configuration written next to every output, so a run is reproducible from its
+folder alone (``ptycho <command> --config that-file.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from ptycho.config.base import to_plain
+from ptycho.io.atomic import write_text_atomic
+
+
+def config_path_for(output: Path) -> Path:
+    """``data.h5`` → ``data.config.yaml``; a directory → ``DIR/config.yaml``."""
+    output = Path(output)
+    if output.suffix == "":
+        return output / "config.yaml"
+    return output.with_name(output.name[: -len(output.suffix)] + ".config.yaml")
+
+
+def write_resolved_config(output: Path, section: str, config: BaseModel) -> Path:
+    """Write ``{section: config}`` as YAML beside ``output``; returns the path written."""
+    path = config_path_for(output)
+    text = yaml.safe_dump({section: to_plain(config)}, sort_keys=False)
+    write_text_atomic(path, text)
+    return path

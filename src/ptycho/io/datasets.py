@@ -1,0 +1,229 @@
+"""Format dispatch for datasets and probes: the one entry point commands use (SPEC §4).
+
+``load_dataset`` picks the reader from the suffix (and, for NPZ, from the keys), then validates;
+``save_dataset`` picks the writer from ``format`` or the suffix; ``load_probe`` serves
+``--probe file:PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ptycho.data.dataset import Dataset
+from ptycho.data.validation import coerce_array, validate_dataset
+from ptycho.errors import ConfigError, DataError
+from ptycho.io.atomic import one_line
+from ptycho.io.h5 import read_h5, write_h5
+from ptycho.io.legacy import LEGACY_FORMAT, read_ptychopinn_npz, write_ptychopinn_npz
+from ptycho.io.npz import NpzReader, read_npz, write_npz
+
+__all__ = ["SAVE_FORMATS", "load_dataset", "load_probe", "save_dataset"]
+
+H5_SUFFIXES = (".h5", ".hdf5")
+NPZ_SUFFIXES = (".npz",)
+SAVE_FORMATS = ("h5", "npz", LEGACY_FORMAT)
+_SUPPORTED = "canonical HDF5 (.h5, .hdf5), canonical NPZ (.npz), PtychoPINN NPZ (.npz)"
+_CANONICAL_NPZ_KEYS = {"probe", "diffraction", "x"}
+_LEGACY_NPZ_KEYS = {"xcoords", "diff3d", "probeGuess"}
+
+
+def _existing_file(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{path}: file not found")
+    if not p.is_file():
+        raise DataError(f"{path}: is a directory, expected a dataset file")
+    return p
+
+
+def _unknown_suffix(path: str | os.PathLike[str]) -> DataError:
+    suffix = Path(path).suffix or "(none)"
+    return DataError(f"{path}: unknown dataset format for suffix {suffix}; supported: {_SUPPORTED}")
+
+
+def _npz_layout(path: Path) -> str:
+    """``"canonical"`` or ``"legacy"`` from the keys of an NPZ file."""
+    with NpzReader(path) as npz:
+        keys = set(npz.keys)
+    if _CANONICAL_NPZ_KEYS <= keys:
+        return "canonical"
+    if keys & _LEGACY_NPZ_KEYS:
+        return "legacy"
+    if keys & {"diffraction", "x", "y", "probe"}:
+        return "canonical"  # partial canonical file: the reader names the missing key
+    raise DataError(
+        f"{path}: not a recognised NPZ dataset (keys: {', '.join(sorted(keys)) or 'none'}); "
+        "expected canonical keys diffraction, x, y, probe or the PtychoPINN keys "
+        "diff3d/diffraction, xcoords, ycoords, probeGuess"
+    )
+
+
+def load_dataset(
+    path: str | os.PathLike[str], *, validate: bool = True, check_bounds: str = "warn"
+) -> Dataset:
+    """Load a dataset in any supported format, converted to the canonical gauge.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.h5``/``.hdf5`` (canonical HDF5, diffraction read lazily) or ``.npz`` (canonical, or
+        the earlier PtychoPINN layout, told apart by their keys).
+    validate : bool
+        Run :func:`~ptycho.data.validation.validate_dataset` (default).
+    check_bounds : {"warn", "error", "off"}
+        Policy for probe windows reaching outside the object (see ``validate_dataset``).
+
+    Returns
+    -------
+    Dataset
+        Close it (``ds.close()`` or ``with``) to release an HDF5 file.
+
+    Raises
+    ------
+    DataError
+        Missing file, unknown suffix, unreadable or invalid data (exit code 3).
+    """
+    p = _existing_file(path)
+    suffix = p.suffix.lower()
+    if suffix in H5_SUFFIXES:
+        ds = read_h5(path)
+    elif suffix in NPZ_SUFFIXES:
+        ds = read_npz(path) if _npz_layout(p) == "canonical" else read_ptychopinn_npz(path)
+    else:
+        raise _unknown_suffix(path)
+    if validate:
+        try:
+            validate_dataset(ds, where=str(path), check_bounds=check_bounds)
+        except BaseException:
+            ds.close()
+            raise
+    return ds
+
+
+def output_format(path: Path, fmt: str | None) -> str:
+    """The dataset format to write: ``fmt`` checked against the suffix, or chosen from it."""
+    suffix = path.suffix.lower()
+    if fmt is None:
+        if suffix in H5_SUFFIXES:
+            return "h5"
+        if suffix in NPZ_SUFFIXES:
+            return "npz"
+        raise ConfigError(
+            f"{path}: cannot tell the output format from suffix {suffix or '(none)'}; use .h5, "
+            f".hdf5 or .npz, or give format as one of {', '.join(SAVE_FORMATS)}"
+        )
+    if fmt not in SAVE_FORMATS:
+        raise ConfigError(
+            f"unknown dataset format {fmt!r}; expected one of {', '.join(SAVE_FORMATS)}"
+        )
+    wanted = H5_SUFFIXES if fmt == "h5" else NPZ_SUFFIXES
+    if suffix not in wanted:
+        ending = " or ".join(wanted)
+        raise ConfigError(f"{path}: format {fmt!r} needs a file name ending in {ending}")
+    return fmt
+
+
+def save_dataset(
+    path: str | os.PathLike[str], dataset: Dataset, *, format: str | None = None  # noqa: A002
+) -> Path:
+    """Write ``dataset`` atomically as ``"h5"``, ``"npz"`` or ``"ptychopinn-npz"``.
+
+    ``format=None`` chooses from the suffix (``.h5``/``.hdf5`` → h5, ``.npz`` → npz).
+    Returns the final path.
+
+    Raises
+    ------
+    ConfigError
+        Unknown format, or a format that does not match the suffix (exit code 2).
+    """
+    p = Path(path)
+    fmt = output_format(p, format)
+    if fmt == "h5":
+        return write_h5(p, dataset)
+    if fmt == "npz":
+        return write_npz(p, dataset)
+    return write_ptychopinn_npz(p, dataset)
+
+
+def _squeeze_probe(probe: np.ndarray, where: str) -> np.ndarray:
+    """Reduce ``(…, h, w)`` to ``(h, w)``: singleton dims vanish, extra modes are dropped."""
+    dropped = []
+    while probe.ndim > 2:
+        if probe.shape[0] > 1:
+            dropped.append(probe.shape[0])
+        probe = probe[0]
+    if dropped:
+        warnings.warn(
+            f"{where}: the probe has {' × '.join(map(str, dropped))} modes; using the first",
+            UserWarning,
+            stacklevel=3,
+        )
+    return probe
+
+
+def _probe_from_h5(path: Path) -> np.ndarray:
+    try:
+        with h5py.File(path, "r") as f:
+            if "probe" not in f or not isinstance(f["probe"], h5py.Dataset):
+                raise DataError(
+                    f"{path}: no dataset 'probe' at the root; expected a ptycho dataset or a "
+                    "Ptychodus product"
+                )
+            return np.asarray(f["probe"][()])
+    except OSError as exc:
+        reason = one_line(exc)
+        raise DataError(f"{path}: cannot read as HDF5; corrupt or not HDF5 ({reason})") from None
+
+
+def _probe_from_npz(path: Path) -> np.ndarray:
+    with NpzReader(path) as npz:
+        for key in ("probe", "probeGuess"):
+            if key in npz:
+                return npz.array(key)
+        raise DataError(
+            f"{path}: no key 'probe' or 'probeGuess'; found keys {', '.join(npz.keys) or 'none'}"
+        )
+
+
+def load_probe(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a complex probe for ``--probe file:PATH``.
+
+    Accepted sources: a canonical dataset (``.h5``/``.npz``, key ``probe``), a PtychoPINN NPZ
+    (``probeGuess``), a Ptychodus product HDF5 or NPZ (``probe`` of shape ``(h, w)``,
+    ``(K, h, w)`` or ``(1, K, h, w)``: leading singleton dimensions are squeezed; with
+    ``K > 1`` modes the first is used and a ``UserWarning`` says so).
+
+    Returns
+    -------
+    (N, N) complex64
+        The probe as stored (√counts in the canonical gauge).
+
+    Raises
+    ------
+    DataError
+        Missing file, unknown suffix, no probe key, non-square or non-finite probe.
+    """
+    p = _existing_file(path)
+    suffix = p.suffix.lower()
+    if suffix in H5_SUFFIXES:
+        raw: Any = _probe_from_h5(p)
+    elif suffix in NPZ_SUFFIXES:
+        raw = _probe_from_npz(p)
+    else:
+        raise _unknown_suffix(path)
+    probe = coerce_array(raw, np.complex64, key="probe", where=str(path))
+    probe = _squeeze_probe(probe, str(path))
+    if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
+        raise DataError(
+            f"{path}: key 'probe' has shape {tuple(raw.shape)}; expected a square (N, N) array "
+            "(optionally with leading mode dimensions)"
+        )
+    if not np.isfinite(probe).all():
+        raise DataError(f"{path}: key 'probe' contains NaN or Inf values; expected finite numbers")
+    return np.ascontiguousarray(probe)

@@ -1,0 +1,1 @@
+"""Image metrics, Fourier ring correlation and registration (SPEC §9)."""

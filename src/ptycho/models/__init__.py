@@ -1,0 +1,1 @@
+"""The PINN: physics layers, network factory and model bundles (SPEC §6)."""

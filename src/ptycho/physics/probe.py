@@ -1,0 +1,87 @@
+"""Probes (SPEC §3): an ideal smoothed disk with optional defocus, a Gaussian, or a file.
+
+Every maker returns a complex ``(N, N)`` probe of arbitrary scale; :func:`normalise_probe`
+then fixes the photon gauge ``Σ|P|² = nphotons`` (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import erf
+
+from ptycho.config.physics import ProbeConfig
+from ptycho.errors import DataError
+
+
+def _radius_grid(N: int) -> np.ndarray:
+    """Distance of each pixel centre from the window centre ``((N−1)/2, (N−1)/2)``."""
+    c = (N - 1) / 2.0
+    yy, xx = np.mgrid[0:N, 0:N]
+    return np.hypot(yy - c, xx - c)
+
+
+def ideal_probe(N: int, config: ProbeConfig, arg: str | None = None) -> np.ndarray:
+    """A disk aperture of diameter ``diameter_frac·N`` with an erf-smoothed edge of width
+    ``edge_px`` and a quadratic (defocus) phase equal to ``defocus_rad`` at the disk edge.
+
+    Returns
+    -------
+    (N, N) complex64
+    """
+    r = _radius_grid(N)
+    radius = config.diameter_frac * N / 2.0
+    if config.edge_px > 0:
+        amplitude = 0.5 * (1.0 - erf((r - radius) / config.edge_px))
+    else:
+        amplitude = (r <= radius).astype(np.float64)
+    phase = config.defocus_rad * (r / radius) ** 2
+    return (amplitude * np.exp(1j * phase)).astype(np.complex64)
+
+
+def gaussian_probe(N: int, config: ProbeConfig, arg: str | None = None) -> np.ndarray:
+    """A Gaussian beam of standard deviation ``sigma_frac·N`` with optional defocus phase."""
+    r = _radius_grid(N)
+    sigma = config.sigma_frac * N
+    phase = config.defocus_rad * (r / (2.0 * sigma)) ** 2
+    return (np.exp(-0.5 * (r / sigma) ** 2) * np.exp(1j * phase)).astype(np.complex64)
+
+
+def file_probe(N: int, config: ProbeConfig, arg: str | None = None) -> np.ndarray:
+    """A probe read from a dataset, a PtychoPINN NPZ or a Ptychodus product (``file:PATH``)."""
+    from ptycho.io.datasets import load_probe
+
+    if not arg:
+        raise DataError("probe.kind: 'file:' needs a path, e.g. --probe file:probe.npz")
+    probe = load_probe(arg)
+    if probe.shape != (N, N):
+        raise DataError(
+            f"{arg}: probe is {probe.shape[0]}×{probe.shape[1]} but N={N}; "
+            f"simulate with --N {probe.shape[0]} or resample the probe"
+        )
+    return probe
+
+
+def normalise_probe(probe: np.ndarray, nphotons: float) -> np.ndarray:
+    """Scale ``probe`` so that ``Σ|P|² = nphotons`` (photons per exposure, unit object).
+
+    Raises
+    ------
+    DataError
+        If the probe has no energy or is not finite.
+    """
+    energy = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+    if not np.isfinite(energy) or energy <= 0:
+        raise DataError("probe: zero or non-finite energy; check the probe definition or file")
+    return (probe * np.sqrt(nphotons / energy)).astype(np.complex64)
+
+
+def probe_energy(probe: np.ndarray) -> float:
+    """``Σ|P|²`` in photons."""
+    return float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+
+
+def effective_diameter_px(probe: np.ndarray) -> float:
+    """Diameter of the disk with the probe's participation area ``(Σ|P|²)² / Σ|P|⁴``."""
+    intensity = np.abs(probe.astype(np.complex128)) ** 2
+    area = intensity.sum() ** 2 / max(float((intensity**2).sum()), 1e-300)
+    return float(2.0 * np.sqrt(area / np.pi))

@@ -1,0 +1,1 @@
+"""One workflow per command: validated config in, result out. No CLI code here."""

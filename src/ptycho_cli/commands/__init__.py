@@ -1,0 +1,1 @@
+"""Built-in commands, each a plugin module implementing ``ptycho_commands``."""

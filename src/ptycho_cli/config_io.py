@@ -1,0 +1,115 @@
+"""Configuration resolution: defaults < ``--config`` files (left to right) < ``--set`` < flags,
+then one Pydantic validation.
+
+A config file is YAML or TOML. It may hold one section per command (``simulate:``, ``train:``,
+…) so a single file configures a whole pipeline, or just the fields of one command.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ptycho.errors import ConfigError
+from ptycho_cli.errors import format_validation_error
+
+SECTIONS = ("simulate", "train", "infer", "stitch", "evaluate", "export", "debug_ab")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a dict."""
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in {".yaml", ".yml", ".json"}:
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"--config {path}: unsupported suffix '{path.suffix}'; use .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"--config {path}: cannot parse ({first})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping at the top level")
+    return data
+
+
+def section_of(data: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """The part of a config file for ``section``: its own key if the file is sectioned, else all."""
+    if any(key in SECTIONS for key in data):
+        return dict(data.get(section) or {})
+    return dict(data)
+
+
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``update`` into a copy of ``base``; mappings merge, other values replace."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def dotted_to_nested(key: str, value: Any) -> dict[str, Any]:
+    """``"a.b.c", 1`` → ``{"a": {"b": {"c": 1}}}``."""
+    nested: Any = value
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def parse_set(item: str, section: str) -> dict[str, Any]:
+    """Parse one ``--set dotted.key=value``; the value is read as a YAML scalar (numbers, bools,
+    lists). A leading ``section.`` is accepted and dropped."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. --set scan.n_images=256")
+    if key.startswith(section + "."):
+        key = key[len(section) + 1:]
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return dotted_to_nested(key, value)
+
+
+def resolve_config(
+    model: type[M],
+    section: str,
+    *,
+    files: Iterable[Path] = (),
+    sets: Iterable[str] = (),
+    flags: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> M:
+    """Merge every source in precedence order and validate once.
+
+    ``flags`` maps dotted keys to values; ``None`` values (flag not given) are ignored.
+    ``base`` is a starting dict below the files (e.g. a bundle's stored config).
+    """
+    merged: dict[str, Any] = dict(base or {})
+    for path in files:
+        merged = deep_merge(merged, section_of(read_config_file(Path(path)), section))
+    for item in sets:
+        merged = deep_merge(merged, parse_set(item, section))
+    for key, value in (flags or {}).items():
+        if value is not None:
+            merged = deep_merge(merged, dotted_to_nested(key, value))
+    try:
+        return model.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, section)) from None
+

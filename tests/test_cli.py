@@ -1,0 +1,167 @@
+"""The CLI shell: plugins (built-in, in-process, entry points, broken, disabled), config
+precedence, exit codes, and a TensorFlow-free start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import types
+from importlib import metadata
+
+import numpy as np
+import pytest
+import typer
+
+from ptycho import __version__
+from ptycho_cli import CommandSpec, ObjectSpec, hookimpl
+from ptycho_cli.app import build_app
+from ptycho_cli.plugins import get_plugin_manager
+
+BUILTIN_COMMANDS = {"simulate", "train", "infer", "stitch", "evaluate", "export-ptychodus", "debug-ab", "plugins"}
+
+
+def _rings(size, rng, config, arg):
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    return 0.5 * (1 + np.cos(r / 2.0))
+
+
+def _hello(name: str = typer.Option("world", "--name")) -> None:
+    """Say hello."""
+    typer.echo(f"hello {name}")
+
+
+class RingsPlugin:
+    __name__ = "rings-plugin"
+
+    @hookimpl
+    def ptycho_objects(self):
+        return [ObjectSpec("rings", _rings, "concentric rings")]
+
+    @hookimpl
+    def ptycho_commands(self):
+        return [CommandSpec("hello", _hello)]
+
+
+def test_version(invoke):
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"ptycho {__version__}"
+
+
+def test_help_lists_every_builtin_command(invoke):
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name in BUILTIN_COMMANDS:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"], ["simulate", "--help"]])
+def test_light_commands_never_import_tensorflow(args):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from ptycho_cli.app import main
+        rc = main({args!r})
+        assert "tensorflow" not in sys.modules, "TensorFlow was imported"
+        sys.exit(rc)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_plugins_json_lists_builtins_with_what_they_provide(invoke):
+    result = invoke("plugins", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    provided = {c for p in data["plugins"] for c in p["provides"].get("commands", [])}
+    assert provided == BUILTIN_COMMANDS
+    physics = next(p for p in data["plugins"] if p["name"] == "builtin.physics")
+    assert set(physics["provides"]["objects"]) >= {"lines", "grf", "points", "diagonals", "siemens", "image"}
+    assert physics["version"] == __version__
+    assert data["broken"] == []
+
+
+def test_in_process_plugin_adds_an_object_type_and_a_command(invoke, tmp_path):
+    result = invoke("hello", "--name", "ptycho", plugins=[RingsPlugin()])
+    assert result.exit_code == 0 and result.stdout.strip() == "hello ptycho"
+    host = get_plugin_manager(plugins=[RingsPlugin()], load_entry_points=False, env={})
+    assert "rings" in host.components().objects
+    out = tmp_path / "rings.npz"
+    result = invoke("simulate", "--object", "rings", "--N", "16", "--size", "40", "--n-images", "4",
+                    "--no-preview", "--out", out, "--quiet", plugins=[RingsPlugin()])
+    assert result.exit_code == 0, result.output
+    from ptycho.io.datasets import load_dataset
+
+    with load_dataset(out) as ds:
+        amp = np.abs(ds.object)
+        expected = 0.6 + 0.4 * _rings(40, None, None, None)
+        np.testing.assert_allclose(amp, expected, rtol=1e-5)
+
+
+class _FakeEntryPoint:
+    def __init__(self, name, obj=None, error=None):
+        self.name, self._obj, self._error, self.dist = name, obj, error, None
+
+    def load(self):
+        if self._error:
+            raise self._error
+        return self._obj
+
+
+def test_entry_point_plugins_load_and_broken_ones_are_reported_and_skipped(runner):
+    good = types.ModuleType("good_plugin")
+    good.ptycho_commands = hookimpl(lambda: [CommandSpec("hello", _hello)])
+    misspelt = types.ModuleType("typo_plugin")
+    misspelt.ptycho_objectz = hookimpl(lambda: [])
+    raising = types.ModuleType("raising_plugin")
+
+    def boom():
+        raise RuntimeError("kaput")
+
+    raising.ptycho_scans = hookimpl(boom)
+    eps = [
+        _FakeEntryPoint("good", good),
+        _FakeEntryPoint("broken", error=ImportError("No module named 'nowhere'")),
+        _FakeEntryPoint("typo", misspelt),
+        _FakeEntryPoint("raising", raising),
+    ]
+    host = get_plugin_manager(entry_points=eps, env={})
+    app = build_app(host)
+    result = runner.invoke(app, ["hello"])
+    assert result.exit_code == 0 and "hello world" in result.stdout
+    assert "random" in host.components().scans  # the raising plugin did not take scans down
+    reasons = {b.name: b.reason for b in host.broken}
+    assert "No module named 'nowhere'" in reasons["broken"]
+    assert "ptycho_objectz" in reasons["typo"]
+    assert "kaput" in reasons["raising"]
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+
+
+def test_disable_plugins_env_removes_a_plugin_command(runner):
+    good = types.ModuleType("good_plugin")
+    good.ptycho_commands = hookimpl(lambda: [CommandSpec("hello", _hello)])
+    eps = [_FakeEntryPoint("good", good)]
+    app = build_app(get_plugin_manager(entry_points=eps, env={"PTYCHO_DISABLE_PLUGINS": "good"}))
+    result = runner.invoke(app, ["hello"])
+    assert result.exit_code == 2
+    app = build_app(get_plugin_manager(entry_points=eps, env={"PTYCHO_DISABLE_PLUGINS": "builtin.stitch"}))
+    assert "stitch" not in runner.invoke(app, ["--help"]).output
+
+
+def test_installed_entry_points_group_is_ptycho():
+    # the real lookup must not fail even when no third-party plugin is installed
+    assert isinstance(list(metadata.entry_points(group="ptycho")), list)
+
+
+def test_command_name_conflict_is_reported_not_fatal(invoke):
+    clash = types.ModuleType("clash")
+    clash.ptycho_commands = hookimpl(lambda: [CommandSpec("simulate", _hello)])
+    host = get_plugin_manager(plugins=[clash], load_entry_points=False, env={})
+    names = [spec.name for _, spec in host.commands()]
+    assert names.count("simulate") == 1
+    assert any("already provided" in b.reason for b in host.broken)
