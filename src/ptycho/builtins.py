@@ -1,5 +1,5 @@
-"""The built-in objects, probes and scans as registry records (models and variants join them
-from their own modules). The shell exposes these through its built-in plugins."""
+"""The built-in objects, probes, scans and models as registry records. The shell exposes these
+through its built-in plugins; library users get them from ``Components.builtin()``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from ptycho.physics import object as objects
 from ptycho.physics import probe as probes
 from ptycho.physics import scan as scans
-from ptycho.registry import ObjectSpec, ProbeSpec, ScanSpec
+from ptycho.registry import ModelSpec, ObjectSpec, ProbeSpec, ScanSpec
 
 
 def builtin_object_specs() -> list[ObjectSpec]:
@@ -37,10 +37,17 @@ def builtin_scan_specs() -> list[ScanSpec]:
     ]
 
 
+def builtin_model_specs() -> list[ModelSpec]:
+    from ptycho.models.network import build_cnn
+
+    return [ModelSpec("cnn", build_cnn, "encoder + amplitude/phase decoders (space-to-depth, conv-pool)")]
+
+
 def builtin_specs() -> dict[str, list[Any]]:
     """Every built-in record, keyed like :meth:`ptycho.registry.Components.from_specs`."""
     return {
         "objects": builtin_object_specs(),
         "probes": builtin_probe_specs(),
         "scans": builtin_scan_specs(),
+        "models": builtin_model_specs(),
     }

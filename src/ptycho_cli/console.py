@@ -23,8 +23,11 @@ def stderr() -> Console:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, *, quiet: bool, extra: str = "") -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields ``update(done, total, **fields)``. Silent if quiet."""
+def progress_bar(description: str, *, quiet: bool, extra: str = "", **fields: Any) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr; yields ``update(done, total, **fields)``. Silent if quiet.
+
+    ``extra`` is a column template using ``{task.fields[...]}``; ``fields`` are their initial values.
+    """
     if quiet:
         yield lambda done, total, **fields: None
         return
@@ -32,7 +35,7 @@ def progress_bar(description: str, *, quiet: bool, extra: str = "") -> Iterator[
     if extra:
         columns.append(TextColumn(extra))
     with Progress(*columns, console=stderr(), transient=False) as bar:
-        task = bar.add_task(description, total=None)
+        task = bar.add_task(description, total=None, **fields)
 
         def update(done: int, total: int, **fields: Any) -> None:
             bar.update(task, completed=done, total=total, **fields)

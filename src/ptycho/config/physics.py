@@ -45,9 +45,9 @@ class ProbeConfig(StrictModel):
     """
 
     kind: str = "ideal"
-    diameter_frac: float = Field(default=0.5, gt=0, le=1, description="disk diameter / N")
+    diameter_frac: float = Field(default=0.7, gt=0, le=1, description="disk diameter / N")
     edge_px: NonNegative = Field(default=2.0, description="width of the smoothed disk edge")
-    defocus_rad: float = Field(default=0.0, description="quadratic phase at the disk edge, radians")
+    defocus_rad: float = Field(default=8.0, description="quadratic phase at the disk edge, radians (breaks the twin-image symmetry)")
     sigma_frac: float = Field(default=0.15, gt=0, description="Gaussian probe sigma / N")
 
 

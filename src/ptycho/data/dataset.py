@@ -93,6 +93,18 @@ class Dataset:
             _closer=None,
         )
 
+    def fingerprint(self) -> str:
+        """A SHA-256 over sizes, positions, probe and a sample of patterns (cheap for any size)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        digest.update(np.asarray(self.diffraction.shape, dtype=np.int64).tobytes())
+        for arr in (self.x, self.y, self.probe):
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        sample = np.unique(np.linspace(0, self.n_patterns - 1, min(self.n_patterns, 16)).astype(np.int64))
+        digest.update(self.read_patterns(sample).tobytes())
+        return digest.hexdigest()
+
     def close(self) -> None:
         """Release the file behind a lazily read dataset (no-op for in-memory data)."""
         if self._closer is not None:

@@ -35,7 +35,8 @@ __all__ = [
 
 
 def temp_path_for(path: str | os.PathLike[str]) -> Path:
-    """A fresh temporary path in the directory of ``path``, keeping its suffix.
+    """A fresh temporary path in the directory of ``path``, keeping all its suffixes (writers
+    such as Keras check for ``.weights.h5``).
 
     Creates the parent directory if needed.
 
@@ -47,12 +48,14 @@ def temp_path_for(path: str | os.PathLike[str]) -> Path:
     Returns
     -------
     Path
-        ``<dir>/.{name}.tmp-{pid}-{random}{suffix}``; the file itself is not created.
+        ``<dir>/.{stem}.tmp-{pid}-{random}{suffixes}``; the file itself is not created.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(4)
-    return final.with_name(f".{final.name}.tmp-{os.getpid()}-{token}{final.suffix}")
+    suffixes = "".join(final.suffixes)
+    stem = final.name[: len(final.name) - len(suffixes)] if suffixes else final.name
+    return final.with_name(f".{stem}.tmp-{os.getpid()}-{token}{suffixes}")
 
 
 def discard_temp(tmp: Path) -> None:

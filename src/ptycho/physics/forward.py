@@ -102,6 +102,20 @@ def place_patches(patches: Any, x: Any, y: Any, H: int, W: int) -> Any:
     return tf.reshape(tf.complex(real, imag), [n_images, H, W])
 
 
+def propagate(exit_waves: Any) -> Any:
+    """Far-field wave: unitary 2-D DFT, DC-centred (fftshifted). ``(..., N, N)`` complex64."""
+    tf = _tf()
+    N = int(exit_waves.shape[-1])
+    return tf.signal.fftshift(tf.signal.fft2d(exit_waves) / tf.complex(float(N), 0.0), axes=(-2, -1))
+
+
+def back_propagate(farfield: Any) -> Any:
+    """Inverse of :func:`propagate`: DC-centred far-field wave → exit wave."""
+    tf = _tf()
+    N = int(farfield.shape[-1])
+    return tf.signal.ifft2d(tf.signal.ifftshift(farfield, axes=(-2, -1))) * tf.complex(float(N), 0.0)
+
+
 def farfield_intensity(exit_waves: Any) -> Any:
     """``|F(ψ)|²`` with the unitary 2-D DFT, DC-centred (fftshifted) like a detector image.
 
@@ -114,10 +128,8 @@ def farfield_intensity(exit_waves: Any) -> Any:
     (..., N, N) float32; ``Σ`` over the last two axes equals ``Σ|ψ|²`` (Parseval).
     """
     tf = _tf()
-    N = int(exit_waves.shape[-1])
-    spectrum = tf.signal.fft2d(exit_waves) / tf.complex(float(N), 0.0)
-    intensity = tf.math.real(spectrum * tf.math.conj(spectrum))
-    return tf.signal.fftshift(intensity, axes=(-2, -1))
+    spectrum = propagate(exit_waves)
+    return tf.math.real(spectrum * tf.math.conj(spectrum))
 
 
 def diffraction_intensity(object_patches: Any, probe: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Built-in plugin: the core's objects, probes and scans, registered through the same hooks a
+"""Built-in plugin: the core's objects, probes, scans and models, registered through the same hooks a
 third-party plugin uses."""
 
 from __future__ import annotations
@@ -25,3 +25,10 @@ def ptycho_scans():
     from ptycho.builtins import builtin_scan_specs
 
     return builtin_scan_specs()
+
+
+@hookimpl
+def ptycho_models():
+    from ptycho.builtins import builtin_model_specs
+
+    return builtin_model_specs()

@@ -1,11 +1,97 @@
-"""`ptycho train`: Train the PINN on a dataset."""
+"""``ptycho train``: fit the PINN on a dataset and write a model bundle."""
 
 from __future__ import annotations
 
-from ptycho_cli.commands._placeholder import placeholder
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
 from ptycho_cli.hookspecs import hookimpl
+from ptycho_cli.options import ConfigFiles, Json, Quiet, SetItems, Verbose
+from ptycho_cli.specs import CommandSpec
+
+Opt = typer.Option
+
+
+def train_command(
+    ctx: typer.Context,
+    dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Dataset (.h5, .npz or PtychoPINN .npz).", show_default=False)],
+    out: Annotated[Path, Opt("--out", "-o", help="Model bundle directory.")],
+    gridsize: Annotated[Optional[int], Opt("--gridsize", help="Group side g (default: the dataset's).")] = None,
+    epochs: Annotated[Optional[int], Opt("--epochs", help="Total epochs (with --resume: up to this many).")] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", help="Groups per step.")] = None,
+    loss: Annotated[Optional[str], Opt("--loss", help="nll (Poisson, on counts) or mae (on amplitudes).")] = None,
+    learning_rate: Annotated[Optional[float], Opt("--learning-rate", "--lr", help="Adam learning rate.")] = None,
+    n_groups: Annotated[Optional[int], Opt("--n-groups", help="Groups to train on (default one per position).")] = None,
+    neighbors: Annotated[Optional[int], Opt("--neighbors", help="Draw group members from the K nearest.")] = None,
+    N: Annotated[Optional[int], Opt("--N", help="Expected pattern size (checked against the data).")] = None,
+    n_filters_scale: Annotated[Optional[int], Opt("--n-filters-scale", help="Network width multiplier.")] = None,
+    strategy: Annotated[Optional[str], Opt("--strategy", help="default, mirrored or multiworker (tf.distribute).")] = None,
+    jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the training step.", show_default=False)] = None,
+    seed: Annotated[Optional[int], Opt("--seed", help="Seed for grouping, split, shuffling and weights.")] = None,
+    resume: Annotated[bool, Opt("--resume", help="Continue the bundle in --out from its last epoch.")] = False,
+    config: ConfigFiles = None,
+    set_: SetItems = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    as_json: Json = False,
+) -> None:
+    """Train the physics-informed network on DATASET (no ground truth needed).
+
+    Writes the bundle (config.json, model.weights.h5, probe.npy, scale.json, history.json,
+    manifest.json), loss.png and config.yaml into OUT. A checkpoint is written every epoch;
+    a non-finite loss restores the last good weights and halves the learning rate.
+
+    Examples:
+
+      ptycho train data.h5 --out model/
+
+      ptycho train data.h5 --out model/ --gridsize 2 --epochs 20 --loss nll
+
+      ptycho train data.h5 --out model/ --epochs 30 --resume
+    """
+    from ptycho.config.train import TrainConfig
+    from ptycho_cli.config_io import resolve_config
+    from ptycho_cli.console import print_summary, progress_bar
+    from ptycho_cli.errors import guard
+
+    with guard(verbose):
+        flags = {
+            "model.gridsize": gridsize, "epochs": epochs, "batch_size": batch_size, "loss": loss,
+            "learning_rate": learning_rate, "n_groups": n_groups, "neighbors": neighbors, "model.N": N,
+            "model.n_filters_scale": n_filters_scale, "strategy": strategy, "jit": jit, "seed": seed,
+        }
+        cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags)
+        from ptycho.workflows.train import train
+
+        with progress_bar("training", quiet=quiet or as_json, extra="loss {task.fields[loss]}", loss="-") as update:
+            def on_step(report) -> None:
+                update(report.step, report.steps, description=f"epoch {report.epoch + 1}/{cfg.epochs}",
+                       loss=f"{report.loss:.4g}")
+
+            result = train(cfg, dataset, out, ctx.obj.components(), resume=resume, on_step=on_step)
+        history = result.history
+        print_summary(
+            "trained",
+            {
+                "bundle": str(result.out),
+                "loss curve": str(result.out / "loss.png"),
+                "epochs": result.epochs,
+                "groups": result.n_groups,
+                "first loss": history["loss"][0] if history["loss"] else float("nan"),
+                "final loss": history["loss"][-1] if history["loss"] else float("nan"),
+                "final val loss": history["val_loss"][-1] if history["val_loss"] else float("nan"),
+                "stopped early": result.stopped_early,
+                "NaN recoveries": result.nan_recoveries,
+                "patterns/s": result.patterns_per_second,
+                "seconds": result.seconds,
+            },
+            as_json=as_json,
+            quiet=quiet,
+        )
 
 
 @hookimpl
 def ptycho_commands():
-    return [placeholder("train", "Train the PINN on a dataset")]
+    return [CommandSpec("train", train_command)]

@@ -1,0 +1,17 @@
+"""Configuration of ``ptycho infer``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ptycho.config.base import StrictModel
+
+
+class InferConfig(StrictModel):
+    """Batching and grouping for inference. Grouping follows the bundle's training settings
+    (gridsize, neighbours, seed); by default every position seeds one group."""
+
+    batch_size: int = Field(default=64, gt=0)
+    n_groups: int | None = Field(default=None, gt=0, description="default: one group per position")
+    dose_tolerance: float = Field(default=2.0, gt=1, description="largest photon-scale ratio accepted")
+    jit: bool = True

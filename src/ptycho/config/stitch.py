@@ -1,0 +1,33 @@
+"""Configuration of ``ptycho stitch`` (SPEC §8)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ptycho.config.base import StrictModel
+from ptycho.errors import ConfigError
+
+
+class StitchConfig(StrictModel):
+    """How per-position patches become one object image.
+
+    ``crop`` is the side ``M`` of the central ``M×M`` crop of each patch that is placed
+    (default ``N//2``); any ``1 ≤ M ≤ N`` is allowed, checked against ``N`` at run time.
+    ``chunk_groups`` groups are read and placed at a time, which bounds memory.
+    """
+
+    crop: int | None = Field(default=None, ge=1, description="central crop side M (default N//2)")
+    chunk_groups: int = Field(default=256, ge=1, description="groups read and placed at a time")
+
+    def crop_size(self, N: int) -> int:
+        """The crop side for patches of size ``N``.
+
+        Raises
+        ------
+        ConfigError
+            If ``crop > N``.
+        """
+        M = self.crop if self.crop is not None else max(1, N // 2)
+        if M > N:
+            raise ConfigError(f"stitch.crop: {M} is larger than the patch size N={N}; use 1 ≤ --crop ≤ {N}")
+        return M

@@ -1,0 +1,59 @@
+"""Configuration of the PINN (``model``) and of ``ptycho train``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ptycho.config.base import StrictModel
+
+SUPPORTED_N = (32, 64, 128, 256)
+
+
+class ModelConfig(StrictModel):
+    """The network and its physics layers. ``N`` and ``gridsize`` default to the dataset's."""
+
+    architecture: str = "cnn"
+    N: int | None = Field(default=None, description="pattern size; must match the data")
+    gridsize: int | None = Field(default=None, ge=1, le=4, description="default: the dataset's gridsize")
+    n_filters_scale: int = Field(default=2, ge=1, le=8)
+    amplitude_max: float = Field(default=2.0, gt=0, description="amplitude head: a_max·sigmoid")
+    probe_trainable: bool = False
+    scale_trainable: bool = Field(default=False, description="one trainable scalar on predicted counts")
+    seed: int = Field(default=0, ge=0, description="weight initialisation seed (train sets it from its seed)")
+    epie_iterations: int = Field(default=5, ge=0, le=100, description="physics-informed input: ePIE steps (0 = off)")
+
+    @property
+    def input_channels(self) -> int:
+        """Network input channels per group member: √counts, plus Re/Im of the ePIE estimate."""
+        return 3 if self.epie_iterations else 1
+
+    @model_validator(mode="after")
+    def _supported_size(self) -> "ModelConfig":
+        if self.N is not None and self.N not in SUPPORTED_N:
+            raise ValueError(f"N must be one of {', '.join(map(str, SUPPORTED_N))}")
+        return self
+
+
+class TrainConfig(StrictModel):
+    """Everything that determines a training run (with the dataset and seed, a run is repeatable)."""
+
+    model: ModelConfig = ModelConfig()
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=16, gt=0)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    loss: Literal["nll", "mae"] = "nll"
+    validation_split: float = Field(default=0.1, ge=0, lt=1)
+    n_groups: int | None = Field(default=None, gt=0, description="default: one group per position")
+    neighbors: int | None = Field(default=None, gt=0, description="draw members from the K nearest")
+    oversample: bool = False
+    seed: int = Field(default=0, ge=0)
+    reduce_lr_patience: int = Field(default=3, ge=1)
+    reduce_lr_factor: float = Field(default=0.5, gt=0, lt=1)
+    min_learning_rate: float = Field(default=1e-5, gt=0)
+    early_stopping_patience: int | None = Field(default=8, ge=1)
+    strategy: Literal["default", "mirrored", "multiworker"] = "default"
+    jit: bool = Field(default=True, description="XLA-compile the training step")
+    max_nan_recoveries: int = Field(default=4, ge=0)
+    loss_epsilon: float = Field(default=1e-8, gt=0, description="ε inside the Poisson log")

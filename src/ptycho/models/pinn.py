@@ -1,0 +1,119 @@
+"""The PINN: a network plus its physics (probe, photon scale, group canvas), all state owned by
+the object, none at module level, so several models live side by side in one process."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ptycho._tf import tf as _tf
+from ptycho.config.train import ModelConfig
+from ptycho.models.features import epie_estimate
+from ptycho.models.physics import predicted_counts
+from ptycho.registry import Components
+
+
+@dataclass(frozen=True)
+class PhysicsSettings:
+    """What the physics layers need besides the network, fixed when a model is created.
+
+    ``input_scale`` maps √counts to network inputs of O(1): ``N / √(Σ|P|²)``, from the probe gauge
+    (SPEC §2), so a dataset recorded with the same probe and dose is normalised identically.
+    ``canvas_size`` is the group canvas side (None for ``gridsize = 1``).
+    """
+
+    N: int
+    gridsize: int
+    probe_photons: float
+    input_scale: float
+    canvas_size: int | None
+
+    @property
+    def C(self) -> int:
+        return self.gridsize**2
+
+    @property
+    def counts_norm(self) -> float:
+        """Mean counts per pixel of a unit-amplitude object: ``Σ|P|² / N²``."""
+        return self.probe_photons / self.N**2
+
+    @classmethod
+    def from_probe(cls, probe: np.ndarray, gridsize: int, canvas_size: int | None) -> "PhysicsSettings":
+        N = int(probe.shape[-1])
+        photons = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+        return cls(N, gridsize, photons, N / math.sqrt(photons), canvas_size if gridsize > 1 else None)
+
+
+class PINN:
+    """Network, probe and scale, with the forward path used in training and inference.
+
+    Parameters
+    ----------
+    config : resolved ModelConfig (``N`` and ``gridsize`` set)
+    physics : PhysicsSettings
+    probe : (N, N) complex64 initial probe, √counts
+    components : where the architecture is looked up (``ptycho_models``)
+    """
+
+    def __init__(self, config: ModelConfig, physics: PhysicsSettings, probe: np.ndarray, components: Components):
+        tf = _tf()
+        spec, _ = components.models.get(config.architecture, field_name="model.architecture")
+        self.config = config
+        self.physics = physics
+        self.network = spec.build(config)
+        probe = np.asarray(probe, dtype=np.complex64)
+        self.probe_real = tf.Variable(probe.real, trainable=config.probe_trainable, name="probe_real")
+        self.probe_imag = tf.Variable(probe.imag, trainable=config.probe_trainable, name="probe_imag")
+        self.scale = tf.Variable(1.0, trainable=config.scale_trainable, name="scale_correction")
+
+    @property
+    def probe(self) -> Any:
+        tf = _tf()
+        return tf.complex(self.probe_real, self.probe_imag)
+
+    @property
+    def trainable_variables(self) -> list[Any]:
+        extra = [v for v in (self.probe_real, self.probe_imag, self.scale) if v.trainable]
+        return list(self.network.trainable_variables) + extra
+
+    @property
+    def physics_variables(self) -> list[Any]:
+        return [self.probe_real, self.probe_imag, self.scale]
+
+    def features(self, counts: Any, offset_x: Any, offset_y: Any, canvas_size: int | None = None) -> Any:
+        """Network input from counts ``(B, N, N, C)`` and member offsets ``(B, C)``:
+        ``√counts · input_scale`` and, with ``epie_iterations > 0``, the real and imaginary parts
+        of the group's ePIE estimate → ``(B, N, N, k·C)``. ``canvas_size`` overrides the trained
+        canvas for groups spread wider than the training groups (any size that holds every window
+        gives the same result)."""
+        tf = _tf()
+        amplitudes = tf.sqrt(tf.maximum(counts, 0.0))
+        channels = [amplitudes * self.physics.input_scale]
+        if self.config.epie_iterations:
+            size = canvas_size or self.physics.canvas_size or self.physics.N
+            estimate = epie_estimate(tf.transpose(amplitudes, [0, 3, 1, 2]), self.probe, offset_x, offset_y,
+                                     size, self.config.epie_iterations)
+            estimate = tf.transpose(estimate, [0, 2, 3, 1])
+            channels += [tf.math.real(estimate), tf.math.imag(estimate)]
+        return tf.concat(channels, axis=-1)
+
+    def object_patches(self, counts: Any, offset_x: Any, offset_y: Any, training: bool = False,
+                       canvas_size: int | None = None) -> Any:
+        """Complex object patches ``(B, C, N, N)`` from counts ``(B, N, N, C)`` and offsets ``(B, C)``."""
+        tf = _tf()
+        features = self.features(counts, offset_x, offset_y, canvas_size)
+        amplitude, phase = self.network(features, training=training)
+        amplitude = tf.transpose(amplitude, [0, 3, 1, 2])
+        phase = tf.transpose(phase, [0, 3, 1, 2])
+        return tf.complex(amplitude * tf.cos(phase), amplitude * tf.sin(phase))
+
+    def predict_counts(self, counts: Any, offset_x: Any, offset_y: Any, training: bool = False) -> Any:
+        """Predicted counts ``(B, N, N, C)`` for measured counts ``(B, N, N, C)`` and member offsets
+        ``(B, C)``: network → object patches → physics layers."""
+        tf = _tf()
+        patches = self.object_patches(counts, offset_x, offset_y, training=training)
+        lam = predicted_counts(patches, offset_x, offset_y, self.probe, self.physics.canvas_size)
+        return tf.transpose(lam, [0, 2, 3, 1]) * self.scale

@@ -1,0 +1,217 @@
+"""The training loop: compiled steps, NaN guard, learning-rate plateau schedule, early stopping.
+
+The step (network → physics → loss → gradients → Adam) runs as one ``tf.function`` (XLA-compiled
+with ``jit``) under a ``tf.distribute`` strategy; Python only iterates over batches and checks one
+finiteness flag per step. A non-finite loss or gradient is never applied: the epoch stops, the last
+good weights and optimizer state are restored, the learning rate is halved, and training goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ptycho._tf import tf as _tf
+from ptycho.config.train import TrainConfig
+from ptycho.models.bundle import History
+from ptycho.models.losses import per_group_loss
+from ptycho.models.pinn import PINN
+
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray]
+PLATEAU_MIN_DELTA = 1e-4  # relative improvement that counts as progress
+
+
+def make_strategy(name: str) -> Any:
+    """``default`` (one device), ``mirrored`` (all local devices) or ``multiworker`` (TF_CONFIG)."""
+    tf = _tf()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+class Diverged(Exception):
+    """Training hit a non-finite loss more often than it may recover."""
+
+
+@dataclass
+class StepReport:
+    epoch: int
+    step: int
+    steps: int
+    loss: float
+
+
+class Trainer:
+    """Fits a :class:`PINN` with Adam under a distribution strategy.
+
+    Parameters
+    ----------
+    model : PINN, created inside ``strategy.scope()``
+    config : TrainConfig
+    strategy : the ``tf.distribute`` strategy the model was created under
+    """
+
+    def __init__(self, model: PINN, config: TrainConfig, strategy: Any):
+        tf = _tf()
+        import keras
+
+        self.model, self.config, self.strategy = model, config, strategy
+        with strategy.scope():
+            self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+            self.optimizer.build(model.trainable_variables)
+        self.variables = model.trainable_variables
+        norm, eps, kind = model.physics.counts_norm, config.loss_epsilon, config.loss
+        replicas = strategy.num_replicas_in_sync
+
+        def loss_and_grads(counts: Any, ox: Any, oy: Any) -> tuple[Any, Any]:
+            with tf.GradientTape() as tape:
+                lam = model.predict_counts(counts, ox, oy, training=True)
+                per_group = per_group_loss(kind, lam, counts, norm=norm, epsilon=eps)
+                loss = tf.reduce_mean(per_group) / replicas
+            return loss, tape.gradient(loss, self.variables)
+
+        compiled = tf.function(loss_and_grads, jit_compile=config.jit, reduce_retracing=True)
+
+        def replica_step(counts: Any, ox: Any, oy: Any) -> tuple[Any, Any]:
+            loss, grads = compiled(counts, ox, oy)
+            finite = tf.math.is_finite(loss)
+            for g in grads:
+                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+            grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+            self.optimizer.apply_gradients(zip(grads, self.variables))
+            return loss, tf.cast(finite, tf.float32)
+
+        @tf.function(reduce_retracing=True)
+        def train_step(counts: Any, ox: Any, oy: Any) -> tuple[Any, Any]:
+            loss, ok = strategy.run(replica_step, args=(counts, ox, oy))
+            total = tf.distribute.ReduceOp.SUM
+            return strategy.reduce(total, loss, axis=None), strategy.reduce(total, ok, axis=None)
+
+        @tf.function(reduce_retracing=True)
+        def eval_step(counts: Any, ox: Any, oy: Any) -> Any:
+            lam = model.predict_counts(counts, ox, oy, training=False)
+            return tf.reduce_sum(per_group_loss(kind, lam, counts, norm=norm, epsilon=eps))
+
+        self._train_step, self._eval_step = train_step, eval_step
+
+    # -- state -----------------------------------------------------------------------------
+    def _state_variables(self) -> list[Any]:
+        return list(self.model.network.weights) + self.model.physics_variables + list(self.optimizer.variables)
+
+    def snapshot(self) -> list[np.ndarray]:
+        return [np.array(v.numpy()) for v in self._state_variables()]
+
+    def restore(self, snapshot: list[np.ndarray]) -> None:
+        for variable, value in zip(self._state_variables(), snapshot, strict=True):
+            variable.assign(value)
+
+    def optimizer_state(self) -> list[np.ndarray]:
+        return [np.array(v.numpy()) for v in self.optimizer.variables]
+
+    def load_optimizer_state(self, values: list[np.ndarray]) -> None:
+        for variable, value in zip(self.optimizer.variables, values, strict=True):
+            variable.assign(value)
+
+    @property
+    def learning_rate(self) -> float:
+        return float(np.asarray(self.optimizer.learning_rate))
+
+    def set_learning_rate(self, value: float) -> None:
+        self.optimizer.learning_rate.assign(value)
+
+    # -- loops -----------------------------------------------------------------------------
+    def _to_device(self, batch: Batch) -> tuple[Any, Any, Any]:
+        tf = _tf()
+        return tuple(tf.convert_to_tensor(a) for a in batch)  # type: ignore[return-value]
+
+    def run_epoch(self, batches: Iterable[Batch], steps: int, epoch: int,
+                  on_step: Callable[[StepReport], None] | None = None) -> float | None:
+        """Train one epoch; returns the mean loss, or None if a non-finite step stopped it."""
+        total, count = 0.0, 0
+        for step, batch in enumerate(batches):
+            loss, ok = self._train_step(*self._to_device(batch))
+            if float(ok) < self.strategy.num_replicas_in_sync:  # some replica saw a non-finite value
+                return None
+            total += float(loss)
+            count += 1
+            if on_step:
+                on_step(StepReport(epoch, step + 1, steps, total / count))
+        return total / max(count, 1)
+
+    def evaluate(self, batches: Iterable[Batch]) -> float:
+        total, n = 0.0, 0
+        for batch in batches:
+            total += float(self._eval_step(*self._to_device(batch)))
+            n += len(batch[0])
+        return total / max(n, 1)
+
+    def fit(
+        self,
+        history: History,
+        epoch_batches: Callable[[int], tuple[Iterable[Batch], int]],
+        val_batches: Callable[[], Iterable[Batch]] | None,
+        *,
+        on_step: Callable[[StepReport], None] | None = None,
+        on_epoch: Callable[[int, History], None] | None = None,
+    ) -> History:
+        """Train from ``history.epochs`` up to ``config.epochs``.
+
+        ``epoch_batches(epoch)`` gives that epoch's batches and their count. ``on_epoch`` runs
+        after every good epoch (the workflow checkpoints there).
+
+        Raises
+        ------
+        Diverged
+            After more than ``max_nan_recoveries`` recoveries; the weights are the last good ones.
+        """
+        cfg = self.config
+        good = self.snapshot()
+        best, wait_lr, wait_stop = _best_so_far(history), 0, 0
+        epoch = history.epochs
+        while epoch < cfg.epochs:
+            t0 = time.perf_counter()
+            batches, steps = epoch_batches(epoch)
+            loss = self.run_epoch(batches, steps, epoch, on_step)
+            if loss is None or not math.isfinite(loss):
+                history.nan_recoveries += 1
+                self.restore(good)
+                self.set_learning_rate(self.learning_rate * 0.5)
+                if history.nan_recoveries > cfg.max_nan_recoveries:
+                    raise Diverged(
+                        f"non-finite loss in epoch {epoch + 1} after {history.nan_recoveries - 1} recoveries "
+                        f"(learning rate now {self.learning_rate:.3g})"
+                    )
+                continue
+            val = self.evaluate(val_batches()) if val_batches else float("nan")
+            history.loss.append(loss)
+            history.val_loss.append(val)
+            history.learning_rate.append(self.learning_rate)
+            history.seconds.append(time.perf_counter() - t0)
+            good = self.snapshot()
+            epoch += 1
+            monitored = val if math.isfinite(val) else loss
+            if monitored < best * (1 - PLATEAU_MIN_DELTA):
+                best, wait_lr, wait_stop = monitored, 0, 0
+            else:
+                wait_lr, wait_stop = wait_lr + 1, wait_stop + 1
+                if wait_lr >= cfg.reduce_lr_patience:
+                    self.set_learning_rate(max(self.learning_rate * cfg.reduce_lr_factor, cfg.min_learning_rate))
+                    wait_lr = 0
+            if on_epoch:
+                on_epoch(epoch, history)
+            if cfg.early_stopping_patience is not None and wait_stop >= cfg.early_stopping_patience:
+                history.stopped_early = True
+                break
+        return history
+
+
+def _best_so_far(history: History) -> float:
+    values = [v if math.isfinite(v) else l for l, v in zip(history.loss, history.val_loss)]
+    return min(values) if values else math.inf

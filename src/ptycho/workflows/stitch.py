@@ -1,0 +1,197 @@
+"""``stitch``: per-position object patches → one object image (SPEC §8).
+
+Each member patch ``(N, N)`` contributes its central ``M×M`` crop, placed where its pixels came
+from with :func:`~ptycho.physics.forward.place_patches` (bilinear, the adjoint of
+``extract_patches``), and the crops are overlap-averaged with the same support in numerator and
+denominator::
+
+    num = Σ place(crop),   den = Σ place(ones),   object = num / den  where den > DEN_RTOL·max(den)
+
+so pixels outside every crop stay exactly 0 (and are marked unsupported); nothing is amplified.
+
+**Crop geometry.** The crop starts at patch index ``s = (N − M) // 2``. Its centre lies at
+``s + (M−1)/2`` in patch coordinates, i.e. ``(x, y) + δ·(1, 1)`` globally with
+``δ = s + (M−1)/2 − (N−1)/2``: ``δ = 0`` when ``N − M`` is even (the crop is centred on the
+window), ``δ = −½`` when it is odd (no whole-pixel crop can be centred then). The crop is placed
+at its *true* centre ``(x + δ, y + δ)``, so every pixel returns exactly to where it was extracted
+and no resampling is involved.
+
+**Canvas.** ``origin = floor(min(c − (M−1)/2))`` over all crop centres ``c`` (per axis) and the last
+pixel is ``ceil(max(c + (M−1)/2))``: the canvas holds every pixel any crop touches, no more.
+Placement runs on the CPU (deterministic summation order), a chunk of groups at a time on a
+sub-canvas spanning that chunk only, accumulated in float64.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ptycho import __version__
+from ptycho.config.stitch import StitchConfig
+from ptycho.errors import DataError
+from ptycho.io.objects import ObjectImage, PatchesFile, object_format, read_patches, write_object
+
+Progress = Callable[[int, int], None]
+
+DEN_RTOL = 1e-6
+"""Pixels whose summed placement weight is below ``DEN_RTOL·max`` are unsupported (set to 0)."""
+MAX_CANVAS_PX = 1 << 28
+"""Largest canvas (pixels) stitch builds; beyond this the positions are almost surely not in pixels."""
+SNAP_PX = 1e-9
+"""Crop edges within this distance of a whole pixel are treated as whole (no spurious extra row)."""
+
+
+@dataclass(frozen=True)
+class StitchResult:
+    """What :func:`stitch` wrote and the canvas it built."""
+
+    path: Path
+    config_path: Path
+    amplitude_path: Path | None
+    phase_path: Path | None
+    shape: tuple[int, int]
+    origin_x: float
+    origin_y: float
+    crop: int
+    N: int
+    n_groups: int
+    n_patches: int
+    coverage: float  # fraction of canvas pixels supported
+    seconds: float
+
+
+def crop_geometry(N: int, M: int) -> tuple[int, float]:
+    """Start index ``s`` of the central ``M×M`` crop of an ``N×N`` patch, and the offset ``δ``
+    (0 or −½ px) of the crop's centre from the window centre (module docstring)."""
+    s = (N - M) // 2
+    return s, s + (M - 1) / 2 - (N - 1) / 2
+
+
+def _snap(v: float, rounding: Callable[[float], float]) -> int:
+    r = round(v)
+    return int(r) if abs(v - r) < SNAP_PX else int(rounding(v))
+
+
+def canvas_extent(cx: np.ndarray, cy: np.ndarray, M: int) -> tuple[int, int, int, int]:
+    """``(origin_x, origin_y, H, W)`` of the canvas holding every ``M×M`` crop centred at ``(cx, cy)``."""
+    half = (M - 1) / 2
+    ox, oy = _snap(float(np.min(cx)) - half, math.floor), _snap(float(np.min(cy)) - half, math.floor)
+    last_x, last_y = _snap(float(np.max(cx)) + half, math.ceil), _snap(float(np.max(cy)) + half, math.ceil)
+    return ox, oy, last_y - oy + 1, last_x - ox + 1
+
+
+def accumulate_crops(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], origin: tuple[int, int], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the bilinear placements of crops and of their support.
+
+    Parameters
+    ----------
+    chunks : iterable of (crops (K, M, M) complex, cx (K,), cy (K,))
+        Crops and their centres in global object pixels.
+    origin : (origin_x, origin_y) int
+    shape : (H, W)
+
+    Returns
+    -------
+    num : (H, W) complex128, ``Σ place(crop)``
+    den : (H, W) float64, ``Σ place(ones)``
+    """
+    from ptycho._tf import tf
+    from ptycho.physics.forward import place_patches
+
+    num = np.zeros(shape, np.complex128)
+    den = np.zeros(shape, np.float64)
+    for crops, cx, cy in chunks:
+        M = crops.shape[-1]
+        lx, ly = cx - origin[0], cy - origin[1]  # canvas coordinates
+        sx, sy, h, w = canvas_extent(lx, ly, M)  # sub-canvas of this chunk
+        stack = np.stack([crops, np.ones_like(crops)]).astype(np.complex64)  # (2, K, M, M)
+        px = np.broadcast_to(lx - sx, (2, len(lx)))
+        py = np.broadcast_to(ly - sy, (2, len(ly)))
+        with tf().device("/CPU:0"):
+            placed = place_patches(stack, px, py, h, w).numpy()
+        num[sy:sy + h, sx:sx + w] += placed[0]
+        den[sy:sy + h, sx:sx + w] += placed[1].real
+    return num, den
+
+
+def stitch(
+    config: StitchConfig, patches: Path | PatchesFile, out: Path, *, figures: bool = True,
+    progress: Progress | None = None,
+) -> StitchResult:
+    """Stitch a patches file into an object file, with amplitude/phase PNGs and the resolved config.
+
+    ``patches`` is a path or an already opened :class:`~ptycho.io.objects.PatchesFile`.
+
+    Writes ``out`` (``.npz``/``.h5``), ``<stem>.amplitude.png``, ``<stem>.phase.png`` and
+    ``<stem>.config.yaml`` beside it, each atomically.
+
+    Raises
+    ------
+    ConfigError
+        Crop larger than ``N`` or an unknown output suffix.
+    DataError
+        Invalid patches file (missing keys, shapes, NaN) or positions spanning an absurd canvas.
+    """
+    from ptycho.io.config_file import write_resolved_config
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    object_format(out)  # fail on a bad suffix before any work
+    pf = patches if isinstance(patches, PatchesFile) else read_patches(patches)
+    M = config.crop_size(pf.N)
+    s, delta = crop_geometry(pf.N, M)
+    ox, oy, H, W = canvas_extent(pf.x + delta, pf.y + delta, M)
+    if H * W > MAX_CANVAS_PX:
+        raise DataError(f"{pf.path}: the positions span a {H}×{W} px canvas (more than {MAX_CANVAS_PX} px); "
+                        "x and y must be in object pixels")
+
+    def chunks():
+        for start, block, x, y in pf.iter_chunks(config.chunk_groups):
+            crops = block[:, :, s:s + M, s:s + M].reshape(-1, M, M)
+            yield crops, x.reshape(-1) + delta, y.reshape(-1) + delta
+            if progress:
+                progress(start + len(block), pf.n_groups)
+
+    num, den = accumulate_crops(chunks(), (ox, oy), (H, W))
+    support = den > DEN_RTOL * den.max()
+    obj = np.zeros((H, W), np.complex64)
+    obj[support] = (num[support] / den[support]).astype(np.complex64)
+    metadata = {
+        "created_by": "ptycho stitch", "ptycho_version": __version__, "patches_file": str(pf.path),
+        "N": pf.N, "gridsize": pf.gridsize, "crop": M, "crop_centre_offset_px": delta,
+        "n_groups": pf.n_groups, "n_patches": pf.n_groups * pf.C, "placement": "bilinear (adjoint of extract_patches)",
+        "object_shape_source": list(pf.object_shape) if pf.object_shape else None, "provenance": pf.provenance,
+    }
+    write_object(out, ObjectImage(obj, support, float(ox), float(oy), metadata))
+    config_path = write_resolved_config(out, "stitch", config)
+    amp_path = phase_path = None
+    if figures:
+        amp_path, phase_path = object_figures(out, obj, support, (ox, oy))
+    return StitchResult(
+        path=out, config_path=config_path, amplitude_path=amp_path, phase_path=phase_path, shape=(H, W),
+        origin_x=float(ox), origin_y=float(oy), crop=M, N=pf.N, n_groups=pf.n_groups, n_patches=pf.n_groups * pf.C,
+        coverage=float(support.mean()), seconds=time.perf_counter() - t0,
+    )
+
+
+def object_figures(out: Path, obj: np.ndarray, support: np.ndarray, origin: tuple[int, int]) -> tuple[Path, Path]:
+    """``<stem>.amplitude.png`` and ``<stem>.phase.png`` with colour bars; unsupported pixels blank."""
+    from ptycho.figures.common import new_figure, save_figure, show_image
+
+    H, W = obj.shape
+    extent = (origin[0] - 0.5, origin[0] + W - 0.5, origin[1] + H - 0.5, origin[1] - 0.5)  # global pixels
+    paths = []
+    for name, values, cmap in (("amplitude", np.abs(obj), "gray"), ("phase", np.angle(obj), "viridis")):
+        fig, axes = new_figure(1, 1, size=(5.0, 4.2))
+        unit = " (rad)" if name == "phase" else ""
+        show_image(fig, axes[0, 0], np.where(support, values, np.nan), f"{name}{unit}, {H}×{W} px at x={origin[0]}, y={origin[1]}", cmap=cmap, extent=extent)
+        paths.append(save_figure(fig, out.with_name(f"{out.stem}.{name}.png")))
+    return paths[0], paths[1]

@@ -1,0 +1,182 @@
+"""``train``: fit the PINN on a dataset and write a model bundle (SPEC §5–§7)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptycho.config.train import SUPPORTED_N, ModelConfig, TrainConfig
+from ptycho.data.dataset import Dataset
+from ptycho.data.grouping import Groups, make_groups
+from ptycho.errors import ConfigError, DataError, NumericalError
+from ptycho.physics.noise import seed_stream
+from ptycho.registry import Components
+
+BatchHook = Callable[[int, int, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    epochs: int
+    history: dict[str, Any]
+    n_groups: int
+    patterns_per_epoch: int
+    seconds: float
+    stopped_early: bool
+    nan_recoveries: int
+
+    @property
+    def patterns_per_second(self) -> float:
+        train_time = sum(self.history.get("seconds", [])) or self.seconds
+        return self.patterns_per_epoch * len(self.history.get("seconds", [])) / max(train_time, 1e-9)
+
+
+def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
+    """Fill ``N`` and ``gridsize`` from the data, checking an explicit ``N`` against it."""
+    N = dataset.N
+    if config.model.N is not None and config.model.N != N:
+        raise DataError(
+            f"{dataset.source}: patterns are {N}×{N} but the model was asked for N={config.model.N}; "
+            f"drop --N or simulate with --N {config.model.N}"
+        )
+    if N not in SUPPORTED_N:
+        raise DataError(f"{dataset.source}: pattern size {N} is not supported; use one of {SUPPORTED_N}")
+    gridsize = config.model.gridsize or int(dataset.metadata.get("gridsize", 1))
+    return config.model.model_copy(update={"N": N, "gridsize": gridsize, "seed": config.seed})
+
+
+def split_groups(groups: Groups, fraction: float, seed: int) -> tuple[Groups, Groups | None]:
+    """Random train/validation split of groups (at least one training group)."""
+    n_val = int(round(groups.n_groups * fraction))
+    n_val = min(n_val, groups.n_groups - 1)
+    if n_val <= 0:
+        return groups, None
+    order = seed_stream(seed, "split").permutation(groups.n_groups)
+    return groups.take(np.sort(order[n_val:])), groups.take(np.sort(order[:n_val]))
+
+
+def data_info(dataset: Dataset, groups: Groups, train: Groups, val: Groups | None, config: TrainConfig) -> dict[str, Any]:
+    return {
+        "path": str(dataset.source),
+        "fingerprint": dataset.fingerprint(),
+        "n_patterns": dataset.n_patterns,
+        "n_groups": groups.n_groups,
+        "train_groups": train.n_groups,
+        "val_groups": 0 if val is None else val.n_groups,
+        "max_offset_px": groups.max_offset,
+        "neighbors": config.neighbors,
+        "nphotons": dataset.metadata.get("nphotons"),
+    }
+
+
+def train(
+    config: TrainConfig,
+    dataset_path: Path,
+    out: Path,
+    components: Components | None = None,
+    *,
+    resume: bool = False,
+    on_step: Callable[..., None] | None = None,
+    batch_hook: BatchHook | None = None,
+) -> TrainResult:
+    """Train a PINN on ``dataset_path`` and write the bundle to directory ``out``.
+
+    ``batch_hook(epoch, step, counts) -> counts`` may alter training batches (tests inject NaN).
+
+    Raises
+    ------
+    NumericalError
+        Training diverged beyond recovery (exit code 4); ``out`` keeps the last good bundle.
+    """
+    from ptycho.data.pipeline import batch_rows, iter_group_batches
+    from ptycho.figures.loss import loss_figure
+    from ptycho.io.config_file import write_resolved_config
+    from ptycho.io.datasets import load_dataset
+    from ptycho.models.bundle import History, load_bundle, save_bundle
+    from ptycho.models.physics import canvas_size
+    from ptycho.models.pinn import PINN, PhysicsSettings
+    from ptycho.models.training import Diverged, Trainer, make_strategy
+
+    t0 = time.perf_counter()
+    components = components or Components.builtin()
+    out = Path(out)
+    with load_dataset(dataset_path) as dataset:
+        model_config = resolve_model_config(config, dataset)
+        gridsize = int(model_config.gridsize)
+        try:
+            groups = make_groups(dataset.x, dataset.y, gridsize, n_groups=config.n_groups,
+                                 neighbors=config.neighbors, oversample=config.oversample, seed=config.seed)
+        except ConfigError as exc:
+            raise ConfigError(f"train: {exc}") from None
+        train_groups, val_groups = split_groups(groups, config.validation_split, config.seed)
+        batch_size = min(config.batch_size, train_groups.n_groups)
+        info = data_info(dataset, groups, train_groups, val_groups, config)
+        strategy = make_strategy(config.strategy)
+
+        history = History()
+        with strategy.scope():
+            if resume:
+                bundle = _resume_bundle(out, model_config, components)
+                model, history = bundle.model, bundle.history
+            else:
+                physics = PhysicsSettings.from_probe(dataset.probe, gridsize, canvas_size(groups.max_offset, dataset.N))
+                model = PINN(model_config, physics, dataset.probe, components)
+            trainer = Trainer(model, config, strategy)
+        if resume and (state := bundle.optimizer_state()) is not None:
+            trainer.load_optimizer_state(state)
+            if history.learning_rate:
+                trainer.set_learning_rate(history.learning_rate[-1])
+
+        def epoch_batches(epoch: int):
+            rows = batch_rows(train_groups.n_groups, batch_size, shuffle=True, seed=config.seed, epoch=epoch,
+                              drop_remainder=True)
+
+            def batches():
+                for step, (counts, ox, oy) in enumerate(iter_group_batches(dataset, train_groups, rows)):
+                    yield (batch_hook(epoch, step, counts) if batch_hook else counts), ox, oy
+
+            return batches(), len(rows)
+
+        val_batches = None
+        if val_groups is not None:
+            val_rows = batch_rows(val_groups.n_groups, batch_size, shuffle=False)
+            val_batches = lambda: iter_group_batches(dataset, val_groups, val_rows)  # noqa: E731
+
+        def checkpoint(epoch: int, hist: History) -> None:
+            save_bundle(out, model, train_config=config, history=hist, data_info=info,
+                        optimizer_state=trainer.optimizer_state())
+
+        try:
+            trainer.fit(history, epoch_batches, val_batches, on_step=on_step, on_epoch=checkpoint)
+        except Diverged as exc:
+            kept = f"the last good model (epoch {history.epochs}) is in {out}" if history.epochs else "no model was written"
+            raise NumericalError(
+                f"training diverged: {exc}; {kept}; try a lower --learning-rate or check the data for bad patterns"
+            ) from None
+        if history.epochs:
+            checkpoint(history.epochs, history)
+    write_resolved_config(out, "train", config)
+    loss_figure(out / "loss.png", history.to_dict(), loss_name=config.loss)
+    return TrainResult(out, history.epochs, history.to_dict(), groups.n_groups,
+                       (train_groups.n_groups // batch_size) * batch_size * groups.C,
+                       time.perf_counter() - t0, history.stopped_early, history.nan_recoveries)
+
+
+def _resume_bundle(out: Path, model_config: ModelConfig, components: Components) -> Any:
+    from ptycho.models.bundle import load_bundle
+
+    if not (out / "manifest.json").is_file():
+        raise ConfigError(f"--resume: no bundle to resume in {out}; run without --resume first")
+    bundle = load_bundle(out, components)
+    stored = bundle.model.config
+    if stored != model_config:
+        diff = {k: (getattr(stored, k), getattr(model_config, k)) for k in type(stored).model_fields
+                if getattr(stored, k) != getattr(model_config, k)}
+        raise ConfigError(f"--resume: the bundle in {out} was built with a different model: {diff}")
+    return bundle

@@ -1,0 +1,56 @@
+"""Rich tables of results that several commands print (evaluate, the pipeline demo, debug-ab)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+LEGACY_PHASE_SSIM_LABEL = "phase SSIM (legacy (φ+π)/2π, range 1)"
+_IMAGE_ROWS = (("MAE", "mae"), ("PSNR (dB)", "psnr"), ("SSIM", "ssim"), ("MS-SSIM", "ms_ssim"))
+
+
+def _num(value: Any) -> str:
+    """A metric as text: 4 significant digits; ``–`` for a missing/None value; ``inf``/``nan`` as is."""
+    if value is None:
+        return "–"
+    if isinstance(value, (int, float)):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _resolution(cycles: Any, px: Any) -> str:
+    if cycles is None:
+        return "not crossed"
+    return f"{_num(px)} px ({_num(cycles)} cycles/px)"
+
+
+def metrics_table(metrics: Mapping[str, Any], *, title: str = "metrics") -> Table:
+    """The headline metrics of ``ptycho evaluate`` as a rich table.
+
+    Parameters
+    ----------
+    metrics : mapping
+        As in ``metrics.json`` (or ``ComparisonResult.metrics``): ``amplitude``,
+        ``amplitude_rescaled``, ``phase`` (each with ``mae``, ``psnr``, ``ssim``, ``ms_ssim``),
+        ``frc``, ``amplitude_mean``, ``phase_ssim_legacy``. Missing entries show as ``–``.
+    """
+    amp, resc, phase = (metrics.get(k) or {} for k in ("amplitude", "amplitude_rescaled", "phase"))
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("amplitude", justify="right")
+    table.add_column("amplitude (mean-ratio rescaled)", justify="right")
+    table.add_column("phase", justify="right")
+    for label, key in _IMAGE_ROWS:
+        table.add_row(label, _num(amp.get(key)), _num(resc.get(key)), _num(phase.get(key)))
+    frc = metrics.get("frc") or {}
+    table.add_row("FRC-0.5 resolution (complex object)", _resolution(frc.get("frc50_cycles_per_px"), frc.get("frc50_px")), "", "")
+    table.add_row("FRC-1/7 resolution (complex object)", _resolution(frc.get("frc1_7_cycles_per_px"), frc.get("frc1_7_px")), "", "")
+    table.add_row("amplitude mean ratio (recon/truth)", _num((metrics.get("amplitude_mean") or {}).get("ratio")), "", "")
+    table.add_row(LEGACY_PHASE_SSIM_LABEL, "", "", _num(metrics.get("phase_ssim_legacy")))
+    shift = metrics.get("shift_px")
+    if shift:
+        table.add_row("registration shift (dy, dx) px", ", ".join(_num(v) for v in shift), "", "")
+    return table
