@@ -50,9 +50,9 @@ def print_summary(title: str, rows: Mapping[str, Any], *, as_json: bool, quiet: 
         return
     if quiet:
         return
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=title, show_header=False, title_justify="left", expand=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # never truncate a path
     for key, value in rows.items():
         table.add_row(key, _fmt(value))
     stdout().print(table)

@@ -61,6 +61,8 @@ class ScanConfig(StrictModel):
     step_px: float | None = Field(default=None, gt=0)
     jitter_px: NonNegative = 0.0
     border_px: NonNegative = Field(default=0.0, description="extra margin kept free at the object edge")
+    seed: int | None = Field(default=None, ge=0, description="seed of the positions and their noise "
+                             "(default: the global seed); another value scans the same object anew")
 
     @field_validator("kind")
     @classmethod

@@ -64,7 +64,7 @@ def build_scene(config: SimulateConfig, components: Components) -> Scene:
     pattern = object_spec.generate(size, seed_stream(config.seed, "object"), config.object, object_arg)
     obj = make_object(np.asarray(pattern, dtype=np.float64), config.object)
     probe = normalise_probe(np.asarray(probe_spec.make(config.N, config.probe, probe_arg)), config.photon_gauge)
-    x, y = scan_spec.make(obj.shape, config.N, config.scan, seed_stream(config.seed, "scan"))
+    x, y = scan_spec.make(obj.shape, config.N, config.scan, seed_stream(config.seed, "scan", *_scan_key(config)))
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     groups = config.gridsize**2
     if len(x) < groups:
@@ -74,6 +74,11 @@ def build_scene(config: SimulateConfig, components: Components) -> Scene:
         )
     overlap = scan_overlap(x, y, effective_diameter_px(probe))
     return Scene(obj, probe, x, y, overlap)
+
+
+def _scan_key(config: SimulateConfig) -> tuple[int, ...]:
+    """Extra seed key for scan and noise: empty unless ``scan.seed`` asks for another scan."""
+    return () if config.scan.seed is None else (1, config.scan.seed)
 
 
 def dataset_metadata(config: SimulateConfig, scene: Scene) -> dict[str, Any]:
@@ -124,7 +129,7 @@ def iter_pattern_chunks(config: SimulateConfig, scene: Scene):
             return expected
         out = np.empty_like(expected)
         for part, sl in enumerate(chunk_noise_slices(len(expected))):
-            out[sl] = poisson_counts(expected[sl], seed_stream(config.seed, "noise", chunk, part))
+            out[sl] = poisson_counts(expected[sl], seed_stream(config.seed, "noise", *_scan_key(config), chunk, part))
         return out
 
     with ThreadPoolExecutor(max_workers=2) as pool:

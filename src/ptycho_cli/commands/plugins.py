@@ -36,7 +36,7 @@ def plugins_command(
         return
     table = Table(title="ptycho plugins", title_justify="left")
     for column in ("plugin", "version", "provides", "hooks"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for rec in records:
         provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in rec["provides"].items())
         table.add_row(rec["name"], rec["version"], provides, ", ".join(rec["hooks"]))

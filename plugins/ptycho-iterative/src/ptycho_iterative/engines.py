@@ -1,0 +1,319 @@
+"""ePIE and rPIE with minibatches, on ptycho's conventions (SPEC §2).
+
+**Model.** Pattern ``j`` is ``I_j = |F(P · E_j O)|²`` with ``E_j`` the bilinear window extraction
+at probe centre ``(x_j, y_j)`` (:mod:`ptycho_iterative.operators`, the same operator
+``ptycho simulate`` uses), ``F`` the unitary DFT, ``P`` the probe in √counts. The measured modulus
+is ``A_j = √I_j``.
+
+**One minibatch** ``S`` of ``B`` positions (all from the current estimates)::
+
+    ψ_j  = P · E_j O                                 exit waves
+    Δψ_j = F⁻¹[ F ψ_j · (A_j / |F ψ_j| − 1) ]        modulus projection minus the wave
+    num  = Σ_j E_jᵀ (P̄ · Δψ_j)                       object gradient, placed by the adjoint
+    D    = Σ_j E_jᵀ |P|²                             summed illumination of the batch
+    rPIE: O += num / ((1 − α)·D + α·max D)
+    ePIE: O += α · num / max D
+
+and, with ``probe_update``, from the same ``ψ``::
+
+    rPIE: P += Σ_j Ō_j Δψ_j / ((1 − β)·Σ_j|O_j|² + β·max Σ_j|O_j|²)
+    ePIE: P += β · Σ_j Ō_j Δψ_j / max Σ_j|O_j|²          (O_j = E_j O)
+
+With ``B = 1`` these are exactly serial ePIE (Maiden & Rodenburg 2009) and rPIE (Maiden, Johnson
+& Li 2017). For ``B > 1`` overlapping windows of the batch are *summed* in the numerator and in
+the denominator, so where windows overlap the step is their illumination-weighted average rather
+than ``B`` stacked steps (stable for any ``B``; ``B = M`` is a parallel, DM-like gradient step).
+The probe power is held at the dataset's ``Σ|P|²`` (the photon gauge) after each probe update,
+with the inverse factor moved to the object, so amplitudes stay absolute.
+
+The minibatches of each iteration are a random permutation of the positions drawn from
+``numpy.random.default_rng(seed)``: same data and options ⇒ identical output.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ptycho_iterative.config import IterativeConfig
+from ptycho_iterative.operators import (
+    Windows,
+    backfield,
+    extract,
+    farfield,
+    measured_modulus,
+    modulus_correction,
+    place,
+    window_geometry,
+)
+
+__all__ = ["Canvas", "IterationState", "ReconstructionResult", "canvas_for", "reconstruct", "reconstruct_arrays"]
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """The object canvas: ``shape`` pixels whose pixel ``(0, 0)`` is global ``(origin_y, origin_x)``.
+
+    ``frame`` is the ``(row0, row1, col0, col1)`` (half-open) part of the canvas that is written
+    out: the dataset's object frame (or the scanned area) grown to hold every supported pixel.
+    """
+
+    origin_x: int
+    origin_y: int
+    shape: tuple[int, int]
+
+
+def canvas_for(x: np.ndarray, y: np.ndarray, N: int, object_shape: tuple[int, int] | None) -> Canvas:
+    """A canvas holding the object frame (origin 0, ``object_shape``) and every window's
+    ``(N+1)×(N+1)`` bilinear block; without ``object_shape``, just the blocks (and origin 0 if
+    that is inside them)."""
+    half = (N - 1) / 2.0
+    col0 = math.floor(float(np.min(x)) - half)
+    row0 = math.floor(float(np.min(y)) - half)
+    col1 = math.floor(float(np.max(x)) - half) + N + 1
+    row1 = math.floor(float(np.max(y)) - half) + N + 1
+    height, width = object_shape if object_shape is not None else (0, 0)
+    ox, oy = min(0, col0), min(0, row0)
+    return Canvas(ox, oy, (max(row1, height) - oy, max(col1, width) - ox))
+
+
+@dataclass(frozen=True)
+class IterationState:
+    """Handed to ``callback`` after every iteration. ``object`` and ``probe`` are the live arrays:
+    copy them to keep them."""
+
+    iteration: int  # 1-based count of completed iterations
+    iterations: int
+    error: float
+    seconds: float
+    object: np.ndarray
+    probe: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class ReconstructionResult:
+    """What :func:`reconstruct` returns.
+
+    Attributes
+    ----------
+    object : (H, W) complex64
+        The estimate on the written canvas (ones where no probe reached).
+    probe : (N, N) complex64
+        Final probe (√counts); the dataset's probe unless ``probe_update``.
+    support : (H, W) bool
+        Summed probe intensity above ``support_fraction`` of its maximum.
+    origin_x, origin_y : int
+        Global object pixel of canvas pixel ``(0, 0)``.
+    errors : (iterations,) float64
+        Normalised Fourier-modulus error ``Σ(|Ψ| − A)² / ΣA²`` of each iteration, measured on
+        the exit waves before each minibatch's update.
+    seconds : float
+        Wall time of the iterations (data preparation excluded).
+    config : IterativeConfig
+    """
+
+    object: np.ndarray
+    probe: np.ndarray
+    support: np.ndarray
+    origin_x: int
+    origin_y: int
+    errors: np.ndarray
+    seconds: float
+    config: IterativeConfig
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        return self.seconds / max(len(self.errors), 1)
+
+    def object_image(self, metadata: dict[str, Any] | None = None) -> Any:
+        """The result as a :class:`ptycho.io.objects.ObjectImage` (0 outside the support), as
+        ``ptycho stitch`` writes it."""
+        from ptycho.io.objects import ObjectImage
+
+        obj = np.where(self.support, self.object, 0).astype(np.complex64)
+        return ObjectImage(obj, self.support.copy(), float(self.origin_x), float(self.origin_y), dict(metadata or {}))
+
+
+def _options(config: IterativeConfig | None, overrides: dict[str, Any]) -> IterativeConfig:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config is None:
+        return IterativeConfig(**given)
+    return IterativeConfig(**{**config.model_dump(), **given}) if given else config
+
+
+def _support_and_frame(
+    illumination: np.ndarray, fraction: float, frame: tuple[int, int, int, int] | None, crop: bool
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    support = illumination > fraction * illumination.max()
+    rows, cols = np.flatnonzero(support.any(axis=1)), np.flatnonzero(support.any(axis=0))
+    bbox = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    if crop or frame is None:
+        return support, bbox
+    return support, (min(frame[0], bbox[0]), max(frame[1], bbox[1]), min(frame[2], bbox[2]), max(frame[3], bbox[3]))
+
+
+def reconstruct_arrays(
+    counts: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    probe: np.ndarray,
+    *,
+    object_shape: tuple[int, int] | None = None,
+    config: IterativeConfig | None = None,
+    initial_object: np.ndarray | None = None,
+    callback: Callable[[IterationState], None] | None = None,
+    **options: Any,
+) -> ReconstructionResult:
+    """ePIE / rPIE on in-memory arrays (the engine behind :func:`reconstruct`).
+
+    Parameters
+    ----------
+    counts : (M, N, N) float
+        Diffraction in photon counts, DC-centred.
+    x, y : (M,) float64
+        Probe centres, object pixels.
+    probe : (N, N) complex64
+        Known (initial) probe, √counts.
+    object_shape : (H, W), optional
+        The object frame (origin 0) the output covers.
+    config : IterativeConfig, optional
+        Options; keyword ``options`` (``engine=``, ``iterations=``, …) override its fields.
+    initial_object : (H, W) complex, optional
+        Start from this canvas (e.g. a previous result's ``object`` without ``crop_to_scan``)
+        instead of ones.
+    callback : callable, optional
+        Called with an :class:`IterationState` after every iteration.
+    """
+    from ptycho.errors import NumericalError
+
+    cfg = _options(config, options)
+    counts = np.asarray(counts)
+    M, N = counts.shape[0], counts.shape[-1]
+    modulus = measured_modulus(counts)
+    canvas = canvas_for(x, y, N, object_shape)
+    windows = window_geometry(x, y, N, canvas.origin_x, canvas.origin_y)
+    probe = np.array(probe, np.complex64)
+    probe_power = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+    if initial_object is None:
+        obj = np.ones(canvas.shape, np.complex64)
+    else:
+        obj = np.array(initial_object, np.complex64)
+        if obj.shape != canvas.shape:
+            raise ValueError(f"initial_object has shape {obj.shape}; this scan needs {canvas.shape}")
+    rng = np.random.default_rng(cfg.seed)
+    total = float(np.sum(modulus.astype(np.float64) ** 2)) or 1.0
+    errors = np.zeros(cfg.iterations)
+    t0 = time.perf_counter()
+    for it in range(cfg.iterations):
+        order = rng.permutation(M)
+        sq_error = 0.0
+        for start in range(0, M, cfg.batch_size):
+            batch = order[start:start + cfg.batch_size]
+            sq_error += _minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg)
+        if cfg.probe_update:
+            scale = math.sqrt(probe_power / max(float(np.sum(np.abs(probe.astype(np.complex128)) ** 2)), 1e-300))
+            probe *= np.float32(scale)
+            obj *= np.float32(1.0 / scale)
+        errors[it] = sq_error / total
+        if not (math.isfinite(errors[it]) and np.isfinite(obj).all()):
+            raise NumericalError(f"{cfg.engine}: the reconstruction became non-finite at iteration {it + 1}; "
+                                 "lower --alpha/--beta (ePIE) or raise them (rPIE), or use a smaller --batch-size")
+        if callback is not None:
+            callback(IterationState(it + 1, cfg.iterations, float(errors[it]), time.perf_counter() - t0, obj, probe))
+    seconds = time.perf_counter() - t0
+
+    all_windows = windows
+    illumination = place(np.broadcast_to(np.abs(probe) ** 2, (M, N, N)), all_windows, canvas.shape)
+    frame = None if object_shape is None else (-canvas.origin_y, -canvas.origin_y + object_shape[0],
+                                                -canvas.origin_x, -canvas.origin_x + object_shape[1])
+    support, (r0, r1, c0, c1) = _support_and_frame(illumination, cfg.support_fraction, frame, cfg.crop_to_scan)
+    return ReconstructionResult(
+        object=np.ascontiguousarray(obj[r0:r1, c0:c1]), probe=probe, support=support[r0:r1, c0:c1],
+        origin_x=canvas.origin_x + c0, origin_y=canvas.origin_y + r0, errors=errors, seconds=seconds, config=cfg,
+    )
+
+
+def _minibatch_step(obj: np.ndarray, probe: np.ndarray, windows: Windows, modulus: np.ndarray, cfg: IterativeConfig) -> float:
+    """Update ``obj`` (and ``probe``) in place from one minibatch; return its ``Σ(|Ψ| − A)²``."""
+    patches = extract(obj, windows)  # (B, N, N)
+    spectra = farfield(patches * probe)
+    delta, sq_error = modulus_correction(spectra, modulus)
+    dpsi = backfield(delta)  # Δψ = ψ' − ψ
+    shape = obj.shape
+    B = len(windows)
+    num = place(np.conj(probe) * dpsi, windows, shape)
+    den = place(np.broadcast_to(np.abs(probe) ** 2, (B,) + probe.shape), windows, shape)
+    den_max = float(den.max())
+    if cfg.engine == "rpie":
+        step = num / ((1.0 - cfg.alpha) * den + cfg.alpha * den_max)
+    else:
+        step = num * (cfg.alpha / den_max)
+    if cfg.probe_update:
+        pnum = np.sum(np.conj(patches) * dpsi, axis=0)
+        pden = np.sum(np.abs(patches) ** 2, axis=0)
+        pmax = float(pden.max())
+        if cfg.engine == "rpie":
+            probe += (pnum / ((1.0 - cfg.beta) * pden + cfg.beta * pmax)).astype(np.complex64)
+        else:
+            probe += (pnum * (cfg.beta / pmax)).astype(np.complex64)
+    obj += step.astype(np.complex64)
+    return sq_error
+
+
+def reconstruct(
+    dataset: Any,
+    *,
+    engine: str | None = None,
+    iterations: int | None = None,
+    config: IterativeConfig | None = None,
+    initial_object: np.ndarray | None = None,
+    callback: Callable[[IterationState], None] | None = None,
+    **options: Any,
+) -> ReconstructionResult:
+    """Reconstruct the object of a ptycho dataset with ePIE or rPIE, the dataset's probe known.
+
+    Parameters
+    ----------
+    dataset : ptycho.data.dataset.Dataset or path
+        A loaded dataset, or a path for :func:`ptycho.io.datasets.load_dataset`.
+    engine : {"rpie", "epie"}
+    iterations : int
+    config : IterativeConfig, optional
+        Full options; ``engine``, ``iterations`` and other keywords (``alpha``, ``beta``,
+        ``probe_update``, ``batch_size``, ``seed``, ``crop_to_scan``, ``support_fraction``)
+        override its fields.
+    initial_object, callback
+        See :func:`reconstruct_arrays`.
+
+    Returns
+    -------
+    ReconstructionResult
+
+    Raises
+    ------
+    ptycho.errors.DataError
+        Unreadable or invalid dataset (exit code 3).
+    ptycho.errors.NumericalError
+        The iterations diverged to NaN/Inf (exit code 4).
+    pydantic.ValidationError
+        Invalid options.
+    """
+    from ptycho.data.dataset import Dataset
+    from ptycho.io.datasets import load_dataset
+
+    cfg = _options(config, {"engine": engine, "iterations": iterations, **options})
+    owned = not isinstance(dataset, Dataset)
+    ds = load_dataset(dataset) if owned else dataset
+    try:
+        counts = ds.read_patterns()
+        object_shape = None if ds.object is None else tuple(int(s) for s in ds.object.shape[-2:])
+        return reconstruct_arrays(counts, ds.x, ds.y, ds.probe, object_shape=object_shape, config=cfg,
+                                  initial_object=initial_object, callback=callback)
+    finally:
+        if owned:
+            ds.close()
