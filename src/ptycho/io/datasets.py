@@ -65,7 +65,11 @@ def _npz_layout(path: Path) -> str:
 
 
 def load_dataset(
-    path: str | os.PathLike[str], *, validate: bool = True, check_bounds: str = "warn"
+    path: str | os.PathLike[str],
+    *,
+    validate: bool = True,
+    check_bounds: str = "warn",
+    diffraction: str | os.PathLike[str] | None = None,
 ) -> Dataset:
     """Load a dataset in any supported format, converted to the canonical gauge.
 
@@ -73,11 +77,15 @@ def load_dataset(
     ----------
     path : str or path-like
         ``.h5``/``.hdf5`` (canonical HDF5, diffraction read lazily) or ``.npz`` (canonical, or
-        the earlier PtychoPINN layout, told apart by their keys).
+        the earlier PtychoPINN layout, told apart by their keys); a Ptychodus product
+        (``.h5``/``.npz``, told apart by its keys) with its diffraction patterns; or a Ptychodus
+        workflow directory (``product.h5`` + ``diffraction.h5``).
     validate : bool
         Run :func:`~ptycho.data.validation.validate_dataset` (default).
     check_bounds : {"warn", "error", "off"}
         Policy for probe windows reaching outside the object (see ``validate_dataset``).
+    diffraction : str or path-like, optional
+        For a Ptychodus product: its diffraction file (default: ``diffraction.h5`` beside it).
 
     Returns
     -------
@@ -89,9 +97,15 @@ def load_dataset(
     DataError
         Missing file, unknown suffix, unreadable or invalid data (exit code 3).
     """
+    from ptycho.io.ptychodus import PRODUCT_FILE, is_ptychodus_product, read_ptychodus_dataset
+
+    if Path(path).is_dir() and (Path(path) / PRODUCT_FILE).is_file():  # a Ptychodus workflow directory
+        path = Path(path) / PRODUCT_FILE
     p = _existing_file(path)
     suffix = p.suffix.lower()
-    if suffix in H5_SUFFIXES:
+    if suffix in (*H5_SUFFIXES, *NPZ_SUFFIXES) and is_ptychodus_product(p):
+        ds = read_ptychodus_dataset(p, diffraction)
+    elif suffix in H5_SUFFIXES:
         ds = read_h5(path)
     elif suffix in NPZ_SUFFIXES:
         ds = read_npz(path) if _npz_layout(p) == "canonical" else read_ptychopinn_npz(path)

@@ -79,7 +79,6 @@ DETECTOR_RTOL = 1e-3
 WRITE_CHUNK = 1024
 """Patterns copied at a time into the diffraction companion."""
 
-_H5_ATTR_PIXEL = ("pixel_width_m", "pixel_height_m")
 _NPZ_KEYS = {  # Ptychodus' flat spelling of the per-dataset HDF5 attributes
     ("probe", "pixel_width_m"): "probe_pixel_width_m", ("probe", "pixel_height_m"): "probe_pixel_height_m",
     ("object", "pixel_width_m"): "object_pixel_width_m", ("object", "pixel_height_m"): "object_pixel_height_m",
@@ -594,4 +593,10 @@ def read_ptychodus_dataset(path: str | os.PathLike[str],
         raise DataError(f"{path}: a Ptychodus product holds no diffraction patterns and no {DIFFRACTION_FILE} lies "
                         f"beside it; put the workflow's {DIFFRACTION_FILE} in the same folder (or export with "
                         "`ptycho export-ptychodus --with-diffraction`)")
-    return read_ptychodus_product(path, companion).to_dataset()
+    product = read_ptychodus_product(path, companion)
+    try:
+        return product.to_dataset()
+    except BaseException:
+        if product._closer is not None:
+            product._closer()
+        raise
