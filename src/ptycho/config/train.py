@@ -22,6 +22,7 @@ class ModelConfig(StrictModel):
     probe_trainable: bool = False
     scale_trainable: bool = Field(default=False, description="one trainable scalar on predicted counts")
     seed: int = Field(default=0, ge=0, description="weight initialisation seed (train sets it from its seed)")
+    skip_connections: bool = Field(default=True, description="U-Net skips from encoder to decoders")
     epie_iterations: int = Field(default=5, ge=0, le=100, description="physics-informed input: ePIE steps (0 = off)")
 
     @property

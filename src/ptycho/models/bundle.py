@@ -136,7 +136,8 @@ def save_bundle(
     if optimizer_state is not None:
         with atomic_output(out / "optimizer.npz") as tmp:
             np.savez(tmp, **{f"v{i:04d}": np.asarray(v) for i, v in enumerate(optimizer_state)})
-    files = [n for n in ("config.json", "model.weights.h5", "probe.npy", "scale.json", "history.json") if (out / n).exists()]
+    files = [n for n in ("config.json", "model.weights.h5", "probe.npy", "scale.json", "history.json", "optimizer.npz")
+             if (out / n).exists()]  # optimizer.npz too: --resume trusts it
     import h5py
     import keras
 

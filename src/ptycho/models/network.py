@@ -50,9 +50,11 @@ def build_cnn(config: ModelConfig) -> Any:
 
     inputs = keras.Input((N, N, C * config.input_channels), name="features")
     x = layers.Lambda(lambda t: _space_to_depth(t), name="fold")(inputs)
+    skips = []
     for level, f in enumerate(filters):
         x = conv(f, f"enc{level}_a")(x)
         x = conv(f, f"enc{level}_b")(x)
+        skips.append(x)
         x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
     code = x
 
@@ -60,6 +62,8 @@ def build_cnn(config: ModelConfig) -> Any:
         y = code
         for level, f in reversed(list(enumerate(filters))):
             y = layers.UpSampling2D(2, name=f"{name}{level}_up")(y)
+            if config.skip_connections:
+                y = layers.Concatenate(name=f"{name}{level}_skip")([y, skips[level]])
             y = conv(f, f"{name}{level}_a")(y)
             y = conv(f, f"{name}{level}_b")(y)
         y = conv(4 * C, f"{name}_out", activation=None, zero=residual)(y)

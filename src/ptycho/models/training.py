@@ -68,19 +68,19 @@ class Trainer:
             self.optimizer.build(model.trainable_variables)
         self.variables = model.trainable_variables
         norm, eps, kind = model.physics.counts_norm, config.loss_epsilon, config.loss
-        replicas = strategy.num_replicas_in_sync
 
-        def loss_and_grads(counts: Any, ox: Any, oy: Any) -> tuple[Any, Any]:
+        def loss_and_grads(counts: Any, ox: Any, oy: Any, global_batch: Any) -> tuple[Any, Any]:
+            # this replica's share of the global-batch mean: the optimizer sums replica gradients
             with tf.GradientTape() as tape:
                 lam = model.predict_counts(counts, ox, oy, training=True)
                 per_group = per_group_loss(kind, lam, counts, norm=norm, epsilon=eps)
-                loss = tf.reduce_mean(per_group) / replicas
+                loss = tf.reduce_sum(per_group) / global_batch
             return loss, tape.gradient(loss, self.variables)
 
         compiled = tf.function(loss_and_grads, jit_compile=config.jit, reduce_retracing=True)
 
-        def replica_step(counts: Any, ox: Any, oy: Any) -> tuple[Any, Any]:
-            loss, grads = compiled(counts, ox, oy)
+        def replica_step(counts: Any, ox: Any, oy: Any, global_batch: Any) -> tuple[Any, Any]:
+            loss, grads = compiled(counts, ox, oy, global_batch)
             finite = tf.math.is_finite(loss)
             for g in grads:
                 finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
@@ -89,8 +89,8 @@ class Trainer:
             return loss, tf.cast(finite, tf.float32)
 
         @tf.function(reduce_retracing=True)
-        def train_step(counts: Any, ox: Any, oy: Any) -> tuple[Any, Any]:
-            loss, ok = strategy.run(replica_step, args=(counts, ox, oy))
+        def train_step(counts: Any, ox: Any, oy: Any, global_batch: Any) -> tuple[Any, Any]:
+            loss, ok = strategy.run(replica_step, args=(counts, ox, oy, global_batch))
             total = tf.distribute.ReduceOp.SUM
             return strategy.reduce(total, loss, axis=None), strategy.reduce(total, ok, axis=None)
 
@@ -131,12 +131,28 @@ class Trainer:
         tf = _tf()
         return tuple(tf.convert_to_tensor(a) for a in batch)  # type: ignore[return-value]
 
+    def _to_replicas(self, batch: Batch) -> tuple[Any, Any, Any]:
+        """Split a batch along its first axis, one shard per replica (a plain tensor passed to
+        ``strategy.run`` would reach every replica whole, duplicating the work)."""
+        tf = _tf()
+        n = self.strategy.num_replicas_in_sync
+        if n == 1:
+            return self._to_device(batch)
+        shards = [np.array_split(np.asarray(a), n) for a in batch]
+        return tuple(  # type: ignore[return-value]
+            self.strategy.experimental_distribute_values_from_function(
+                lambda ctx, parts=parts: tf.convert_to_tensor(parts[ctx.replica_id_in_sync_group]))
+            for parts in shards
+        )
+
     def run_epoch(self, batches: Iterable[Batch], steps: int, epoch: int,
                   on_step: Callable[[StepReport], None] | None = None) -> float | None:
         """Train one epoch; returns the mean loss, or None if a non-finite step stopped it."""
+        tf = _tf()
         total, count = 0.0, 0
         for step, batch in enumerate(batches):
-            loss, ok = self._train_step(*self._to_device(batch))
+            global_batch = tf.constant(float(len(batch[0])), tf.float32)
+            loss, ok = self._train_step(*self._to_replicas(batch), global_batch)
             if float(ok) < self.strategy.num_replicas_in_sync:  # some replica saw a non-finite value
                 return None
             total += float(loss)
