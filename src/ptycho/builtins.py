@@ -1,5 +1,5 @@
-"""The built-in objects, probes, scans and models as registry records. The shell exposes these
-through its built-in plugins; library users get them from ``Components.builtin()``."""
+"""The built-in objects, probes, scans, models and A/B variants as registry records. The shell
+exposes these through its built-in plugins; library users get them from ``Components.builtin()``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 from ptycho.physics import object as objects
 from ptycho.physics import probe as probes
 from ptycho.physics import scan as scans
-from ptycho.registry import ModelSpec, ObjectSpec, ProbeSpec, ScanSpec
+from ptycho.physics.packaged_probe import aberrated_probe
+from ptycho.registry import ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
 
 
 def builtin_object_specs() -> list[ObjectSpec]:
@@ -27,6 +28,8 @@ def builtin_probe_specs() -> list[ProbeSpec]:
         ProbeSpec("ideal", probes.ideal_probe, "smoothed disk aperture, optional defocus"),
         ProbeSpec("gaussian", probes.gaussian_probe, "Gaussian beam"),
         ProbeSpec("file", probes.file_probe, "file:PATH — dataset, PtychoPINN NPZ or Ptychodus product"),
+        ProbeSpec("aberrated", aberrated_probe,
+                  "structured aberrated ring probe shipped with ptycho, Fourier-resampled to N"),
     ]
 
 
@@ -43,6 +46,14 @@ def builtin_model_specs() -> list[ModelSpec]:
     return [ModelSpec("cnn", build_cnn, "encoder + amplitude/phase decoders (space-to-depth, conv-pool)")]
 
 
+def builtin_variant_specs() -> list[VariantSpec]:
+    """The built-in ``debug-ab`` variants (grid/nongrid, gs1/gs2, nll/mae, probe-ideal/probe-file,
+    dose-high/dose-low)."""
+    from ptycho.debug.variants import builtin_variant_specs as variants
+
+    return variants()
+
+
 def builtin_specs() -> dict[str, list[Any]]:
     """Every built-in record, keyed like :meth:`ptycho.registry.Components.from_specs`."""
     return {
@@ -50,4 +61,5 @@ def builtin_specs() -> dict[str, list[Any]]:
         "probes": builtin_probe_specs(),
         "scans": builtin_scan_specs(),
         "models": builtin_model_specs(),
+        "variants": builtin_variant_specs(),
     }

@@ -7,7 +7,6 @@ A config file is YAML or TOML. It may hold one section per command (``simulate:`
 
 from __future__ import annotations
 
-import copy
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,8 +15,13 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ptycho.config.merge import deep_merge, dotted_to_nested
 from ptycho.errors import ConfigError
 from ptycho_cli.errors import format_validation_error
+
+__all__ = [
+    "SECTIONS", "deep_merge", "dotted_to_nested", "parse_set", "read_config_file", "resolve_config", "section_of",
+]
 
 SECTIONS = ("simulate", "train", "infer", "stitch", "evaluate", "export", "debug_ab")
 
@@ -45,29 +49,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def section_of(data: Mapping[str, Any], section: str) -> dict[str, Any]:
-    """The part of a config file for ``section``: its own key if the file is sectioned, else all."""
-    if any(key in SECTIONS for key in data):
+    """The part of a config file for ``section``: its own key if present; nothing if the file is
+    sectioned for other commands only; else the whole file (a file for one command)."""
+    if section in data:
         return dict(data.get(section) or {})
+    if any(key in SECTIONS for key in data):
+        return {}
     return dict(data)
-
-
-def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursively merge ``update`` into a copy of ``base``; mappings merge, other values replace."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def dotted_to_nested(key: str, value: Any) -> dict[str, Any]:
-    """``"a.b.c", 1`` → ``{"a": {"b": {"c": 1}}}``."""
-    nested: Any = value
-    for part in reversed(key.split(".")):
-        nested = {part: nested}
-    return nested
 
 
 def parse_set(item: str, section: str) -> dict[str, Any]:

@@ -44,17 +44,22 @@ def grid_scan(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A raster centred on the object, row by row, truncated to ``n_images``.
 
-    Without ``step_px`` the step is the largest whole number of pixels that fits
-    ``ceil(√n_images)`` positions per side, so window corners sit on whole pixels and no
-    interpolation is needed. ``jitter_px`` adds Gaussian jitter, clipped to the valid range.
+    Without ``step_px`` the raster is ``ceil(√n_images)`` positions per side at the largest whole
+    number of pixels that fits, so window corners sit on whole pixels (no interpolation) and only
+    the last row can be partial. With ``step_px`` the raster fills the object. ``jitter_px`` adds Gaussian jitter, clipped to the valid range.
     """
     ylo, yhi = valid_range(object_shape[0], N, config.border_px)
     xlo, xhi = valid_range(object_shape[1], N, config.border_px)
-    per_side = max(1, math.ceil(math.sqrt(config.n_images)))
-    span = min(yhi - ylo, xhi - xlo)
-    step = config.step_px if config.step_px is not None else max(1.0, math.floor(span / max(per_side - 1, 1)))
-    ny = int(math.floor((yhi - ylo) / step)) + 1
-    nx = int(math.floor((xhi - xlo) / step)) + 1
+    if config.step_px is None:  # a centred per_side × per_side raster holding n_images
+        per_side = max(1, math.ceil(math.sqrt(config.n_images)))
+        span = min(yhi - ylo, xhi - xlo)
+        step = max(1.0, math.floor(span / max(per_side - 1, 1)))
+        ny = min(per_side, int(math.floor((yhi - ylo) / step)) + 1)
+        nx = min(per_side, int(math.floor((xhi - xlo) / step)) + 1)
+    else:  # the given step, filling the object
+        step = config.step_px
+        ny = int(math.floor((yhi - ylo) / step)) + 1
+        nx = int(math.floor((xhi - xlo) / step)) + 1
     y0 = ylo + math.floor(((yhi - ylo) - (ny - 1) * step) / 2)
     x0 = xlo + math.floor(((xhi - xlo) - (nx - 1) * step) / 2)
     yy, xx = np.meshgrid(y0 + step * np.arange(ny), x0 + step * np.arange(nx), indexing="ij")

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ from ptycho_iterative.config import IterativeConfig
 from ptycho_iterative.operators import (
     Windows,
     backfield,
+    block_extent,
     extract,
     farfield,
     measured_modulus,
@@ -57,11 +58,7 @@ __all__ = ["Canvas", "IterationState", "ReconstructionResult", "canvas_for", "re
 
 @dataclass(frozen=True)
 class Canvas:
-    """The object canvas: ``shape`` pixels whose pixel ``(0, 0)`` is global ``(origin_y, origin_x)``.
-
-    ``frame`` is the ``(row0, row1, col0, col1)`` (half-open) part of the canvas that is written
-    out: the dataset's object frame (or the scanned area) grown to hold every supported pixel.
-    """
+    """The working canvas: ``shape`` pixels whose pixel ``(0, 0)`` is global ``(origin_y, origin_x)``."""
 
     origin_x: int
     origin_y: int
@@ -69,9 +66,9 @@ class Canvas:
 
 
 def canvas_for(x: np.ndarray, y: np.ndarray, N: int, object_shape: tuple[int, int] | None) -> Canvas:
-    """A canvas holding the object frame (origin 0, ``object_shape``) and every window's
-    ``(N+1)×(N+1)`` bilinear block; without ``object_shape``, just the blocks (and origin 0 if
-    that is inside them)."""
+    """A canvas holding the object frame (global pixel 0 to ``object_shape``) and every window's
+    ``(N+1)×(N+1)`` bilinear block; without ``object_shape`` the frame runs from global pixel 0
+    to the last block pixel. Origin 0 unless a window reaches below pixel 0."""
     half = (N - 1) / 2.0
     col0 = math.floor(float(np.min(x)) - half)
     row0 = math.floor(float(np.min(y)) - half)
@@ -84,8 +81,13 @@ def canvas_for(x: np.ndarray, y: np.ndarray, N: int, object_shape: tuple[int, in
 
 @dataclass(frozen=True)
 class IterationState:
-    """Handed to ``callback`` after every iteration. ``object`` and ``probe`` are the live arrays:
-    copy them to keep them."""
+    """Handed to ``callback`` after every iteration.
+
+    ``object`` (the working canvas) and ``probe`` are the live arrays, and :meth:`result` reads
+    them too: use both inside the callback. :meth:`result` copies the run so far into a
+    :class:`ReconstructionResult` that is cut and supported exactly like the final one (e.g. to
+    score several iteration budgets in one run).
+    """
 
     iteration: int  # 1-based count of completed iterations
     iterations: int
@@ -93,6 +95,11 @@ class IterationState:
     seconds: float
     object: np.ndarray
     probe: np.ndarray
+    _snapshot: Callable[[], "ReconstructionResult"] = field(repr=False, compare=False)
+
+    def result(self) -> "ReconstructionResult":
+        """A copy of the reconstruction after this iteration."""
+        return self._snapshot()
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +120,7 @@ class ReconstructionResult:
         Normalised Fourier-modulus error ``Σ(|Ψ| − A)² / ΣA²`` of each iteration, measured on
         the exit waves before each minibatch's update.
     seconds : float
-        Wall time of the iterations (data preparation excluded).
+        Wall time of the iterations (data preparation and time spent in ``callback`` excluded).
     config : IterativeConfig
     """
 
@@ -147,12 +154,14 @@ def _options(config: IterativeConfig | None, overrides: dict[str, Any]) -> Itera
 
 
 def _support_and_frame(
-    illumination: np.ndarray, fraction: float, frame: tuple[int, int, int, int] | None, crop: bool
+    illumination: np.ndarray, fraction: float, frame: tuple[int, int, int, int], crop: bool
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Support mask and the written region ``(row0, row1, col0, col1)`` of the canvas: the
+    support's bounding box with ``crop``, else ``frame`` grown to hold every supported pixel."""
     support = illumination > fraction * illumination.max()
     rows, cols = np.flatnonzero(support.any(axis=1)), np.flatnonzero(support.any(axis=0))
     bbox = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
-    if crop or frame is None:
+    if crop:
         return support, bbox
     return support, (min(frame[0], bbox[0]), max(frame[1], bbox[1]), min(frame[2], bbox[2]), max(frame[3], bbox[3]))
 
@@ -193,7 +202,12 @@ def reconstruct_arrays(
 
     cfg = _options(config, options)
     counts = np.asarray(counts)
+    if counts.ndim != 3 or counts.shape[1] != counts.shape[2] or counts.shape[0] == 0:
+        raise ValueError(f"counts must be a non-empty (M, N, N) stack; got shape {counts.shape}")
     M, N = counts.shape[0], counts.shape[-1]
+    if np.shape(probe) != (N, N) or np.shape(x) != (M,) or np.shape(y) != (M,):
+        raise ValueError(f"probe {np.shape(probe)}, x {np.shape(x)}, y {np.shape(y)} do not match "
+                         f"{M} patterns of {N}×{N}: expected ({N}, {N}), ({M},), ({M},)")
     modulus = measured_modulus(counts)
     canvas = canvas_for(x, y, N, object_shape)
     windows = window_geometry(x, y, N, canvas.origin_x, canvas.origin_y)
@@ -208,13 +222,29 @@ def reconstruct_arrays(
     rng = np.random.default_rng(cfg.seed)
     total = float(np.sum(modulus.astype(np.float64) ** 2)) or 1.0
     errors = np.zeros(cfg.iterations)
+    if object_shape is None:
+        frame = (0, canvas.shape[0], 0, canvas.shape[1])
+    else:
+        frame = (-canvas.origin_y, -canvas.origin_y + object_shape[0], -canvas.origin_x, -canvas.origin_x + object_shape[1])
+
+    def finish(done: int, seconds: float) -> ReconstructionResult:
+        """The state after ``done`` iterations, cut to the written region, as copies."""
+        illumination = place(np.broadcast_to(np.abs(probe) ** 2, (M, N, N)), windows, canvas.shape)
+        support, (r0, r1, c0, c1) = _support_and_frame(illumination, cfg.support_fraction, frame, cfg.crop_to_scan)
+        return ReconstructionResult(
+            object=obj[r0:r1, c0:c1].copy(), probe=probe.copy(), support=support[r0:r1, c0:c1],
+            origin_x=canvas.origin_x + c0, origin_y=canvas.origin_y + r0, errors=errors[:done].copy(),
+            seconds=seconds, config=cfg,
+        )
+
     t0 = time.perf_counter()
     for it in range(cfg.iterations):
         order = rng.permutation(M)
         sq_error = 0.0
-        for start in range(0, M, cfg.batch_size):
-            batch = order[start:start + cfg.batch_size]
-            sq_error += _minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # non-finite → NumericalError below
+            for start in range(0, M, cfg.batch_size):
+                batch = order[start:start + cfg.batch_size]
+                sq_error += _minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg)
         if cfg.probe_update:
             scale = math.sqrt(probe_power / max(float(np.sum(np.abs(probe.astype(np.complex128)) ** 2)), 1e-300))
             probe *= np.float32(scale)
@@ -224,30 +254,27 @@ def reconstruct_arrays(
             raise NumericalError(f"{cfg.engine}: the reconstruction became non-finite at iteration {it + 1}; "
                                  "lower --alpha/--beta (ePIE) or raise them (rPIE), or use a smaller --batch-size")
         if callback is not None:
-            callback(IterationState(it + 1, cfg.iterations, float(errors[it]), time.perf_counter() - t0, obj, probe))
-    seconds = time.perf_counter() - t0
-
-    all_windows = windows
-    illumination = place(np.broadcast_to(np.abs(probe) ** 2, (M, N, N)), all_windows, canvas.shape)
-    frame = None if object_shape is None else (-canvas.origin_y, -canvas.origin_y + object_shape[0],
-                                                -canvas.origin_x, -canvas.origin_x + object_shape[1])
-    support, (r0, r1, c0, c1) = _support_and_frame(illumination, cfg.support_fraction, frame, cfg.crop_to_scan)
-    return ReconstructionResult(
-        object=np.ascontiguousarray(obj[r0:r1, c0:c1]), probe=probe, support=support[r0:r1, c0:c1],
-        origin_x=canvas.origin_x + c0, origin_y=canvas.origin_y + r0, errors=errors, seconds=seconds, config=cfg,
-    )
+            paused = time.perf_counter()
+            elapsed, done = paused - t0, it + 1
+            snapshot = lambda done=done, elapsed=elapsed: finish(done, elapsed)  # noqa: E731
+            callback(IterationState(done, cfg.iterations, float(errors[it]), elapsed, obj, probe, snapshot))
+            t0 += time.perf_counter() - paused  # time spent in the callback is not the engine's
+    return finish(cfg.iterations, time.perf_counter() - t0)
 
 
 def _minibatch_step(obj: np.ndarray, probe: np.ndarray, windows: Windows, modulus: np.ndarray, cfg: IterativeConfig) -> float:
-    """Update ``obj`` (and ``probe``) in place from one minibatch; return its ``Σ(|Ψ| − A)²``."""
-    patches = extract(obj, windows)  # (B, N, N)
+    """Update ``obj`` (and ``probe``) in place from one minibatch; return its ``Σ(|Ψ| − A)²``.
+
+    The object step is formed on the sub-canvas the batch's windows span (a view of ``obj``).
+    """
+    patches = extract(obj, windows)  # (B, N, N) O_j
     spectra = farfield(patches * probe)
     delta, sq_error = modulus_correction(spectra, modulus)
-    dpsi = backfield(delta)  # Δψ = ψ' − ψ
-    shape = obj.shape
-    B = len(windows)
-    num = place(np.conj(probe) * dpsi, windows, shape)
-    den = place(np.broadcast_to(np.abs(probe) ** 2, (B,) + probe.shape), windows, shape)
+    dpsi = backfield(delta)  # (B, N, N) Δψ_j = ψ'_j − ψ_j
+    r0, r1, c0, c1 = block_extent(windows)
+    local = windows.shifted(-r0, -c0)
+    num = place(np.conj(probe) * dpsi, local, (r1 - r0, c1 - c0))
+    den = place(np.broadcast_to(np.abs(probe) ** 2, dpsi.shape), local, (r1 - r0, c1 - c0))
     den_max = float(den.max())
     if cfg.engine == "rpie":
         step = num / ((1.0 - cfg.alpha) * den + cfg.alpha * den_max)
@@ -261,7 +288,7 @@ def _minibatch_step(obj: np.ndarray, probe: np.ndarray, windows: Windows, modulu
             probe += (pnum / ((1.0 - cfg.beta) * pden + cfg.beta * pmax)).astype(np.complex64)
         else:
             probe += (pnum * (cfg.beta / pmax)).astype(np.complex64)
-    obj += step.astype(np.complex64)
+    obj[r0:r1, c0:c1] += step.astype(np.complex64)
     return sq_error
 
 

@@ -13,9 +13,10 @@
 Why NumPy and not the TensorFlow operators: an iterative solver makes many small calls (one per
 minibatch) whose inputs change every call; on 2 CPU cores TensorFlow's per-call dispatch and the
 complex ↔ real splitting of ``scatter_nd`` cost more than the arithmetic, while NumPy views,
-separable interpolation and block-wise accumulation are cheap and deterministic, and the
-plugin's command starts without importing TensorFlow at all. ``scipy.fft`` gives multi-threaded
-single-precision FFTs.
+separable interpolation and block-wise accumulation are cheap and deterministic (one
+extract → FFT → inverse FFT → place round trip of 8 windows of 64² on a 192² canvas: 0.95 ms
+here, 5.7 ms as a ``tf.function`` of ptycho's operators), and the command needs no TensorFlow.
+``scipy.fft`` gives single-precision FFTs.
 
 Shapes: ``B`` windows, ``N`` window side, ``(H, W)`` the canvas.
 """
@@ -29,7 +30,14 @@ import numpy as np
 import scipy.fft
 
 FFT_WORKERS = max(1, min(os.cpu_count() or 1, 8))
-"""Threads for batched FFTs (scipy.fft splits the batch; the result does not depend on it)."""
+"""Most threads a batched FFT uses (scipy.fft splits the batch; the result does not depend on it)."""
+FFT_THREADED_MIN = 1 << 18
+"""Batches smaller than this many elements run on one thread: for minibatch-sized FFTs on a
+2-core machine, starting threads costs more than it saves."""
+
+
+def _workers(array: np.ndarray) -> int:
+    return FFT_WORKERS if array.size >= FFT_THREADED_MIN else 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,10 @@ class Windows:
     def take(self, index: np.ndarray) -> "Windows":
         """The windows at ``index`` (a minibatch)."""
         return Windows(self.iy[index], self.ix[index], self.fy[index], self.fx[index], self.N)
+
+    def shifted(self, rows: int, cols: int) -> "Windows":
+        """The same windows on a canvas whose origin moved by ``(−rows, −cols)`` pixels."""
+        return Windows(self.iy + rows, self.ix + cols, self.fy, self.fx, self.N)
 
 
 def window_geometry(x: np.ndarray, y: np.ndarray, N: int, origin_x: float = 0.0, origin_y: float = 0.0) -> Windows:
@@ -165,13 +177,14 @@ def place(patches: np.ndarray, windows: Windows, shape: tuple[int, int]) -> np.n
 
 
 def farfield(waves: np.ndarray) -> np.ndarray:
-    """Unitary 2-D DFT over the last two axes, DC at ``[0, 0]`` (not shifted)."""
-    return scipy.fft.fft2(waves, norm="ortho", workers=FFT_WORKERS, overwrite_x=False)
+    """Unitary 2-D DFT over the last two axes, DC at ``[0, 0]`` (not shifted). May overwrite
+    ``waves``."""
+    return scipy.fft.fft2(waves, norm="ortho", workers=_workers(waves), overwrite_x=True)
 
 
 def backfield(spectra: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`farfield`."""
-    return scipy.fft.ifft2(spectra, norm="ortho", workers=FFT_WORKERS, overwrite_x=True)
+    """Inverse of :func:`farfield`. May overwrite ``spectra``."""
+    return scipy.fft.ifft2(spectra, norm="ortho", workers=_workers(spectra), overwrite_x=True)
 
 
 def measured_modulus(counts: np.ndarray) -> np.ndarray:
@@ -192,7 +205,8 @@ def measured_modulus(counts: np.ndarray) -> np.ndarray:
 def modulus_correction(spectra: np.ndarray, modulus: np.ndarray) -> tuple[np.ndarray, float]:
     """Replace the far-field modulus by the measured one; return the *change* and the error.
 
-    ``Ψ' − Ψ = Ψ·(A/|Ψ| − 1)`` (where ``|Ψ| = 0`` the phase is taken as 0, i.e. ``Ψ' = A``).
+    ``Ψ' − Ψ = Ψ·(A/|Ψ| − 1)``; where ``|Ψ| = 0`` the phase is taken as 0, i.e. ``Ψ' = A``.
+    ``spectra`` is overwritten (it becomes the returned change).
 
     Parameters
     ----------
@@ -201,15 +215,17 @@ def modulus_correction(spectra: np.ndarray, modulus: np.ndarray) -> tuple[np.nda
 
     Returns
     -------
-    delta : (B, N, N) complex64, ``Ψ' − Ψ``
+    delta : (B, N, N) complex64, ``Ψ' − Ψ`` (the ``spectra`` array)
     sq_error : float, ``Σ (|Ψ| − A)²`` over the batch
     """
     amp = np.abs(spectra)
     diff = amp - modulus
-    sq_error = float(np.dot(diff.ravel().astype(np.float64), diff.ravel().astype(np.float64)))
-    zero = amp == 0
-    ratio = np.divide(modulus, amp, out=np.zeros_like(amp), where=~zero)
-    delta = spectra * (ratio - 1.0)
-    if zero.any():
-        delta[zero] = modulus[zero]
-    return delta, sq_error
+    sq_error = float(np.vdot(diff.ravel(), diff.ravel()))
+    nonzero = amp > 0
+    ratio = np.divide(modulus, amp, out=np.zeros_like(amp), where=nonzero)
+    ratio -= 1.0
+    spectra *= ratio
+    if not nonzero.all():
+        zero = ~nonzero
+        spectra[zero] = modulus[zero]
+    return spectra, sq_error

@@ -1,0 +1,108 @@
+"""``ptycho iterative`` through the installed entry point: plugin listing, outputs, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+PLUGIN_SRC = Path(__file__).resolve().parents[1] / "src" / "ptycho_iterative"
+
+
+@pytest.fixture
+def ptycho():
+    """Run ``ptycho ARGS`` in-process with the installed entry points (as a user would)."""
+    from ptycho_cli.app import make_app
+
+    def run(*args):
+        app = make_app(load_entry_points=True, env={})
+        return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return run
+
+
+def test_listed_by_ptycho_plugins_from_its_entry_point(ptycho):
+    result = ptycho("plugins", "--json")
+    assert result.exit_code == 0, result.output
+    record = next(p for p in json.loads(result.stdout)["plugins"] if p["name"] == "iterative")
+    assert record["provides"] == {"commands": ["iterative"]}
+    assert record["version"] == "0.1.0" and not record["builtin"]
+
+
+def test_reconstructs_writes_outputs_and_evaluates(ptycho, small_dataset, tmp_path):
+    out = tmp_path / "object.npz"
+    result = ptycho("iterative", small_dataset, "--out", out, "--iterations", 20, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["engine"] == "rpie" and summary["iterations"] == 20 and len(summary["errors"]) == 20
+    assert summary["final error"] < summary["first error"]
+    for name in ("object.npz", "object.config.yaml", "object.amplitude.png", "object.phase.png"):
+        assert (tmp_path / name).is_file(), name
+    evaluated = ptycho("evaluate", out, "--truth", small_dataset, "--out", tmp_path / "eval", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["results"]["amplitude"]["ssim"] > 0.9
+
+
+def test_resolved_config_reproduces_the_run(ptycho, small_dataset, tmp_path):
+    from ptycho.io.objects import read_object
+
+    first = tmp_path / "a.npz"
+    args = ("--engine", "epie", "--iterations", 3, "--batch-size", 5, "--seed", 4, "--probe-update", "--no-figures", "-q")
+    assert ptycho("iterative", small_dataset, "--out", first, *args).exit_code == 0
+    assert (tmp_path / "a.probe.npz").is_file()
+    again = tmp_path / "b.npz"
+    result = ptycho("iterative", small_dataset, "--out", again, "--config", tmp_path / "a.config.yaml", "--no-figures", "-q")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read_object(first).object, read_object(again).object)
+    assert read_object(again).metadata["options"]["engine"] == "epie"
+
+
+def test_set_overrides_and_crop_to_scan(ptycho, small_dataset, tmp_path):
+    from ptycho.io.objects import read_object
+
+    out = tmp_path / "c.h5"
+    result = ptycho("iterative", small_dataset, "--out", out, "--set", "iterations=2", "--crop-to-scan", "--no-figures", "-q")
+    assert result.exit_code == 0, result.output
+    image = read_object(out)
+    assert image.metadata["options"]["iterations"] == 2 and image.origin_x > 0 and image.shape[1] < 80
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (("missing.h5", "--out", "o.npz"), 3, "missing.h5"),
+        (("{data}", "--out", "o.npz", "--engine", "dm"), 2, "iterative.engine"),
+        (("{data}", "--out", "o.npz", "--alpha", "-1"), 2, "iterative.alpha"),
+        (("{data}", "--out", "o.txt"), 2, "suffix"),
+    ],
+)
+def test_errors_are_one_line_with_exit_codes(ptycho, small_dataset, tmp_path, monkeypatch, args, code, needle):
+    monkeypatch.chdir(tmp_path)
+    result = ptycho("iterative", *(a.format(data=small_dataset) for a in args))
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_help_and_plugins_do_not_import_tensorflow():
+    code = (
+        "import sys; from ptycho_cli.app import main\n"
+        "for args in (['--help'], ['iterative', '--help'], ['plugins']):\n"
+        "    assert main(args) == 0, args\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "iterative" in proc.stdout
+
+
+def test_plugin_code_does_not_import_click():
+    for path in PLUGIN_SRC.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "import click" not in text and "from click" not in text, path

@@ -1,0 +1,1 @@
+"""``debug-ab`` internals: variants and arms, taps and tolerances, the report."""

@@ -1,0 +1,154 @@
+"""A/B variants and the two arms of a ``debug-ab`` run.
+
+A *variant* is a named set of dotted pipeline settings (:class:`~ptycho.registry.VariantSpec`),
+built in (:func:`builtin_variant_specs`) or from a plugin (hook ``ptycho_ab_variants``). An *arm*
+is what one side of the comparison runs: variant names joined with ``+`` (``gs2+mae``), or
+``base`` for none, plus ad-hoc ``--a-set`` / ``--b-set`` overrides. Its config is
+
+    PipelineConfig defaults < DebugABConfig sizing < base (files, --set, flags)
+        < variant settings (left to right) < arm overrides
+
+validated once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ptycho.config.base import to_plain
+from ptycho.config.merge import deep_merge, flatten, merge_dotted, validation_message
+from ptycho.config.pipeline import PipelineConfig
+from ptycho.errors import ConfigError
+from ptycho.registry import Components, VariantSpec
+
+BASE_VARIANT = "base"
+"""The arm name meaning "no variant": the base config plus that arm's overrides only."""
+COMBINE = "+"
+DOSE_HIGH = 1e9
+DOSE_LOW = 1e4
+
+
+def builtin_variant_specs() -> list[VariantSpec]:
+    """The built-in A/B variants (SPEC §11). Paired variants set the same key, so a pair differs
+    in exactly that setting."""
+    return [
+        VariantSpec("grid", {"simulate.scan.kind": "grid"}, "raster scan"),
+        VariantSpec("nongrid", {"simulate.scan.kind": "random"}, "uniform random scan"),
+        VariantSpec("gs1", {"simulate.gridsize": 1}, "no grouping (gridsize 1)"),
+        VariantSpec("gs2", {"simulate.gridsize": 2}, "groups of 2×2 neighbours (gridsize 2)"),
+        VariantSpec("nll", {"train.loss": "nll"}, "Poisson negative log-likelihood on counts"),
+        VariantSpec("mae", {"train.loss": "mae"}, "mean absolute error on amplitudes"),
+        VariantSpec("probe-ideal", {"simulate.probe.kind": "ideal"}, "ideal smoothed-disk probe with defocus"),
+        VariantSpec("probe-file", {"simulate.probe.kind": "aberrated"},
+                    "structured, aberrated probe shipped with ptycho (resources/probe_aberrated.npz)"),
+        VariantSpec("dose-high", {"simulate.nphotons": DOSE_HIGH}, f"{DOSE_HIGH:.0e} photons per pattern"),
+        VariantSpec("dose-low", {"simulate.nphotons": DOSE_LOW}, f"{DOSE_LOW:.0e} photons per pattern"),
+    ]
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One side as the user named it.
+
+    ``name``: variant names joined with ``+``, or ``base``; ``overrides``: dotted pipeline keys
+    applied last (``--a-set``); ``extra``: nested settings applied before the overrides (e.g. an
+    arm given as a config file); ``variants``: the variant names, when ``name`` is only a label
+    (default: parsed from ``name``); ``label``: ``A`` or ``B``.
+    """
+
+    label: str
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    variants: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A resolved arm: the settings it applied over the base and its validated config."""
+
+    spec: ArmSpec
+    variants: tuple[str, ...]
+    settings: dict[str, Any]
+    config: PipelineConfig
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    @property
+    def title(self) -> str:
+        """``A (grid)`` — what the report calls this arm."""
+        return f"{self.spec.label} ({self.spec.name})"
+
+
+def available_variants(components: Components) -> list[str]:
+    return [BASE_VARIANT, *components.variants.names()]
+
+
+def variant_names(name: str) -> tuple[str, ...]:
+    """``"gs2+mae"`` → ``("gs2", "mae")``; ``"base"`` → ``()``."""
+    parts = tuple(p.strip() for p in name.split(COMBINE))
+    if not name.strip() or any(not p for p in parts):
+        raise ConfigError(f"variant {name!r}: empty name; combine variants as A+B, e.g. gs2+mae")
+    return tuple(p for p in parts if p != BASE_VARIANT)
+
+
+def variant_settings(names: tuple[str, ...], components: Components) -> dict[str, Any]:
+    """Dotted settings of ``names`` merged left to right.
+
+    Raises
+    ------
+    ConfigError
+        An unknown name, listing the available ones.
+    """
+    settings: dict[str, Any] = {}
+    for name in names:
+        if name not in components.variants:
+            raise ConfigError(
+                f"unknown variant '{name}'; available: {', '.join(available_variants(components))} "
+                f"(combine with '+', e.g. gs2+mae; or use 'base' with --a-set/--b-set key=value)"
+            )
+        spec, _ = components.variants.get(name, field_name="variant")
+        settings.update(spec.settings)
+    return settings
+
+
+def resolve_arm(spec: ArmSpec, base: Mapping[str, Any], components: Components) -> Arm:
+    """Validate one arm's pipeline config (see the module docstring for the layering).
+
+    Raises
+    ------
+    ConfigError
+        Unknown variant, or settings the pipeline config rejects (named with the arm).
+    """
+    names = variant_names(spec.name) if spec.variants is None else tuple(spec.variants)
+    settings = variant_settings(names, components)
+    settings.update(flatten(spec.extra))
+    settings.update(spec.overrides)
+    merged = merge_dotted(base, settings)
+    try:
+        config = PipelineConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"arm {spec.label} ({spec.name}): {validation_message(exc)}") from None
+    return Arm(spec, names, settings, config)
+
+
+def base_settings(sizing: Mapping[str, Any], user: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The nested base both arms start from: the debug-ab sizing beneath the user's settings."""
+    return deep_merge(sizing, user or {})
+
+
+def config_diff(a: PipelineConfig, b: PipelineConfig) -> list[dict[str, Any]]:
+    """Every flattened dotted key whose value differs between the two resolved configs."""
+    fa, fb = flatten(to_plain(a)), flatten(to_plain(b))
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(key), fb.get(key)
+        if va != vb:
+            rows.append({"key": key, "a": va, "b": vb})
+    return rows

@@ -1,0 +1,297 @@
+"""``debug-ab``: run the pipeline for two variants side by side and say where they first diverge
+(SPEC §11).
+
+Both arms start from the same base config and seeds and differ only in their variant settings
+(:mod:`ptycho.debug.variants`). Stage by stage (``simulate → group → train → infer → stitch →
+evaluate``, up to ``DebugABConfig.stages``) arm A runs, then arm B, each in its own folder
+(``OUT/A``, ``OUT/B``); then the stage's taps (:mod:`ptycho.debug.taps`) are compared within
+tolerance and ``report.json`` / ``report.md`` are rewritten (atomically), so an interrupted run
+still leaves the report of the stages done. The side-by-side figure is drawn at the end.
+
+An arm whose stage raises is recorded as failed at that stage (message in the report, traceback
+in ``OUT/<arm>/error.txt``); a failure of one arm only is a divergence. No stage runs after a
+failure, nor after the first divergence with ``stop_on_divergence``.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ptycho.config.base import to_plain
+from ptycho.config.pipeline import DebugABConfig
+from ptycho.debug.taps import TapComparison, compare_taps
+from ptycho.debug.variants import Arm, ArmSpec, base_settings, config_diff, resolve_arm
+from ptycho.errors import ConfigError
+from ptycho.io.atomic import write_text_atomic
+from ptycho.registry import Components
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of one arm in one stage. ``kind``: start, progress, done, failed."""
+
+    arm: str
+    title: str
+    stage: str
+    kind: str
+    done: int = 0
+    total: int = 0
+    detail: str = ""
+    seconds: float = 0.0
+
+
+OnEvent = Callable[[Event], None]
+
+
+@dataclass
+class ArmRun:
+    """One arm's state while the stages run: its files, taps, timings and figure material."""
+
+    arm: Arm
+    dir: Path
+    taps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    error: tuple[str, str, int] | None = None  # (stage, one-line message, exit code)
+    artefacts: dict[str, Any] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        return self.dir / {"train": "train.h5", "test": "test.h5", "model": "model", "patches": "patches.h5",
+                           "object": "object.npz", "eval": "eval"}[name]
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """One stage compared: ``status`` is ``same``, ``diverged`` (taps beyond tolerance, or one arm
+    failed) or ``failed`` (both arms failed)."""
+
+    stage: str
+    status: str
+    taps: list[TapComparison]
+    errors: dict[str, str]
+    seconds: dict[str, float]
+
+    @property
+    def diverged_taps(self) -> list[TapComparison]:
+        return [t for t in self.taps if t.diverged]
+
+
+@dataclass(frozen=True)
+class DebugABResult:
+    out_dir: Path
+    report_path: Path
+    markdown_path: Path
+    figure_path: Path | None
+    report: dict[str, Any]
+    stages: list[StageResult]
+    first_divergent_stage: str | None
+    arms: tuple[Arm, Arm]
+    seconds: float
+    runs: tuple[ArmRun, ArmRun]
+
+    @property
+    def both_failed(self) -> StageResult | None:
+        """The stage at which both arms failed (a pipeline problem, not an A/B difference), if any."""
+        return next((r for r in self.stages if r.status == "failed"), None)
+
+    @property
+    def exit_code(self) -> int:
+        """0, or the exit code of the failure when both arms failed at the same stage."""
+        return self.runs[0].error[2] if self.both_failed is not None and self.runs[0].error else 0
+
+
+def resolve_arms(config: DebugABConfig, a: ArmSpec, b: ArmSpec, components: Components,
+                 base: dict[str, Any] | None = None) -> tuple[Arm, Arm]:
+    """Both arms' validated pipeline configs (ConfigError names the arm at fault)."""
+    start = base_settings(config.pipeline_defaults(), base)
+    return resolve_arm(a, start, components), resolve_arm(b, start, components)
+
+
+def debug_ab(
+    config: DebugABConfig,
+    a: ArmSpec,
+    b: ArmSpec,
+    out_dir: Path,
+    components: Components | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+    on_event: OnEvent | None = None,
+) -> DebugABResult:
+    """Run both arms up to ``config.last_stage`` and write the report into ``out_dir``.
+
+    ``base``: nested pipeline settings shared by both arms (config files, ``--set``, flags),
+    above the debug-ab sizing and below the variants.
+
+    Raises
+    ------
+    ConfigError
+        Unknown variant or an invalid arm config (before anything runs).
+    """
+    from ptycho.debug.report import build_report, write_figure, write_report
+
+    t0 = time.perf_counter()
+    components = components or Components.builtin()
+    if a.label == b.label:
+        raise ConfigError("debug-ab: the two arms need different labels")
+    arms = resolve_arms(config, a, b, components, base)
+    out_dir = Path(out_dir)
+    runs = [ArmRun(arm, out_dir / arm.label) for arm in arms]
+    for run in runs:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        (run.dir / "error.txt").unlink(missing_ok=True)  # from an earlier run into the same folder
+        resolved = {"variant": run.arm.spec.name, "settings": to_plain(run.arm.settings),
+                    "pipeline": to_plain(run.arm.config)}
+        write_text_atomic(run.dir / "pipeline.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    diff = config_diff(arms[0].config, arms[1].config)
+    emit = on_event or (lambda event: None)
+    results: list[StageResult] = []
+
+    def report(figure: Path | None) -> dict[str, Any]:
+        data = build_report(config, runs, diff, results, out_dir, figure, time.perf_counter() - t0)
+        write_report(out_dir, data, results)
+        return data
+
+    for stage in config.stages:
+        for run in runs:
+            _run_stage(stage, run, components, emit)
+        results.append(_compare_stage(stage, runs, config))
+        report(None)
+        if any(r.error for r in runs) or (config.stop_on_divergence and results[-1].status != "same"):
+            break
+    figure = None
+    if config.figure:
+        try:
+            figure = write_figure(out_dir / "figure.png", runs)
+        except Exception as exc:  # noqa: BLE001 - a drawing problem must not lose the report
+            warnings.warn(f"debug-ab: figure not written ({type(exc).__name__}: {exc})", stacklevel=2)
+    data = report(figure)
+    first = data["first_divergent_stage"]
+    return DebugABResult(out_dir, out_dir / "report.json", out_dir / "report.md", figure, data, results, first,
+                         arms, time.perf_counter() - t0, (runs[0], runs[1]))
+
+
+def _compare_stage(stage: str, runs: list[ArmRun], config: DebugABConfig) -> StageResult:
+    ra, rb = runs
+    errors = {r.arm.label: r.error[1] for r in runs if r.error and r.error[0] == stage}
+    taps = compare_taps(stage, ra.taps.get(stage, {}), rb.taps.get(stage, {}), config.tolerances)
+    if len(errors) == 2:
+        status = "failed"
+    elif errors or any(t.diverged for t in taps):
+        status = "diverged"
+    else:
+        status = "same"
+    seconds = {r.arm.label: r.seconds.get(stage, 0.0) for r in runs}
+    return StageResult(stage, status, taps, errors, seconds)
+
+
+def _run_stage(stage: str, run: ArmRun, components: Components, emit: OnEvent) -> None:
+    title = run.arm.title
+
+    def progress(done: int, total: int, detail: str = "") -> None:
+        emit(Event(run.arm.label, title, stage, "progress", done, total, detail))
+
+    emit(Event(run.arm.label, title, stage, "start"))
+    t0 = time.perf_counter()
+    try:
+        run.taps[stage] = STAGE_RUNNERS[stage](run, components, progress)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failing arm is a finding, recorded in the report
+        run.seconds[stage] = time.perf_counter() - t0
+        message = f"{type(exc).__name__}: {exc}"
+        run.error = (stage, message, int(getattr(exc, "exit_code", 1)))
+        write_text_atomic(run.dir / "error.txt", f"stage {stage}: {message}\n\n{traceback.format_exc()}")
+        emit(Event(run.arm.label, title, stage, "failed", detail=message, seconds=run.seconds[stage]))
+        return
+    run.seconds[stage] = time.perf_counter() - t0
+    emit(Event(run.arm.label, title, stage, "done", seconds=run.seconds[stage]))
+
+
+# --------------------------------------------------------------------------- stages
+
+def _simulate(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+    from ptycho.debug.taps import simulate_taps
+    from ptycho.io.datasets import load_dataset
+    from ptycho.workflows.simulate import simulate
+
+    cfg = run.arm.config
+    simulate(cfg.simulate, run.path("train"), components, preview=True,
+             progress=lambda d, t: progress(d, t, "training scan"))
+    simulate(cfg.test_simulate_config(), run.path("test"), components, preview=False,
+             progress=lambda d, t: progress(d, t, "test scan"))
+    with load_dataset(run.path("train")) as train, load_dataset(run.path("test")) as test:
+        taps, mean_pattern = simulate_taps(train, test)
+        run.artefacts.update(truth=train.object, probe=train.probe, x=train.x, y=train.y, mean_pattern=mean_pattern)
+    return taps
+
+
+def _group(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+    from ptycho.data.grouping import make_groups
+    from ptycho.debug.taps import group_taps
+    from ptycho.io.datasets import load_dataset
+    from ptycho.workflows.train import resolve_model_config
+
+    cfg = run.arm.config.train
+    with load_dataset(run.path("train")) as dataset:
+        gridsize = int(resolve_model_config(cfg, dataset).gridsize)
+        groups = make_groups(dataset.x, dataset.y, gridsize, n_groups=cfg.n_groups, neighbors=cfg.neighbors,
+                             oversample=cfg.oversample, seed=cfg.seed)
+    return group_taps(groups, gridsize)
+
+
+def _train(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+    from ptycho.debug.taps import train_taps
+    from ptycho.models.bundle import load_bundle
+    from ptycho.workflows.train import train
+
+    cfg = run.arm.config.train
+
+    def on_step(report: Any) -> None:
+        progress(report.step, report.steps, f"epoch {report.epoch + 1}/{cfg.epochs} loss {report.loss:.4g}")
+
+    result = train(cfg, run.path("train"), run.path("model"), components, on_step=on_step)
+    run.artefacts["history"] = result.history
+    run.artefacts["loss_name"] = cfg.loss
+    bundle = load_bundle(run.path("model"), components)
+    return train_taps(result.history, bundle.model)
+
+
+def _infer(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+    from ptycho.debug.taps import infer_taps
+    from ptycho.workflows.infer import infer
+
+    infer(run.arm.config.infer, run.path("model"), run.path("test"), run.path("patches"), components,
+          progress=progress)
+    return infer_taps(run.path("patches"))
+
+
+def _stitch(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+    from ptycho.debug.taps import stitch_taps
+    from ptycho.io.objects import read_object
+    from ptycho.workflows.stitch import stitch
+
+    stitch(run.arm.config.stitch, run.path("patches"), run.path("object"), figures=True, progress=progress)
+    image = read_object(run.path("object"))
+    run.artefacts["stitched"] = image
+    return stitch_taps(image)
+
+
+def _evaluate(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+    from ptycho.debug.taps import evaluate_taps
+    from ptycho.workflows.evaluate import evaluate
+
+    result = evaluate(run.arm.config.evaluate, run.path("object"), run.path("test"), run.path("eval"))
+    run.artefacts["comparison"] = result.comparison
+    return evaluate_taps(result.metrics)
+
+
+STAGE_RUNNERS: dict[str, Callable[[ArmRun, Components, Callable[..., None]], dict[str, Any]]] = {
+    "simulate": _simulate, "group": _group, "train": _train, "infer": _infer, "stitch": _stitch, "evaluate": _evaluate,
+}
