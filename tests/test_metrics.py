@@ -296,3 +296,15 @@ def test_compare_objects_reports_non_finite_reconstruction():
     with pytest.raises(DataError, match="reconstruction contains 4 NaN/Inf pixels") as info:
         compare_objects(recon, truth)
     assert info.value.exit_code == 3
+
+
+def test_resolution_ignores_a_recovered_low_frequency_dip_and_first_drop_reports_it():
+    from ptycho.metrics.frc import FRCResult
+
+    frequency = np.linspace(0, 0.5, 11)
+    curve = np.array([1.0, 0.3, 0.9, 0.95, 0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2])  # dip at 0.05, loss at ~0.375
+    frc = FRCResult(frequency=frequency, frc=curve, n_points=np.ones(11, int))
+    assert frc.resolution(0.5) == pytest.approx(0.35 + 0.05 * (0.6 - 0.5) / (0.6 - 0.4))
+    assert frc.first_drop(0.5) == pytest.approx(0.05 * (1.0 - 0.5) / (1.0 - 0.3))
+    assert FRCResult(frequency, np.full(11, 0.9), np.ones(11, int)).resolution(0.5) is None
+    assert FRCResult(frequency, np.full(11, 0.1), np.ones(11, int)).resolution(0.5) == 0.0

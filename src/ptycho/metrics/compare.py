@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ptycho.errors import DataError
-from ptycho.metrics.frc import FRCResult, fourier_ring_correlation
+from ptycho.metrics.frc import THRESHOLD_HALF, FRCResult, fourier_ring_correlation
 from ptycho.metrics.image import image_metrics, legacy_phase_ssim, mean_ratio_rescale
 from ptycho.metrics.registration import RegisterOn, apply_shift, estimate_shift, remove_phase_offset
 
@@ -174,6 +174,7 @@ def compare_objects(
             "frc50_px": _none_if_nan(frc.cutoff_half_px),
             "frc1_7_cycles_per_px": _none_if_nan(frc.cutoff_one_seventh),
             "frc1_7_px": _none_if_nan(frc.cutoff_one_seventh_px),
+            "frc50_first_drop_cycles_per_px": _none_if_nan(frc.first_drop(THRESHOLD_HALF)),
         },
         "amplitude_mean": {
             "recon": recon_mean,

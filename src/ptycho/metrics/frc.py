@@ -42,24 +42,35 @@ class FRCResult:
     n_points: np.ndarray
 
     def resolution(self, threshold: float) -> float | None:
-        """First frequency (cycles/pixel) where the curve falls below ``threshold``.
+        """Resolution cut-off (cycles/pixel): the frequency beyond which the curve stays below
+        ``threshold``.
 
-        The crossing is linearly interpolated between the last ring at or above the threshold and
-        the first ring below it. Rings with NaN correlation (no power) are skipped. Returns the
-        first ring's frequency (0.0) if it is already below, and ``None`` if the curve never falls
-        below the threshold up to Nyquist.
+        Linearly interpolated between the last ring at or above the threshold and the next ring.
+        Rings with NaN correlation (no power) are skipped. Returns 0.0 if no ring reaches the
+        threshold and ``None`` if the curve never falls below it up to Nyquist. A dip below the
+        threshold at low frequency that recovers (low-frequency phase error, not lost detail) does
+        not count here; :meth:`first_drop` reports it.
         """
         valid = np.isfinite(self.frc)  # rings without power (or empty rings) are skipped
+        frequency, frc = self.frequency[valid], self.frc[valid]
+        above = np.flatnonzero(frc >= threshold)
+        if above.size == 0:
+            return 0.0
+        i = int(above[-1])
+        if i == len(frc) - 1:
+            return None
+        return _interpolate(frequency, frc, i, threshold)
+
+    def first_drop(self, threshold: float) -> float | None:
+        """First frequency (cycles/pixel) where the curve falls below ``threshold`` (the classic
+        first-crossing reading); ``None`` if it never does."""
+        valid = np.isfinite(self.frc)
         frequency, frc = self.frequency[valid], self.frc[valid]
         below = np.flatnonzero(frc < threshold)
         if below.size == 0:
             return None
         i = int(below[0])
-        if i == 0:
-            return float(frequency[0])
-        f0, f1 = frequency[i - 1], frequency[i]
-        c0, c1 = frc[i - 1], frc[i]
-        return float(f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0))
+        return float(frequency[0]) if i == 0 else _interpolate(frequency, frc, i - 1, threshold)
 
     def resolution_px(self, threshold: float) -> float | None:
         """Resolution in pixels, ``1/frequency`` of :meth:`resolution`; ``None`` if not crossed or 0."""
@@ -85,6 +96,12 @@ class FRCResult:
     def cutoff_one_seventh_px(self) -> float | None:
         """FRC-1/7 resolution in pixels."""
         return self.resolution_px(THRESHOLD_ONE_SEVENTH)
+
+
+def _interpolate(frequency: np.ndarray, frc: np.ndarray, i: int, threshold: float) -> float:
+    """Frequency where the line from ring ``i`` (≥ threshold) to ring ``i+1`` (< threshold) crosses."""
+    f0, f1, c0, c1 = frequency[i], frequency[i + 1], frc[i], frc[i + 1]
+    return float(f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0))
 
 
 def _central_square(image: np.ndarray) -> np.ndarray:
