@@ -19,13 +19,12 @@ from ptycho.data.dataset import Dataset
 from ptycho.data.validation import coerce_array, validate_dataset
 from ptycho.errors import ConfigError, DataError
 from ptycho.io.atomic import one_line
-from ptycho.io.h5 import read_h5, write_h5
+from ptycho.io.h5 import H5_SUFFIXES, read_h5, write_h5
 from ptycho.io.legacy import LEGACY_FORMAT, read_ptychopinn_npz, write_ptychopinn_npz
 from ptycho.io.npz import NpzReader, read_npz, write_npz
 
 __all__ = ["SAVE_FORMATS", "load_dataset", "load_probe", "save_dataset"]
 
-H5_SUFFIXES = (".h5", ".hdf5")
 NPZ_SUFFIXES = (".npz",)
 SAVE_FORMATS = ("h5", "npz", LEGACY_FORMAT)
 _SUPPORTED = "canonical HDF5 (.h5, .hdf5), canonical NPZ (.npz), PtychoPINN NPZ (.npz)"
@@ -97,7 +96,11 @@ def load_dataset(
     DataError
         Missing file, unknown suffix, unreadable or invalid data (exit code 3).
     """
-    from ptycho.io.ptychodus import PRODUCT_FILE, is_ptychodus_product, read_ptychodus_dataset
+    from ptycho.io.ptychodus import (
+        PRODUCT_FILE,
+        is_ptychodus_product,
+        read_ptychodus_dataset,
+    )
 
     if Path(path).is_dir() and (Path(path) / PRODUCT_FILE).is_file():  # a Ptychodus workflow directory
         path = Path(path) / PRODUCT_FILE

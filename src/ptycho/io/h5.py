@@ -28,9 +28,17 @@ import numpy as np
 from ptycho.data.dataset import Dataset
 from ptycho.data.validation import coerce_array
 from ptycho.errors import DataError
-from ptycho.io.atomic import discard_temp, one_line, parse_json_metadata, temp_path_for, to_json
+from ptycho.io.atomic import (
+    discard_temp,
+    one_line,
+    parse_json_metadata,
+    temp_path_for,
+    to_json,
+)
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "H5DatasetWriter", "read_h5", "write_h5"]
+
+H5_SUFFIXES = (".h5", ".hdf5")  # file names read and written as HDF5
 
 FORMAT_NAME = "ptycho-dataset"
 FORMAT_VERSION = 1

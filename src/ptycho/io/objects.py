@@ -35,7 +35,15 @@ import numpy as np
 
 from ptycho.data.validation import coerce_array
 from ptycho.errors import ConfigError, DataError
-from ptycho.io.atomic import atomic_output, discard_temp, one_line, parse_json_metadata, temp_path_for, to_json
+from ptycho.io.atomic import (
+    atomic_output,
+    discard_temp,
+    one_line,
+    parse_json_metadata,
+    temp_path_for,
+    to_json,
+)
+from ptycho.io.h5 import H5_SUFFIXES
 from ptycho.io.npz import NpzReader, read_metadata_array, save_npz_arrays
 
 __all__ = [
@@ -46,7 +54,6 @@ __all__ = [
 OBJECT_FORMAT = "ptycho-object"
 PATCHES_FORMAT = "ptycho-patches"
 FORMAT_VERSION = 1
-H5_SUFFIXES = (".h5", ".hdf5")
 #: Target size of one HDF5 chunk of ``patches`` (whole groups per chunk).
 CHUNK_BYTES = 1 << 20
 _OBJECT_KEYS = ("object", "objectGuess")  # canonical first, then the PtychoPINN name
