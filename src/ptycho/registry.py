@@ -54,8 +54,10 @@ class ScanSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A network architecture. ``build(config)`` returns an uncompiled Keras model mapping
-    ``(B, N, N, C)`` normalised amplitudes to ``(amplitude, phase)`` tensors of the same shape."""
+    """A network architecture. ``build(config)`` returns an uncompiled Keras model mapping the
+    features ``(B, N, N, k·C)`` (``k = config.input_channels``: normalised √counts, then Re and Im
+    of the ePIE estimate when ``epie_iterations > 0``) to ``(amplitude, phase)``, each
+    ``(B, N, N, C)``."""
 
     name: str
     build: Callable[[Any], Any]

@@ -27,10 +27,15 @@ class InferResult:
     gridsize: int
     seconds: float
     inference_seconds: float
+    steady_groups: int = 0
+    steady_seconds: float = 0.0
 
     @property
     def patterns_per_second(self) -> float:
-        """Patterns through the network per second of inference (I/O and set-up excluded)."""
+        """Patterns through the network per second in steady state: I/O, set-up and the first
+        batch (which pays for tracing and compilation) excluded; all batches if there is only one."""
+        if self.steady_groups and self.steady_seconds > 0:
+            return self.steady_groups * self.gridsize**2 / self.steady_seconds
         return self.n_groups * self.gridsize**2 / max(self.inference_seconds, 1e-9)
 
 
@@ -88,7 +93,7 @@ def infer(
         provenance = {"model": str(model_dir), "model_fingerprint": bundle.data_info.get("fingerprint"),
                       "dataset": str(dataset_path), "dataset_fingerprint": dataset.fingerprint(),
                       "gridsize": physics.gridsize, "N": physics.N}
-        seconds = 0.0
+        seconds, steady_groups, steady_seconds = 0.0, 0, 0.0
         with PatchesWriter(out, groups.n_groups, physics.C, physics.N, provenance, object_shape) as writer:
             for rows in batch_rows(groups.n_groups, batch, shuffle=False):
                 arrays = read_group_batch(dataset, groups, rows)
@@ -97,10 +102,13 @@ def infer(
                     arrays = tuple(np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in arrays)
                 t1 = time.perf_counter()
                 patches = forward(*(tf_.constant(a) for a in arrays)).numpy()[: len(rows)]
-                seconds += time.perf_counter() - t1
+                elapsed = time.perf_counter() - t1
+                seconds += elapsed
+                if rows[0] > 0:  # after the first (compiling) batch
+                    steady_groups, steady_seconds = steady_groups + len(rows), steady_seconds + elapsed
                 writer.write(int(rows[0]), patches, xs[rows], ys[rows], groups.index[rows])
                 if progress:
                     progress(int(rows[-1]) + 1, groups.n_groups)
     write_resolved_config(Path(out), "infer", config)
     return InferResult(Path(out), groups.n_groups, dataset.n_patterns, physics.gridsize,
-                       time.perf_counter() - t0, seconds)
+                       time.perf_counter() - t0, seconds, steady_groups, steady_seconds)

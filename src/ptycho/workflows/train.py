@@ -33,8 +33,12 @@ class TrainResult:
 
     @property
     def patterns_per_second(self) -> float:
-        train_time = sum(self.history.get("seconds", [])) or self.seconds
-        return self.patterns_per_epoch * len(self.history.get("seconds", [])) / max(train_time, 1e-9)
+        """Training throughput from the epochs after the first (which pays for compilation);
+        from all epochs when only one ran."""
+        seconds = list(self.history.get("seconds", []))
+        if len(seconds) > 1:
+            seconds = seconds[1:]
+        return self.patterns_per_epoch * len(seconds) / max(sum(seconds), 1e-9) if seconds else 0.0
 
 
 def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:

@@ -1,0 +1,48 @@
+"""Scoring a reconstruction in memory, exactly as ``ptycho evaluate`` scores a file, minus the figures
+and files — for the many intermediate states of the iterative baseline. The final states are
+also scored by :func:`ptycho.workflows.evaluate.evaluate` itself and the two are cross-checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+METRIC_KEYS = ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "amplitude_mae", "phase_mae",
+               "frc50_cycles_per_px", "amplitude_mean_ratio")
+
+
+def score(recon: Any, truth: Any, config: Any = None) -> dict[str, Any]:
+    """The metrics dict of ``compare_objects`` for ``recon`` against ``truth`` (both
+    :class:`~ptycho.io.objects.ObjectImage`), cut and registered as ``evaluate`` does."""
+    from ptycho.config.evaluate import EvaluateConfig
+    from ptycho.errors import DataError
+    from ptycho.metrics.compare import compare_objects
+    from ptycho.workflows.evaluate import MIN_REGION_PX, overlap_canvases, supported_rectangle
+
+    config = config or EvaluateConfig()
+    recon, truth = overlap_canvases(recon, truth)
+    region = supported_rectangle(recon.support & truth.support)
+    if region is None or min(region[1] - region[0], region[3] - region[2]) < MIN_REGION_PX:
+        raise DataError(f"supported region too small: {region}")
+    r0, r1, c0, c1 = region
+    cmp = compare_objects(recon.object[r0:r1, c0:c1], truth.object[r0:r1, c0:c1], register=config.registration,
+                          upsample=config.upsample, phase_ramp=config.phase_ramp, register_on=config.register_on)
+    return cmp.metrics
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """The few numbers the report shows, from an ``evaluate``/``compare_objects`` metrics dict."""
+    def get(*path: str) -> float | None:
+        value: Any = metrics
+        for key in path:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return None if value is None else float(value)
+
+    return {
+        "amplitude_ssim": get("amplitude", "ssim"), "phase_ssim": get("phase", "ssim"),
+        "amplitude_psnr": get("amplitude", "psnr"), "phase_psnr": get("phase", "psnr"),
+        "amplitude_mae": get("amplitude", "mae"), "phase_mae": get("phase", "mae"),
+        "frc50_cycles_per_px": get("frc", "frc50_cycles_per_px"),
+        "amplitude_mean_ratio": get("amplitude_mean", "ratio"),
+    }

@@ -1,0 +1,133 @@
+"""The sizes of a full and a ``--quick`` run, in one place.
+
+The full sizes are the scenarios SPEC §13 and the benchmark issue name; the quick sizes only
+exercise every code path (tiny N, few patterns, few epochs) and their numbers mean little.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Sizes:
+    mode: str
+    # sim
+    sim_N: int
+    sim_sizes: tuple[int, ...]
+    sim_baseline_patterns: int
+    # train (step throughput)
+    train_N: int
+    train_positions: int
+    train_batch: int
+    train_filters: int
+    train_gridsizes: tuple[int, ...]
+    train_batches: int  # distinct batches per timed epoch
+    train_epochs: int  # timed epochs (after a warm-up epoch that compiles)
+    # infer
+    infer_gridsizes: tuple[int, ...]
+    infer_large_gridsizes: tuple[int, ...]  # gridsizes also run at the largest size
+    # quality
+    quality_N: int
+    quality_object_size: int | None
+    quality_train_positions: int
+    quality_test_positions: int
+    quality_doses: tuple[float, ...]
+    quality_gridsizes: tuple[int, ...]
+    quality_epochs: int
+    quality_filters: int
+    iterative_iterations: int
+    # sweep
+    sweep_N: int
+    sweep_positions: int
+    sweep_epochs: int
+    sweep_jit: bool
+    sweep_cases: tuple[tuple[int, float, str, bool, bool], ...] = field(default=())
+    # per-child time limit (seconds)
+    child_timeout_s: float = 4 * 3600
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SWEEP_DOSES = (1e4, 1e5, 1e6, 1e7, 1e8, 1e9)
+SWEEP_PROBES = ("ideal", "gaussian", "aberrated")
+SWEEP_GRIDSIZES = (1, 2, 3)
+SWEEP_PROBE_OPTION_DOSES = (1e4, 1e9)  # every probe option at both dose extremes
+
+
+def full_sweep_cases() -> tuple[tuple[int, float, str, bool, bool], ...]:
+    """``(gridsize, photons, probe kind, probe_trainable, scale_trainable)`` of the full sweep: every
+    dose with the default probe, and every probe option alone and all together at both dose
+    extremes, at each gridsize (one factor at a time around the default, not the full product)."""
+    cases = []
+    for gs in SWEEP_GRIDSIZES:
+        cases += [(gs, dose, "ideal", False, False) for dose in SWEEP_DOSES]
+        for dose in SWEEP_PROBE_OPTION_DOSES:
+            cases += [(gs, dose, "gaussian", False, False), (gs, dose, "aberrated", False, False),
+                      (gs, dose, "ideal", True, False), (gs, dose, "ideal", False, True),
+                      (gs, dose, "aberrated", True, True)]
+    return tuple(cases)
+
+
+QUICK_SWEEP_CASES = (
+    # every gridsize, both dose extremes, every probe kind and each trainable option at least once
+    (1, 1e4, "gaussian", True, False),
+    (2, 1e9, "aberrated", False, True),
+    (3, 1e6, "ideal", False, False),
+)
+
+FULL = Sizes(
+    mode="full",
+    sim_N=64, sim_sizes=(10_000, 100_000), sim_baseline_patterns=2000,
+    train_N=64, train_positions=2000, train_batch=16, train_filters=2, train_gridsizes=(1, 2),
+    train_batches=20, train_epochs=3,
+    infer_gridsizes=(1, 2), infer_large_gridsizes=(1, 2),
+    quality_N=64, quality_object_size=None, quality_train_positions=2000, quality_test_positions=1000,
+    quality_doses=(1e9, 1e4), quality_gridsizes=(1, 2), quality_epochs=20, quality_filters=2,
+    iterative_iterations=100,
+    sweep_N=32, sweep_positions=128, sweep_epochs=3, sweep_jit=True, sweep_cases=full_sweep_cases(),
+)
+
+QUICK = Sizes(
+    mode="quick",
+    sim_N=32, sim_sizes=(2000, 10_000), sim_baseline_patterns=500,
+    train_N=32, train_positions=256, train_batch=16, train_filters=1, train_gridsizes=(1, 2),
+    train_batches=3, train_epochs=1,
+    infer_gridsizes=(1, 2), infer_large_gridsizes=(1, 2),
+    quality_N=32, quality_object_size=None, quality_train_positions=256, quality_test_positions=128,
+    quality_doses=(1e4,), quality_gridsizes=(1, 2), quality_epochs=2, quality_filters=1,
+    iterative_iterations=10,
+    sweep_N=32, sweep_positions=128, sweep_epochs=2, sweep_jit=False, sweep_cases=QUICK_SWEEP_CASES,
+    child_timeout_s=600,
+)
+
+
+def override(sizes: Sizes, assignments: list[str]) -> Sizes:
+    """``sizes`` with ``NAME=VALUE`` assignments applied; VALUE is JSON (``20``, ``[1, 2]``,
+    ``true``) or, failing that, a string.
+
+    Raises
+    ------
+    ValueError
+        Unknown name or malformed assignment.
+    """
+    import dataclasses
+    import json
+
+    names = {f.name for f in dataclasses.fields(Sizes)}
+    changes: dict[str, Any] = {}
+    for text in assignments:
+        name, sep, raw = text.partition("=")
+        name = name.strip()
+        if not sep or name not in names or name == "mode":
+            raise ValueError(f"--size {text!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(names - {'mode'}))}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        changes[name] = value
+    return dataclasses.replace(sizes, **changes)

@@ -1,0 +1,144 @@
+"""The benchmark command (``python -m benchmarks``, SPEC §13): its report machinery in-process,
+one real section end to end, and — marked slow — the whole ``--quick`` run in a subprocess.
+
+The full quick run takes a few minutes on 2 CPU cores (about 14 TensorFlow start-ups and a dozen
+XLA compilations), hence ``slow``; ``--quick --only sim`` (about 20 s) runs by default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ is a folder of the repository, not an installed package
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.report import FAIL, INFO, NA, PASS, SECTIONS, Section, Target, row, to_json, to_markdown  # noqa: E402
+from benchmarks.sizes import FULL, QUICK, override  # noqa: E402
+
+ROW_KEYS = {"metric", "measured", "unit", "config", "target", "status", "reference", "note"}
+QUICK_TIMEOUT_S = 900
+
+
+def run_benchmarks(out: Path, *args: str, timeout: float = QUICK_TIMEOUT_S) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--quiet", "--out", str(out), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def result_files(out: Path) -> tuple[dict, str]:
+    [json_path] = sorted(out.glob("*-quick.json"))
+    md_path = json_path.with_suffix(".md")
+    assert md_path.is_file(), "the Markdown table is written beside the JSON"
+    return json.loads(json_path.read_text()), md_path.read_text()
+
+
+def all_numbers(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from all_numbers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from all_numbers(v)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield value
+
+
+def check_report(doc: dict, md: str, sections: tuple[str, ...]) -> None:
+    assert doc["schema"] == "ptycho-benchmarks/1" and doc["mode"] == "quick"
+    machine = doc["machine"]
+    assert machine["cpu_model"] and machine["cpus_available"] >= 1 and machine["ram_gb"] > 0
+    assert {"python", "tensorflow", "numpy"} <= set(machine["versions"])
+    assert list(doc["sections"]) == list(sections)
+    for name in sections:
+        section = doc["sections"][name]
+        assert section["rows"], f"section {name} has no rows"
+        for r in section["rows"]:
+            assert set(r) == ROW_KEYS
+            assert r["status"] in (PASS, FAIL, INFO, NA), f"{name}: {r['metric']} {r['config']}: {r['note']}"
+            if r["status"] in (PASS, INFO):
+                assert r["measured"] is not None and math.isfinite(r["measured"]), r
+        assert f"## {name}:" in md
+    assert all(math.isfinite(v) for v in all_numbers(doc)), "the JSON holds only finite numbers"
+    assert "| metric | config | target | measured |" in md and "## Machine" in md
+
+
+# -- in-process: targets, rows, rendering, options -----------------------------------------
+
+def test_targets_decide_pass_and_fail():
+    assert Target(">=", 2000).check(2100) == PASS and Target(">=", 2000).check(1999) == FAIL
+    assert Target("<", 1000).check(999) == PASS and Target("<", 1000).check(1000) == FAIL
+    within = Target("within", 1.0, tol=0.05, relative=True)
+    assert within.check(1.049) == PASS and within.check(0.94) == FAIL
+    assert Target(">=", 0.9).check(float("nan")) == FAIL and Target(">=", 0.9).check(None) == FAIL
+    assert within.text() == "1 ± 5%" and Target(">=", 2000).text() == "≥ 2,000"
+
+
+def test_rows_without_a_value_or_target():
+    assert row("baseline", 5.0).status == INFO
+    missing = row("not measured", None)
+    assert missing.status == NA and missing.measured is None
+    failed = row("NaN value", float("nan"), target=Target(">=", 0.9))
+    assert failed.status == FAIL and failed.measured is None and "nan" in failed.note
+
+
+def test_json_and_markdown_say_plainly_when_a_target_is_missed():
+    sec = Section("sim", "simulation")
+    sec.add(row("throughput", 150.0, unit="patterns/s", target=Target(">=", 2000), reference="~130–210"),
+            row("peak RSS", 700.0, unit="MB", target=Target("<", 1000)))
+    sec.error("simulate 10⁵", RuntimeError("boom\nlast line"))
+    meta = {"date": "2026-01-01", "hostname": "h", "mode": "quick", "command": "python -m benchmarks",
+            "machine": {"versions": {}}, "git": {}}
+    doc = json.loads(to_json(meta, [sec]))
+    assert doc["summary"]["FAIL"] == 1 and doc["summary"]["pass"] == 1 and doc["summary"]["error"] == 1
+    md = to_markdown(meta, [sec])
+    assert "❌ **FAIL**" in md and "⚠️ **error**" in md and "last line" in md and "~130–210" in md
+
+
+def test_sizes_and_overrides():
+    assert FULL.sim_sizes == (10_000, 100_000) and FULL.sim_N == 64 and FULL.quality_epochs == 20
+    assert QUICK.sim_N == 32 and QUICK.quality_epochs == 2
+    gridsizes = {c[0] for c in FULL.sweep_cases}
+    doses = {c[1] for c in FULL.sweep_cases}
+    assert gridsizes == {1, 2, 3} and doses == {1e4, 1e5, 1e6, 1e7, 1e8, 1e9}
+    assert {c[2] for c in FULL.sweep_cases} == {"ideal", "gaussian", "aberrated"}
+    changed = override(QUICK, ["quality_epochs=3", "sim_sizes=[100, 200]"])
+    assert changed.quality_epochs == 3 and changed.sim_sizes == (100, 200)
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        override(QUICK, ["no_such_size=1"])
+
+
+def test_bad_section_is_a_usage_error(tmp_path):
+    result = run_benchmarks(tmp_path, "--only", "sim,nonsense", timeout=60)
+    assert result.returncode == 2 and "nonsense" in result.stderr
+
+
+# -- subprocess: real measurements ---------------------------------------------------------
+
+def test_quick_sim_section_end_to_end(tmp_path):
+    result = run_benchmarks(tmp_path, "--only", "sim")
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc, md = result_files(tmp_path)
+    check_report(doc, md, ("sim",))
+    metrics = {r["metric"] for r in doc["sections"]["sim"]["rows"]}
+    assert {"NumPy per-pattern baseline", "ptycho simulate throughput", "speed-up over NumPy baseline",
+            "peak RSS of simulate"} <= metrics
+
+
+@pytest.mark.slow
+def test_quick_mode_runs_every_section(tmp_path):
+    result = run_benchmarks(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc, md = result_files(tmp_path)
+    check_report(doc, md, SECTIONS)
+    sweep = doc["sections"]["sweep"]
+    assert sweep["grid"]["columns"] == ["gridsize 1", "gridsize 2", "gridsize 3"]
+    quality = {r["metric"] for r in doc["sections"]["quality"]["rows"]}
+    assert {"PINN phase SSIM", "rPIE phase SSIM", "PINN amplitude mean ratio (absolute, no rescale)"} <= quality
