@@ -393,7 +393,9 @@ def test_persistent_nan_after_a_good_epoch_keeps_that_epoch(dataset, tmp_path):
     message = str(excinfo.value)
     assert excinfo.value.exit_code == 4
     assert "\n" not in message and "diverged" in message and "epoch 1" in message
-    assert len(hook.seen) == 2  # the first NaN step of each of the two tries
+    # epoch 1 was tried twice (the original and one recovery) and never got past its first step;
+    # the pipeline reads a few batches ahead, so later steps of a try may have been read too
+    assert hook.seen.count((1, 0)) == 2 and {epoch for epoch, _ in hook.seen} == {1}
     bundle = load_bundle(tmp_path / "m")  # the epoch-1 checkpoint, complete and verified
     assert bundle.history.epochs == 1 and all_finite(bundle.model)
 

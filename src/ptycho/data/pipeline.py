@@ -3,7 +3,7 @@ the dataset), as NumPy arrays or a prefetching ``tf.data`` pipeline."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -34,13 +34,23 @@ def read_group_batch(dataset: Dataset, groups: Groups, rows: np.ndarray) -> tupl
     return np.ascontiguousarray(patterns.transpose(0, 2, 3, 1)), groups.offset_x[rows], groups.offset_y[rows]
 
 
-def iter_group_batches(dataset: Dataset, groups: Groups, rows_list: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    for rows in rows_list:
-        yield read_group_batch(dataset, groups, rows)
+CountsTransform = Callable[[int, np.ndarray], np.ndarray]
 
 
-def tf_group_batches(dataset: Dataset, groups: Groups, rows_list: list[np.ndarray]) -> Any:
-    """A prefetching ``tf.data.Dataset`` of ``(counts, offset_x, offset_y)`` batches."""
+def iter_group_batches(
+    dataset: Dataset, groups: Groups, rows_list: list[np.ndarray], transform: CountsTransform | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches in ``rows_list`` order; ``transform(step, counts) -> counts`` alters each batch's counts."""
+    for step, rows in enumerate(rows_list):
+        counts, ox, oy = read_group_batch(dataset, groups, rows)
+        yield (transform(step, counts) if transform else counts), ox, oy
+
+
+def tf_group_batches(
+    dataset: Dataset, groups: Groups, rows_list: list[np.ndarray], transform: CountsTransform | None = None
+) -> Any:
+    """A prefetching ``tf.data.Dataset`` of ``(counts, offset_x, offset_y)`` batches: HDF5 reads of
+    the next batches overlap the current training step, and only ``PREFETCH_BATCHES`` are held."""
     from ptycho._tf import tf
 
     tf_ = tf()
@@ -51,5 +61,5 @@ def tf_group_batches(dataset: Dataset, groups: Groups, rows_list: list[np.ndarra
         tf_.TensorSpec((None, C), tf_.float64),
     )
     return tf_.data.Dataset.from_generator(
-        lambda: iter_group_batches(dataset, groups, rows_list), output_signature=signature
+        lambda: iter_group_batches(dataset, groups, rows_list, transform), output_signature=signature
     ).prefetch(PREFETCH_BATCHES)

@@ -98,7 +98,7 @@ def train(
     NumericalError
         Training diverged beyond recovery (exit code 4); ``out`` keeps the last good bundle.
     """
-    from ptycho.data.pipeline import batch_rows, iter_group_batches
+    from ptycho.data.pipeline import batch_rows, tf_group_batches
     from ptycho.figures.loss import loss_figure
     from ptycho.io.config_file import write_resolved_config
     from ptycho.io.datasets import load_dataset
@@ -141,16 +141,13 @@ def train(
             rows = batch_rows(train_groups.n_groups, batch_size, shuffle=True, seed=config.seed, epoch=epoch,
                               drop_remainder=True)
 
-            def batches():
-                for step, (counts, ox, oy) in enumerate(iter_group_batches(dataset, train_groups, rows)):
-                    yield (batch_hook(epoch, step, counts) if batch_hook else counts), ox, oy
-
-            return batches(), len(rows)
+            transform = (lambda step, counts: batch_hook(epoch, step, counts)) if batch_hook else None
+            return tf_group_batches(dataset, train_groups, rows, transform), len(rows)
 
         val_batches = None
         if val_groups is not None:
             val_rows = batch_rows(val_groups.n_groups, batch_size, shuffle=False)
-            val_batches = lambda: iter_group_batches(dataset, val_groups, val_rows)  # noqa: E731
+            val_batches = lambda: tf_group_batches(dataset, val_groups, val_rows)  # noqa: E731
 
         def checkpoint(epoch: int, hist: History) -> None:
             save_bundle(out, model, train_config=config, history=hist, data_info=info,

@@ -1,0 +1,73 @@
+"""The batch pipeline that feeds training: order, content, transforms and bounded reads."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ptycho.data.dataset import Dataset
+from ptycho.data.grouping import make_groups
+from ptycho.data.pipeline import PREFETCH_BATCHES, batch_rows, read_group_batch, tf_group_batches
+
+N, M = 16, 96
+
+
+class RecordingPatterns:
+    """A lazy pattern store that records how many patterns each read asked for."""
+
+    def __init__(self, data: np.ndarray):
+        self._data = data
+        self.shape = data.shape
+        self.reads: list[int] = []
+
+    def __getitem__(self, key):
+        out = self._data[key]
+        self.reads.append(int(np.asarray(out).shape[0]))
+        return out
+
+
+def recording_dataset() -> tuple[Dataset, RecordingPatterns]:
+    rng = np.random.default_rng(3)
+    store = RecordingPatterns(rng.poisson(20.0, (M, N, N)).astype(np.float32))
+    x, y = rng.uniform(10, 50, M), rng.uniform(10, 50, M)
+    return Dataset(store, x, y, np.ones((N, N), np.complex64)), store
+
+
+def test_batch_rows_cover_every_group_once_and_shuffle_per_epoch():
+    rows0 = batch_rows(50, 8, shuffle=True, seed=1, epoch=0)
+    rows1 = batch_rows(50, 8, shuffle=True, seed=1, epoch=1)
+    assert sorted(np.concatenate(rows0).tolist()) == list(range(50))
+    assert not np.array_equal(np.concatenate(rows0), np.concatenate(rows1))
+    np.testing.assert_array_equal(np.concatenate(rows0), np.concatenate(batch_rows(50, 8, shuffle=True, seed=1, epoch=0)))
+    dropped = batch_rows(50, 8, shuffle=False, drop_remainder=True)
+    assert len(dropped) == 6 and all(len(r) == 8 for r in dropped)
+
+
+def test_tf_pipeline_yields_the_numpy_batches_in_order_with_the_transform_applied():
+    dataset, _ = recording_dataset()
+    groups = make_groups(dataset.x, dataset.y, 2, seed=0)
+    rows = batch_rows(groups.n_groups, 16, shuffle=True, seed=4, epoch=0)
+    seen = []
+
+    def double_first(step, counts):
+        seen.append(step)
+        return counts * 2 if step == 0 else counts
+
+    got = list(tf_group_batches(dataset, groups, rows, double_first))
+    assert len(got) == len(rows) and seen == list(range(len(rows)))
+    for step, ((counts, ox, oy), r) in enumerate(zip(got, rows)):
+        want, wx, wy = read_group_batch(dataset, groups, r)
+        assert counts.shape == (len(r), N, N, 4) and counts.dtype.name == "float32"
+        np.testing.assert_array_equal(counts.numpy(), want * (2 if step == 0 else 1))
+        np.testing.assert_array_equal(ox.numpy(), wx)
+        np.testing.assert_array_equal(oy.numpy(), wy)
+
+
+def test_tf_pipeline_reads_one_batch_at_a_time_and_only_a_few_ahead():
+    dataset, store = recording_dataset()
+    groups = make_groups(dataset.x, dataset.y, 1, seed=0)
+    rows = batch_rows(groups.n_groups, 8, shuffle=False)
+    iterator = iter(tf_group_batches(dataset, groups, rows))
+    next(iterator)
+    # never more than one batch of patterns per read, and the whole dataset is not read up front
+    assert max(store.reads) <= 8
+    assert len(store.reads) <= 1 + PREFETCH_BATCHES + 1 < len(rows)
