@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,7 +14,8 @@ from ptycho.config.stitch import StitchConfig
 from ptycho.data.dataset import Dataset
 from ptycho.errors import ConfigError, DataError
 from ptycho.io.datasets import save_dataset
-from ptycho.io.objects import ObjectImage, PatchesWriter, read_object, read_patches, write_object
+from ptycho.io.objects import ObjectImage, read_object, write_object
+from ptycho.io.patches import PatchesWriter, read_patches
 from ptycho.workflows.stitch import crop_geometry, stitch
 
 N = 16

@@ -73,7 +73,7 @@ def infer(
     from ptycho.data.pipeline import batch_rows, read_group_batch
     from ptycho.io.config_file import write_resolved_config
     from ptycho.io.datasets import load_dataset
-    from ptycho.io.objects import PatchesWriter
+    from ptycho.io.patches import PatchesWriter
     from ptycho.models.bundle import load_bundle
     from ptycho.models.physics import canvas_size
 

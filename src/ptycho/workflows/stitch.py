@@ -35,7 +35,8 @@ import numpy as np
 from ptycho import __version__
 from ptycho.config.stitch import StitchConfig
 from ptycho.errors import DataError
-from ptycho.io.objects import ObjectImage, PatchesFile, object_format, read_patches, write_object
+from ptycho.io.objects import ObjectImage, object_format, write_object
+from ptycho.io.patches import PatchesFile, read_patches
 
 Progress = Callable[[int, int], None]
 
@@ -128,7 +129,7 @@ def stitch(
 ) -> StitchResult:
     """Stitch a patches file into an object file, with amplitude/phase PNGs and the resolved config.
 
-    ``patches`` is a path or an already opened :class:`~ptycho.io.objects.PatchesFile`.
+    ``patches`` is a path or an already opened :class:`~ptycho.io.patches.PatchesFile`.
 
     Writes ``out`` (``.npz``/``.h5``), ``<stem>.amplitude.png``, ``<stem>.phase.png`` and
     ``<stem>.config.yaml`` beside it, each atomically.

@@ -102,7 +102,7 @@ def train(
     from ptycho.figures.loss import loss_figure
     from ptycho.io.config_file import write_resolved_config
     from ptycho.io.datasets import load_dataset
-    from ptycho.models.bundle import History, load_bundle, save_bundle
+    from ptycho.models.bundle import History, save_bundle
     from ptycho.models.physics import canvas_size
     from ptycho.models.pinn import PINN, PhysicsSettings
     from ptycho.models.training import Diverged, Trainer, make_strategy

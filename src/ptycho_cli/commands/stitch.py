@@ -46,7 +46,8 @@ def stitch_command(
     with guard(verbose):
         flags = {"crop": crop, "chunk_groups": chunk_groups}
         cfg = resolve_config(StitchConfig, "stitch", files=config or (), sets=set_ or (), flags=flags)
-        from ptycho.io.objects import object_format, read_patches
+        from ptycho.io.objects import object_format
+        from ptycho.io.patches import read_patches
         from ptycho.workflows.stitch import stitch
 
         object_format(out)  # validate inputs before the progress bar starts
