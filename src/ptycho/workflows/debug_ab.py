@@ -32,6 +32,7 @@ from ptycho.debug.variants import Arm, ArmSpec, base_settings, config_diff, reso
 from ptycho.errors import ConfigError
 from ptycho.io.atomic import write_text_atomic
 from ptycho.registry import Components
+from ptycho.workflows.pipeline import PipelinePaths, run_stage
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,12 @@ class ArmRun:
     error: tuple[str, str, int] | None = None  # (stage, one-line message, exit code)
     artefacts: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def paths(self) -> PipelinePaths:
+        return PipelinePaths(self.dir)
+
     def path(self, name: str) -> Path:
-        return self.dir / {"train": "train.h5", "test": "test.h5", "model": "model", "patches": "patches.h5",
-                           "object": "object.npz", "eval": "eval"}[name]
+        return self.paths[name]
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,8 @@ def _run_stage(stage: str, run: ArmRun, components: Components, emit: OnEvent) -
     emit(Event(run.arm.label, title, stage, "start"))
     t0 = time.perf_counter()
     try:
-        run.taps[stage] = STAGE_RUNNERS[stage](run, components, progress)
+        result = run_stage(stage, run.arm.config, run.paths, components, progress=progress)
+        run.taps[stage] = STAGE_TAPS[stage](run, result, components)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a failing arm is a finding, recorded in the report
@@ -215,83 +220,57 @@ def _run_stage(stage: str, run: ArmRun, components: Components, emit: OnEvent) -
 
 
 # --------------------------------------------------------------------------- stages
+# Each stage runs through ``ptycho.workflows.pipeline.run_stage`` (the same code as a plain
+# pipeline run); these functions read the stage's outputs back into taps and figure material.
 
-def _simulate(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+def _simulate_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
     from ptycho.debug.taps import simulate_taps
     from ptycho.io.datasets import load_dataset
-    from ptycho.workflows.simulate import simulate
 
-    cfg = run.arm.config
-    simulate(cfg.simulate, run.path("train"), components, preview=True,
-             progress=lambda d, t: progress(d, t, "training scan"))
-    simulate(cfg.test_simulate_config(), run.path("test"), components, preview=False,
-             progress=lambda d, t: progress(d, t, "test scan"))
     with load_dataset(run.path("train")) as train, load_dataset(run.path("test")) as test:
         taps, mean_pattern = simulate_taps(train, test)
         run.artefacts.update(truth=train.object, probe=train.probe, x=train.x, y=train.y, mean_pattern=mean_pattern)
     return taps
 
 
-def _group(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
-    from ptycho.data.grouping import make_groups
+def _group_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
     from ptycho.debug.taps import group_taps
-    from ptycho.io.datasets import load_dataset
-    from ptycho.workflows.train import resolve_model_config
 
-    cfg = run.arm.config.train
-    with load_dataset(run.path("train")) as dataset:
-        gridsize = int(resolve_model_config(cfg, dataset).gridsize)
-        groups = make_groups(dataset.x, dataset.y, gridsize, n_groups=cfg.n_groups, neighbors=cfg.neighbors,
-                             oversample=cfg.oversample, seed=cfg.seed)
-    return group_taps(groups, gridsize)
+    return group_taps(result.groups, result.gridsize)
 
 
-def _train(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+def _train_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
     from ptycho.debug.taps import train_taps
     from ptycho.models.bundle import load_bundle
-    from ptycho.workflows.train import train
 
-    cfg = run.arm.config.train
-
-    def on_step(report: Any) -> None:
-        progress(report.step, report.steps, f"epoch {report.epoch + 1}/{cfg.epochs} loss {report.loss:.4g}")
-
-    result = train(cfg, run.path("train"), run.path("model"), components, on_step=on_step)
     run.artefacts["history"] = result.history
-    run.artefacts["loss_name"] = cfg.loss
-    bundle = load_bundle(run.path("model"), components)
-    return train_taps(result.history, bundle.model)
+    run.artefacts["loss_name"] = run.arm.config.train.loss
+    return train_taps(result.history, load_bundle(run.path("model"), components).model)
 
 
-def _infer(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+def _infer_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
     from ptycho.debug.taps import infer_taps
-    from ptycho.workflows.infer import infer
 
-    infer(run.arm.config.infer, run.path("model"), run.path("test"), run.path("patches"), components,
-          progress=progress)
     return infer_taps(run.path("patches"))
 
 
-def _stitch(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+def _stitch_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
     from ptycho.debug.taps import stitch_taps
     from ptycho.io.objects import read_object
-    from ptycho.workflows.stitch import stitch
 
-    stitch(run.arm.config.stitch, run.path("patches"), run.path("object"), figures=True, progress=progress)
     image = read_object(run.path("object"))
     run.artefacts["stitched"] = image
     return stitch_taps(image)
 
 
-def _evaluate(run: ArmRun, components: Components, progress: Callable[..., None]) -> dict[str, Any]:
+def _evaluate_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
     from ptycho.debug.taps import evaluate_taps
-    from ptycho.workflows.evaluate import evaluate
 
-    result = evaluate(run.arm.config.evaluate, run.path("object"), run.path("test"), run.path("eval"))
     run.artefacts["comparison"] = result.comparison
     return evaluate_taps(result.metrics)
 
 
-STAGE_RUNNERS: dict[str, Callable[[ArmRun, Components, Callable[..., None]], dict[str, Any]]] = {
-    "simulate": _simulate, "group": _group, "train": _train, "infer": _infer, "stitch": _stitch, "evaluate": _evaluate,
+STAGE_TAPS: dict[str, Callable[[ArmRun, Any, Components], dict[str, Any]]] = {
+    "simulate": _simulate_taps, "group": _group_taps, "train": _train_taps, "infer": _infer_taps,
+    "stitch": _stitch_taps, "evaluate": _evaluate_taps,
 }
