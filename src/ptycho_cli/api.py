@@ -32,6 +32,10 @@ across releases, the modules behind them are not. What is here:
   ``DataError`` (3), ``NumericalError`` (4).
 - Output: ``print_summary(title, rows, as_json=, quiet=)``, ``progress_bar(description, quiet=)``
   (yields ``update(done, total)``), ``metrics_table(metrics)`` (a rich table of ``metrics.json``).
+- Study commands (a list of pipeline runs, see :mod:`ptycho.workflows.study`):
+  ``study_progress(description, quiet=)`` (yields the ``progress(done, total, detail)`` callback
+  of a study) and ``print_study(name, result, (header, body), title=, as_json=, quiet=)`` (the
+  results table and a summary of the files, or ``metrics.json`` with ``--json``).
 - ``PluginHost`` — the type of ``ctx.obj`` in a command: ``ctx.obj.components()`` gives the
   objects, probes, scans, models and variants of every installed plugin, to pass to the core's
   workflows.
@@ -58,6 +62,7 @@ from ptycho_cli.specs import (
     ScanSpec,
     VariantSpec,
 )
+from ptycho_cli.studies import print_study, study_progress
 from ptycho_cli.tables import metrics_table
 
 __all__ = [
@@ -82,9 +87,11 @@ __all__ = [
     "guard",
     "hookimpl",
     "metrics_table",
+    "print_study",
     "print_summary",
     "progress_bar",
     "read_config_file",
     "resolve_config",
     "section_of",
+    "study_progress",
 ]

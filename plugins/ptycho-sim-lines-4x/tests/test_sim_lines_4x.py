@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+
+from ptycho_cli.testing import invoke as ptycho
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -18,18 +19,6 @@ PLUGIN_SRC = Path(__file__).resolve().parents[1] / "src" / "ptycho_sim_lines_4x"
 TINY = ["--N", "32", "--size", "64", "--n-images", "32", "--epochs", "1",
         "--set", "pipeline.train.jit=false", "--set", "pipeline.infer.jit=false", "--set", "figure_dpi=40"]
 """Two-minute study shrunk to seconds: 32 positions on a 64-px object, one epoch, no XLA."""
-
-
-def app():
-    """The real ``ptycho`` app: built-ins and every installed entry point (this plugin's included)."""
-    from ptycho_cli.app import build_app
-    from ptycho_cli.plugins import get_plugin_manager
-
-    return build_app(get_plugin_manager())
-
-
-def ptycho(*args):
-    return CliRunner().invoke(app(), [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(autouse=True)

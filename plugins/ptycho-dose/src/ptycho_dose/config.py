@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ptycho.workflows.study import name_list, number_list, study_pipeline
+
 SECTION = "dose"
 """The section of a ``--config`` file this study reads (and writes to ``study.config.yaml``)."""
 
@@ -71,21 +73,8 @@ class DoseConfig(BaseModel):
     pipeline: dict[str, Any] = Field(default_factory=dict, description="extra nested pipeline settings for every arm")
     figure_dpi: int = Field(default=110, ge=30, le=600)
 
-    @field_validator("doses", mode="before")
-    @classmethod
-    def _dose_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [float(v) for v in value.split(",") if v.strip()]
-        elif isinstance(value, (int, float)):
-            value = [value]
-        return value
-
-    @field_validator("losses", mode="before")
-    @classmethod
-    def _loss_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    _dose_list = field_validator("doses", mode="before")(number_list)
+    _loss_list = field_validator("losses", mode="before")(name_list)
 
     @model_validator(mode="after")
     def _check(self) -> DoseConfig:
@@ -100,17 +89,7 @@ class DoseConfig(BaseModel):
         return self
 
     def base_pipeline(self) -> dict[str, Any]:
-        """Nested pipeline settings shared by every arm: sizes, seeds, then ``pipeline``."""
-        from ptycho.config.merge import deep_merge
-
-        base: dict[str, Any] = {
-            "simulate": {"N": self.N, "gridsize": self.gridsize, "seed": self.seed, "noise": True,
-                         "object": {"kind": self.object_kind, "size": self.object_size},
-                         "scan": {"kind": "random", "n_images": self.n_images}},
-            "test_scan_seed": self.test_scan_seed,
-            "train": {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
-                      "model": {"n_filters_scale": self.n_filters_scale}},
-        }
-        if self.test_n_images is not None:
-            base["test_n_images"] = self.test_n_images
-        return deep_merge(base, self.pipeline)
+        """Nested pipeline settings shared by every arm: sizes, seeds, noise, the object, a random
+        scan, then ``pipeline``."""
+        return study_pipeline(self, {"gridsize": self.gridsize, "noise": True, "object": {"kind": self.object_kind},
+                                     "scan": {"kind": "random"}})

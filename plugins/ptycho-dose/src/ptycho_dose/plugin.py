@@ -8,7 +8,7 @@ load inside the command body, so ``ptycho --help`` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -63,66 +63,25 @@ def dose_command(
 
       ptycho dose --doses 1e9,1e6,1e4 --epochs 10 --out dose-3/
     """
-    from ptycho_cli.api import guard
+    from ptycho_cli.api import guard, print_study, resolve_config, study_progress
 
     with guard(verbose):
         from ptycho_dose.config import FULL_SETTINGS, DoseConfig
 
         flags = {"doses": doses, "losses": losses, "N": N, "gridsize": gridsize, "object_size": size,
                  "n_images": n_images, "epochs": epochs, "seed": seed}
-        cfg = _resolve(DoseConfig, config or (), set_ or (), flags, FULL_SETTINGS if full else {})
-        from ptycho_dose.study import plan, run_study
+        # --full < --config files (their dose: section, or flat) < --set < flags
+        cfg = resolve_config(DoseConfig, SECTION, files=config or (), sets=set_ or (), flags=flags,
+                             base=FULL_SETTINGS if full else {})
+        from ptycho_dose.study import TERMINAL_COLUMNS, plan, run_study, table_rows
 
         plan(cfg)  # every arm's pipeline config is valid before anything runs
-        result = _run(ctx, cfg, out, run_study, quiet=quiet or as_json)
-        _print(result, as_json=as_json, quiet=quiet)
+        with study_progress("dose", quiet=quiet or as_json) as progress:
+            result = run_study(cfg, out, ctx.obj.components(), progress=progress)
+        print_study("dose", result, table_rows(result.rows, TERMINAL_COLUMNS), title="dose × loss", unit="arm",
+                    as_json=as_json, quiet=quiet)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
-
-
-def _resolve(model: Any, files: Any, sets: Any, flags: dict[str, Any], preset: dict[str, Any]) -> Any:
-    """preset (``--full``) < ``--config`` files (their ``dose:`` section, or flat) < ``--set`` < flags."""
-    from ptycho_cli.api import resolve_config
-
-    return resolve_config(model, SECTION, files=files, sets=sets, flags=flags, base=preset)
-
-
-def _run(ctx: typer.Context, cfg: Any, out: Path, run_study: Any, *, quiet: bool) -> Any:
-    from rich.markup import escape
-
-    from ptycho_cli.api import progress_bar
-
-    with progress_bar("dose", quiet=quiet, extra="{task.fields[detail]}", detail="") as update:
-        return run_study(cfg, out, ctx.obj.components(),
-                         progress=lambda done, total, detail: update(done, total, detail=escape(detail)))
-
-
-def _print(result: Any, *, as_json: bool, quiet: bool) -> None:
-    import json
-
-    from ptycho_cli.api import print_summary
-
-    if as_json:
-        print(json.dumps(json.loads(result.metrics_path.read_text(encoding="utf-8")), indent=2))
-        return
-    if not quiet:
-        from rich.console import Console
-        from rich.table import Table
-
-        from ptycho_dose.study import TERMINAL_COLUMNS, table_rows
-
-        header, body = table_rows(result.rows, TERMINAL_COLUMNS)
-        table = Table(title="dose × loss", title_justify="left")
-        for name in header:
-            table.add_column(name, overflow="fold", no_wrap=name == "arm")
-        for cells in body:
-            table.add_row(*cells)
-        Console().print(table)
-    rows = {"metrics": str(result.metrics_path), "table": str(result.markdown_path),
-            **{f"figure ({k})": str(v) for k, v in result.figures.items()},
-            "config": str(result.config_path), "runs": str(result.out_dir / "runs"),
-            "failed arms": ", ".join(result.errors) or "none", "seconds": result.seconds}
-    print_summary("dose", rows, as_json=False, quiet=quiet)
 
 
 @hookimpl

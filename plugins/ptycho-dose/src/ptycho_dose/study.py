@@ -15,21 +15,32 @@ Outputs in ``OUT``::
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ptycho.workflows.study import (
+    FINAL_LOSS_COLUMN,
+    METRIC_COLUMNS,
+    TERMINAL_METRICS,
+    TRAIN_SECONDS_COLUMN,
+    Column,
+    Progress,
+    StudyResult,
+    cell,
+    markdown_table,
+    run_arms,
+    write_metrics_json,
+    write_metrics_markdown,
+    write_study_config,
+)
+from ptycho.workflows.study import table_rows as study_table_rows
 from ptycho_dose.config import SECTION, DoseConfig, dose_label, variant_settings
 
 FORMAT = "ptycho-dose-study"
 SPLIT = ("test scan: a second, independent random scan (seed test_scan_seed) of the same object at the "
          "same dose, half as many positions unless test_n_images is set; scored over its stitched area")
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -41,28 +52,6 @@ class Arm:
     dose_label: str
     loss: str
     config: Any  # ptycho.config.pipeline.PipelineConfig
-
-
-@dataclass
-class StudyResult:
-    """What :func:`run_study` wrote and found."""
-
-    out_dir: Path
-    metrics_path: Path
-    markdown_path: Path
-    config_path: Path
-    figures: dict[str, Path]
-    rows: list[dict[str, Any]]
-    seconds: float
-    errors: dict[str, BaseException] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        """0 unless every arm failed: then the exit code of the first failure."""
-        if self.rows and all(not r["ok"] for r in self.rows):
-            first = next(iter(self.errors.values()), None)
-            return int(getattr(first, "exit_code", 1))
-        return 0
 
 
 def arm_config(config: DoseConfig, dose: float, loss: str) -> Any:
@@ -104,58 +93,20 @@ def run_study(config: DoseConfig, out_dir: Path, components: Any = None, *,
     An arm that fails (e.g. training diverges) is recorded with its stage and message and the study
     goes on. ``progress(done, total, detail)`` counts pipeline stages over the whole study.
     """
-    from ptycho.config.base import to_plain
-    from ptycho.config.pipeline import STAGES
-    from ptycho.io.atomic import write_text_atomic
-    from ptycho.registry import Components
-    from ptycho.workflows.pipeline import run_pipeline, run_summary
-
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    components = components or Components.builtin()
-    config_path = write_text_atomic(out_dir / "study.config.yaml",
-                                    yaml.safe_dump({SECTION: to_plain(config)}, sort_keys=False))
+    config_path = write_study_config(out_dir, SECTION, config)
     arms = plan(config)
-    total = len(arms) * len(STAGES)
-    report = progress or (lambda done, total, detail: None)
-    rows: list[dict[str, Any]] = []
-    comparisons: dict[str, Any] = {}
+    done = run_arms(arms, out_dir, components, row=_row, progress=progress)
     patterns: dict[float, Any] = {}
-    errors: dict[str, BaseException] = {}
-    state = {"done": 0}
-    for i, arm in enumerate(arms):
-        on_stage, on_progress = _callbacks(arm.name, state, total, report)
-        run = run_pipeline(arm.config, out_dir / "runs" / arm.name, components, on_stage=on_stage,
-                           progress=on_progress, raise_errors=False)
-        state["done"] = (i + 1) * len(STAGES)  # stages skipped after a failure count as done
-        report(state["done"], total, f"{arm.name} done")
-        if run.error is not None:
-            errors[arm.name] = run.error[1]
-        if "evaluate" in run.results:
-            comparisons[arm.name] = run.results["evaluate"].comparison
+    for arm in arms:
+        run = done.runs[arm.name]
         if arm.dose not in patterns and "simulate" in run.results:
             patterns[arm.dose] = read_pattern(run.paths["train"], config.pattern_index)
-        rows.append(_row(arm, run, run_summary(run)))
-    figures = write_figures(out_dir, config, rows, comparisons, patterns)
+    figures = write_figures(out_dir, config, done.rows, done.comparisons, patterns)
     seconds = time.perf_counter() - t0
-    metrics_path, markdown_path = write_tables(out_dir, config, rows, figures, seconds)
-    return StudyResult(out_dir, metrics_path, markdown_path, config_path, figures, rows, seconds, errors)
-
-
-def _callbacks(name: str, state: dict[str, int], total: int, report: Progress) -> tuple[Any, Any]:
-    """``on_stage`` and ``progress`` callbacks of one run for :func:`run_pipeline`, counting finished
-    stages of the whole study in ``state["done"]``."""
-
-    def on_stage(stage: str, event: str, seconds: float) -> None:
-        if event != "start":
-            state["done"] += 1
-        report(state["done"], total, f"{name} · {stage}" + (" failed" if event == "failed" else ""))
-
-    def on_progress(stage: str, done: int, n: int, detail: str) -> None:
-        report(state["done"], total, f"{name} · {stage} {detail}".rstrip())
-
-    return on_stage, on_progress
+    metrics_path, markdown_path = write_tables(out_dir, config, done.rows, figures, seconds)
+    return StudyResult(out_dir, metrics_path, markdown_path, config_path, figures, done.rows, seconds, done.errors)
 
 
 def read_pattern(dataset_path: Path, index: int) -> Any:
@@ -169,69 +120,32 @@ def read_pattern(dataset_path: Path, index: int) -> Any:
         return np.asarray(ds.read_patterns(slice(i, i + 1))[0], dtype=np.float64)
 
 
-def _row(arm: Arm, run: Any, summary: dict[str, Any]) -> dict[str, Any]:
+def _row(arm: Arm, run: Any, same_as: str | None) -> dict[str, Any]:
     sim = arm.config.simulate
     return {
         "name": arm.name, "variant": f"dose-{arm.name}", "dose": arm.dose_label, "nphotons": arm.dose,
         "loss": arm.loss, "gridsize": sim.gridsize, "N": sim.N, "n_train": sim.scan.n_images,
-        "n_test": arm.config.test_images, "run_dir": str(run.paths.dir), **summary,
+        "n_test": arm.config.test_images, "run_dir": str(run.paths.dir),
     }
 
 
 # --------------------------------------------------------------------------- tables
 
-def nan_flag(row: dict[str, Any]) -> str:
-    """``no``, or what was non-finite (``loss×2``, ``recovered×1``, ``patches``, ``failed at …``)."""
-    nan, parts = row["nan"], []
-    if nan["loss_nonfinite"]:
-        parts.append(f"loss×{nan['loss_nonfinite']}")
-    if nan["nan_recoveries"]:
-        parts.append(f"recovered×{nan['nan_recoveries']}")
-    if nan["patches_nonfinite"]:
-        parts.append("patches")
-    if row["failed_stage"]:
-        parts.append(f"failed at {row['failed_stage']}")
-    return ", ".join(parts) if parts else ("yes" if nan["any"] else "no")
-
-
-COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
+COLUMNS: tuple[Column, ...] = (
     ("arm", lambda r: r["name"]),
     ("photons", lambda r: f"{r['nphotons']:.3g}"),
     ("loss", lambda r: r["loss"]),
-    ("amp SSIM", lambda r: r["amplitude"]["ssim"]),
-    ("phase SSIM", lambda r: r["phase"]["ssim"]),
-    ("amp PSNR", lambda r: r["amplitude"]["psnr"]),
-    ("phase PSNR", lambda r: r["phase"]["psnr"]),
-    ("amp MAE", lambda r: r["amplitude"]["mae"]),
-    ("phase MAE", lambda r: r["phase"]["mae"]),
-    ("amp mean ratio", lambda r: r["amplitude_mean_ratio"]),
-    ("FRC-0.5 (px)", lambda r: r["frc50_px"] if r["ok"] else None),
-    ("NaN", nan_flag),
-    ("final loss", lambda r: r["final_loss"]),
-    ("train (s)", lambda r: r["train_seconds"]),
+    *METRIC_COLUMNS,
+    FINAL_LOSS_COLUMN,
+    TRAIN_SECONDS_COLUMN,
 )
-TERMINAL_COLUMNS = ("arm", "amp SSIM", "phase SSIM", "amp PSNR", "phase PSNR", "amp mean ratio", "FRC-0.5 (px)",
-                    "NaN", "train (s)")
+TERMINAL_COLUMNS = ("arm", *TERMINAL_METRICS)
 """The columns the command prints (the files have them all)."""
-
-
-def cell(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def table_rows(rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None) -> tuple[list[str], list[list[str]]]:
     """Column headers and text cells of the metrics table (``columns``: a subset, by header)."""
-    chosen = [(c, get) for c, get in COLUMNS if columns is None or c in columns]
-    return [c for c, _ in chosen], [[cell(get(r)) for _, get in chosen] for r in rows]
-
-
-def _markdown(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+    return study_table_rows(rows, COLUMNS, columns)
 
 
 def pivot(config: DoseConfig, rows: list[dict[str, Any]]) -> str:
@@ -245,19 +159,14 @@ def pivot(config: DoseConfig, rows: list[dict[str, Any]]) -> str:
             cells.append(f"{cell(r['amplitude']['ssim'])} / {cell(r['phase']['ssim'])}" if r["ok"]
                          else f"failed at {r['failed_stage']}")
         body.append(cells)
-    return _markdown(["photons", *[loss.upper() for loss in config.losses]], body)
+    return markdown_table(["photons", *[loss.upper() for loss in config.losses]], body)
 
 
 def write_tables(out_dir: Path, config: DoseConfig, rows: list[dict[str, Any]], figures: dict[str, Path],
                  seconds: float) -> tuple[Path, Path]:
     """``metrics.json`` (every number; NaN as null) and ``metrics.md``."""
-    from ptycho.config.base import to_plain
-    from ptycho.io.atomic import write_text_atomic
-    from ptycho.workflows.evaluate import json_safe
-
-    data = json_safe({"format": FORMAT, "format_version": 1, "split": SPLIT, "config": to_plain(config),
-                      "arms": rows, "figures": {k: str(v) for k, v in figures.items()}, "seconds": seconds})
-    metrics_path = write_text_atomic(out_dir / "metrics.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
+    metrics_path = write_metrics_json(out_dir, format=FORMAT, split=SPLIT, config=config, results={"arms": rows},
+                                      figures=figures, seconds=seconds)
     parts = [
         "# Dose study: photons × loss",
         "",
@@ -272,18 +181,13 @@ def write_tables(out_dir: Path, config: DoseConfig, rows: list[dict[str, Any]], 
         "",
         "## All metrics",
         "",
-        _markdown(*table_rows(rows)),
+        markdown_table(*table_rows(rows)),
         "",
     ]
     for key in ("dose_comparison", "dose_comparison_phase"):
         if key in figures:
             parts += [f"![{key}]({figures[key].name})", ""]
-    failed = [r for r in rows if not r["ok"]]
-    if failed:
-        parts += ["## Failures", ""] + [f"- {r['name']}: stage {r['failed_stage']}: {r['error']}" for r in failed] + [""]
-    parts += [f"Total {seconds:.0f} s. Each arm's files are in `runs/<arm>/`."]
-    markdown_path = write_text_atomic(out_dir / "metrics.md", "\n".join(parts) + "\n")
-    return metrics_path, markdown_path
+    return metrics_path, write_metrics_markdown(out_dir, parts, rows, seconds, unit="arm")
 
 
 # --------------------------------------------------------------------------- figures

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ptycho.workflows.study import name_list, number_list, study_pipeline
+
 SECTION = "sim_lines_4x"
 """The section of a ``--config`` file this study reads (and writes to ``study.config.yaml``)."""
 
@@ -75,21 +77,8 @@ class SimLines4xConfig(BaseModel):
     pipeline: dict[str, Any] = Field(default_factory=dict, description="extra nested pipeline settings for every run")
     figure_dpi: int = Field(default=100, ge=30, le=600)
 
-    @field_validator("scenarios", mode="before")
-    @classmethod
-    def _scenario_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
-    @field_validator("probe_scales", mode="before")
-    @classmethod
-    def _scale_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [float(v) for v in value.split(",") if v.strip()]
-        elif isinstance(value, (int, float)):
-            value = [value]
-        return value
+    _scenario_list = field_validator("scenarios", mode="before")(name_list)
+    _scale_list = field_validator("probe_scales", mode="before")(number_list)
 
     @model_validator(mode="after")
     def _check(self) -> SimLines4xConfig:
@@ -107,16 +96,5 @@ class SimLines4xConfig(BaseModel):
         return self
 
     def base_pipeline(self) -> dict[str, Any]:
-        """Nested pipeline settings shared by every run: sizes, seeds, then ``pipeline``."""
-        from ptycho.config.merge import deep_merge
-
-        base: dict[str, Any] = {
-            "simulate": {"N": self.N, "nphotons": self.nphotons, "seed": self.seed,
-                         "object": {"size": self.object_size}, "scan": {"n_images": self.n_images}},
-            "test_scan_seed": self.test_scan_seed,
-            "train": {"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
-                      "model": {"n_filters_scale": self.n_filters_scale}},
-        }
-        if self.test_n_images is not None:
-            base["test_n_images"] = self.test_n_images
-        return deep_merge(base, self.pipeline)
+        """Nested pipeline settings shared by every run: sizes, seeds, photons, then ``pipeline``."""
+        return study_pipeline(self, {"nphotons": self.nphotons})

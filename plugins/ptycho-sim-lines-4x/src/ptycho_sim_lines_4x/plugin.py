@@ -8,7 +8,7 @@ load inside the command body, so ``ptycho --help`` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -74,66 +74,30 @@ def sim_lines_4x_command(
 
       ptycho sim-lines-4x --probe-scales 0.25,1,4,16 --sweep-scenario gs1-file --out sweep/
     """
-    from ptycho_cli.api import guard
+    from ptycho_cli.api import guard, print_study, resolve_config, study_progress
 
     with guard(verbose):
         from ptycho_sim_lines_4x.config import FULL_SETTINGS, SimLines4xConfig
 
         flags = {"scenarios": scenarios, "probe_scales": probe_scales, "sweep_scenario": sweep_scenario, "N": N,
                  "object_size": size, "n_images": n_images, "epochs": epochs, "nphotons": nphotons, "seed": seed}
-        cfg = _resolve(SimLines4xConfig, config or (), set_ or (), flags, FULL_SETTINGS if full else {})
-        from ptycho_sim_lines_4x.study import plan, run_study
+        # --full < --config files (their sim_lines_4x: section, or flat) < --set < flags
+        cfg = resolve_config(SimLines4xConfig, SECTION, files=config or (), sets=set_ or (), flags=flags,
+                             base=FULL_SETTINGS if full else {})
+        from ptycho_sim_lines_4x.study import (
+            TERMINAL_COLUMNS,
+            plan,
+            run_study,
+            table_rows,
+        )
 
         plan(cfg)  # every scenario's pipeline config is valid before anything runs
-        result = _run(ctx, cfg, out, run_study, quiet=quiet or as_json)
-        _print(result, as_json=as_json, quiet=quiet)
+        with study_progress("sim-lines-4x", quiet=quiet or as_json) as progress:
+            result = run_study(cfg, out, ctx.obj.components(), progress=progress)
+        print_study("sim-lines-4x", result, table_rows(result.rows, TERMINAL_COLUMNS), title="SIM-LINES-4X",
+                    as_json=as_json, quiet=quiet)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
-
-
-def _resolve(model: Any, files: Any, sets: Any, flags: dict[str, Any], preset: dict[str, Any]) -> Any:
-    """preset (``--full``) < ``--config`` files (their ``sim_lines_4x:`` section, or flat) < ``--set`` < flags."""
-    from ptycho_cli.api import resolve_config
-
-    return resolve_config(model, SECTION, files=files, sets=sets, flags=flags, base=preset)
-
-
-def _run(ctx: typer.Context, cfg: Any, out: Path, run_study: Any, *, quiet: bool) -> Any:
-    from rich.markup import escape
-
-    from ptycho_cli.api import progress_bar
-
-    with progress_bar("sim-lines-4x", quiet=quiet, extra="{task.fields[detail]}", detail="") as update:
-        return run_study(cfg, out, ctx.obj.components(),
-                         progress=lambda done, total, detail: update(done, total, detail=escape(detail)))
-
-
-def _print(result: Any, *, as_json: bool, quiet: bool) -> None:
-    import json
-
-    from ptycho_cli.api import print_summary
-
-    if as_json:
-        print(json.dumps(json.loads(result.metrics_path.read_text(encoding="utf-8")), indent=2))
-        return
-    if not quiet:
-        from rich.console import Console
-        from rich.table import Table
-
-        from ptycho_sim_lines_4x.study import TERMINAL_COLUMNS, table_rows
-
-        header, body = table_rows(result.rows, TERMINAL_COLUMNS)
-        table = Table(title="SIM-LINES-4X", title_justify="left")
-        for name in header:
-            table.add_column(name, overflow="fold", no_wrap=name == "run")
-        for cells in body:
-            table.add_row(*cells)
-        Console().print(table)
-    rows = {"metrics": str(result.metrics_path), "table": str(result.markdown_path),
-            **{f"figure ({k})": str(v) for k, v in result.figures.items()},
-            "config": str(result.config_path), "runs": str(result.out_dir / "runs"),
-            "failed runs": ", ".join(result.errors) or "none", "seconds": result.seconds}
-    print_summary("sim-lines-4x", rows, as_json=False, quiet=quiet)
 
 
 @hookimpl

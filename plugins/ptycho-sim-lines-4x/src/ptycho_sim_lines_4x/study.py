@@ -15,15 +15,26 @@ Outputs in ``OUT``::
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ptycho.workflows.study import (
+    METRIC_COLUMNS,
+    TERMINAL_METRICS,
+    TRAIN_SECONDS_COLUMN,
+    Column,
+    Progress,
+    StudyResult,
+    cell,
+    run_arms,
+    write_metrics_json,
+    write_metrics_markdown,
+    write_study_config,
+)
+from ptycho.workflows.study import markdown_table as markdown_grid
+from ptycho.workflows.study import table_rows as study_table_rows
 from ptycho_sim_lines_4x.config import SECTION, SimLines4xConfig, variant_settings
 
 FORMAT = "ptycho-sim-lines-4x"
@@ -31,7 +42,6 @@ SPLIT = ("test scan: a second, independent random scan (seed test_scan_seed) of 
          "half as many positions unless test_n_images is set; scored over its stitched area")
 SWEEP_QUANTITY = ("probe amplitude × scale, i.e. nphotons × scale² (ptycho's gauge: Σ|P|² = photons "
                   "per pattern)")
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -43,28 +53,6 @@ class PlannedRun:
     probe_scale: float
     config: Any  # ptycho.config.pipeline.PipelineConfig
     sweep: bool
-
-
-@dataclass
-class StudyResult:
-    """What :func:`run_study` wrote and found."""
-
-    out_dir: Path
-    metrics_path: Path
-    markdown_path: Path
-    config_path: Path
-    figures: dict[str, Path]
-    rows: list[dict[str, Any]]
-    seconds: float
-    errors: dict[str, BaseException] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        """0 unless every run failed: then the exit code of the first failure."""
-        if self.rows and all(not r["ok"] for r in self.rows):
-            first = next(iter(self.errors.values()), None)
-            return int(getattr(first, "exit_code", 1))
-        return 0
 
 
 def scenario_config(config: SimLines4xConfig, scenario: str, probe_scale: float = 1.0) -> Any:
@@ -114,67 +102,20 @@ def run_study(
     """Run every planned run, then write the table and the figures (see the module docstring).
 
     A run that fails (e.g. training diverges) is recorded with its stage and message and the
-    study goes on. ``progress(done, total, detail)`` counts pipeline stages over the whole study.
+    study goes on; a sweep point equal to a scenario run reuses that run. ``progress(done, total,
+    detail)`` counts pipeline stages over the whole study.
     """
-    from ptycho.config.base import to_plain
-    from ptycho.config.pipeline import STAGES
-    from ptycho.io.atomic import write_text_atomic
-    from ptycho.registry import Components
-    from ptycho.workflows.pipeline import run_pipeline, run_summary
-
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    components = components or Components.builtin()
-    config_path = write_text_atomic(out_dir / "study.config.yaml",
-                                    yaml.safe_dump({SECTION: to_plain(config)}, sort_keys=False))
-    planned = plan(config)
-    done_runs: dict[Any, tuple[str, Any]] = {}  # config → (run name, PipelineRun)
-    to_run = len({p.config for p in planned})
-    total, state = to_run * len(STAGES), {"done": 0}
-    report = progress or (lambda done, total, detail: None)
-    rows: list[dict[str, Any]] = []
-    comparisons: dict[str, Any] = {}
-    errors: dict[str, BaseException] = {}
-    for item in planned:
-        same_as = None
-        if item.config in done_runs:
-            same_as, run = done_runs[item.config]
-        else:
-            start = state["done"]
-            on_stage, on_progress = _callbacks(item.name, state, total, report)
-            run = run_pipeline(item.config, out_dir / "runs" / item.name, components, on_stage=on_stage,
-                               progress=on_progress, raise_errors=False)
-            state["done"] = start + len(STAGES)  # stages skipped after a failure count as done
-            report(state["done"], total, f"{item.name} done")
-            done_runs[item.config] = (item.name, run)
-        if run.error is not None:
-            errors[item.name] = run.error[1]
-        if "evaluate" in run.results:
-            comparisons[item.name] = run.results["evaluate"].comparison
-        rows.append(_row(item, run, run_summary(run), same_as))
-    figures = write_figures(out_dir, rows, comparisons, dpi=config.figure_dpi)
+    config_path = write_study_config(out_dir, SECTION, config)
+    done = run_arms(plan(config), out_dir, components, row=_row, progress=progress)
+    figures = write_figures(out_dir, done.rows, done.comparisons, dpi=config.figure_dpi)
     seconds = time.perf_counter() - t0
-    metrics_path, markdown_path = write_tables(out_dir, config, rows, figures, seconds)
-    return StudyResult(out_dir, metrics_path, markdown_path, config_path, figures, rows, seconds, errors)
+    metrics_path, markdown_path = write_tables(out_dir, config, done.rows, figures, seconds)
+    return StudyResult(out_dir, metrics_path, markdown_path, config_path, figures, done.rows, seconds, done.errors)
 
 
-def _callbacks(name: str, state: dict[str, int], total: int, report: Progress) -> tuple[Any, Any]:
-    """``on_stage`` and ``progress`` callbacks of one run for :func:`run_pipeline`, counting finished
-    stages of the whole study in ``state["done"]``."""
-
-    def on_stage(stage: str, event: str, seconds: float) -> None:
-        if event != "start":
-            state["done"] += 1
-        report(state["done"], total, f"{name} · {stage}" + (" failed" if event == "failed" else ""))
-
-    def on_progress(stage: str, done: int, n: int, detail: str) -> None:
-        report(state["done"], total, f"{name} · {stage} {detail}".rstrip())
-
-    return on_stage, on_progress
-
-
-def _row(item: PlannedRun, run: Any, summary: dict[str, Any], same_as: str | None) -> dict[str, Any]:
+def _row(item: PlannedRun, run: Any, same_as: str | None) -> dict[str, Any]:
     sim = item.config.simulate
     return {
         "name": item.name,
@@ -190,88 +131,44 @@ def _row(item: PlannedRun, run: Any, summary: dict[str, Any], same_as: str | Non
         "n_test": item.config.test_images,
         "run_dir": str(run.paths.dir),
         "same_run_as": same_as,
-        **summary,
     }
 
 
 # --------------------------------------------------------------------------- tables
 
-COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
+COLUMNS: tuple[Column, ...] = (
     ("run", lambda r: r["name"] + (f" (= {r['same_run_as']})" if r["same_run_as"] else "")),
     ("gs", lambda r: r["gridsize"]),
     ("probe", lambda r: "file (aberrated)" if r["probe"] == "aberrated" else r["probe"]),
     ("photons", lambda r: f"{r['nphotons']:.3g}"),
-    ("amp SSIM", lambda r: r["amplitude"]["ssim"]),
-    ("phase SSIM", lambda r: r["phase"]["ssim"]),
-    ("amp PSNR", lambda r: r["amplitude"]["psnr"]),
-    ("phase PSNR", lambda r: r["phase"]["psnr"]),
-    ("amp MAE", lambda r: r["amplitude"]["mae"]),
-    ("phase MAE", lambda r: r["phase"]["mae"]),
-    ("amp mean ratio", lambda r: r["amplitude_mean_ratio"]),
-    ("FRC-0.5 (px)", lambda r: r["frc50_px"] if r["ok"] else None),
-    ("NaN", lambda r: nan_flag(r)),
-    ("train (s)", lambda r: r["train_seconds"]),
+    *METRIC_COLUMNS,
+    TRAIN_SECONDS_COLUMN,
 )
-
-
-def nan_flag(row: dict[str, Any]) -> str:
-    """``no``, or what was non-finite (``loss×2``, ``recovered×1``, ``patches``, ``failed at …``)."""
-    nan, parts = row["nan"], []
-    if nan["loss_nonfinite"]:
-        parts.append(f"loss×{nan['loss_nonfinite']}")
-    if nan["nan_recoveries"]:
-        parts.append(f"recovered×{nan['nan_recoveries']}")
-    if nan["patches_nonfinite"]:
-        parts.append("patches")
-    if row["failed_stage"]:
-        parts.append(f"failed at {row['failed_stage']}")
-    return ", ".join(parts) if parts else ("yes" if nan["any"] else "no")
-
-
-def cell(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-TERMINAL_COLUMNS = ("run", "amp SSIM", "phase SSIM", "amp PSNR", "phase PSNR", "amp mean ratio", "FRC-0.5 (px)", "NaN",
-                    "train (s)")
+TERMINAL_COLUMNS = ("run", *TERMINAL_METRICS)
 """The columns the command prints (the files have them all)."""
 
 
 def table_rows(rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None) -> tuple[list[str], list[list[str]]]:
     """Column headers and text cells of the metrics table (``columns``: a subset, by header)."""
-    chosen = [(c, get) for c, get in COLUMNS if columns is None or c in columns]
-    return [c for c, _ in chosen], [[cell(get(r)) for _, get in chosen] for r in rows]
+    return study_table_rows(rows, COLUMNS, columns)
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    header, body = table_rows(rows)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines)
+    """The metrics table of ``rows`` in Markdown."""
+    return markdown_grid(*table_rows(rows))
 
 
 def write_tables(out_dir: Path, config: SimLines4xConfig, rows: list[dict[str, Any]],
                  figures: dict[str, Path], seconds: float) -> tuple[Path, Path]:
     """``metrics.json`` (every number; NaN as null) and ``metrics.md``."""
-    from ptycho.config.base import to_plain
-    from ptycho.io.atomic import write_text_atomic
-    from ptycho.workflows.evaluate import json_safe
-
     scenario_rows = [r for r in rows if not r["sweep"]]
     sweep_rows = [r for r in rows if r["sweep"]]
-    data = json_safe({
-        "format": FORMAT, "format_version": 1, "split": SPLIT, "config": to_plain(config),
+    results = {
         "scenarios": scenario_rows,
         "probe_scale_sweep": {"scenario": config.sweep_scenario, "quantity": SWEEP_QUANTITY, "points": sweep_rows},
-        "figures": {k: str(v) for k, v in figures.items()}, "seconds": seconds,
-    })
-    metrics_path = write_text_atomic(out_dir / "metrics.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
+    }
+    metrics_path = write_metrics_json(out_dir, format=FORMAT, split=SPLIT, config=config, results=results,
+                                      figures=figures, seconds=seconds)
     parts = [
         "# SIM-LINES-4X: lines object, gridsize 1/2 × ideal/file probe",
         "",
@@ -291,12 +188,7 @@ def write_tables(out_dir: Path, config: SimLines4xConfig, rows: list[dict[str, A
         for key in ("probe_scale_sweep", "probe_scale_sweep_metrics"):
             if key in figures:
                 parts += [f"![{key}]({figures[key].name})", ""]
-    failed = [r for r in rows if not r["ok"]]
-    if failed:
-        parts += ["## Failures", ""] + [f"- {r['name']}: stage {r['failed_stage']}: {r['error']}" for r in failed] + [""]
-    parts += [f"Total {seconds:.0f} s. Each run's files are in `runs/<run>/`."]
-    markdown_path = write_text_atomic(out_dir / "metrics.md", "\n".join(parts) + "\n")
-    return metrics_path, markdown_path
+    return metrics_path, write_metrics_markdown(out_dir, parts, rows, seconds, unit="run")
 
 
 # --------------------------------------------------------------------------- figures

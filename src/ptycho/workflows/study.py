@@ -1,0 +1,324 @@
+"""Machinery shared by study plugins (``ptycho dose``, ``ptycho sim-lines-4x``, …): run a list of
+arms, each one whole pipeline run, and write one row per arm to ``metrics.json`` and ``metrics.md``.
+
+An *arm* is any object with a ``name`` (its folder, ``OUT/runs/<name>/``) and a validated
+``config`` (:class:`~ptycho.config.pipeline.PipelineConfig`). :func:`run_arms` runs the arms through
+:func:`~ptycho.workflows.pipeline.run_pipeline`, records a failing arm and goes on;
+:func:`table_rows`, :func:`markdown_table`, :func:`write_metrics_json` and
+:func:`write_metrics_markdown` write the results. What a study compares (its config, arms,
+figures and extra columns) stays in the plugin::
+
+    config_path = write_study_config(out_dir, "dose", config)
+    runs = run_arms(arms, out_dir, components, row=describe, progress=progress)
+    header, body = table_rows(runs.rows, (("arm", lambda r: r["name"]), *METRIC_COLUMNS))
+
+Only the standard library is imported here; the pipeline loads inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, detail)``: finished pipeline stages over the whole study."""
+
+Column = tuple[str, Callable[[dict[str, Any]], Any]]
+"""A table column: its header and the function that reads its value from a row."""
+
+STUDY_CONFIG = "study.config.yaml"
+
+
+@dataclass
+class StudyResult:
+    """What a study wrote and found.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The study folder.
+    metrics_path, markdown_path, config_path : Path
+        ``metrics.json``, ``metrics.md`` and ``study.config.yaml``.
+    figures : dict of str to Path
+        The figures, by name.
+    rows : list of dict
+        One row per arm, as in ``metrics.json``; each has ``name``, ``ok``, ``failed_stage`` and
+        ``error`` (from :func:`~ptycho.workflows.pipeline.run_summary`).
+    seconds : float
+        Wall time of the whole study.
+    errors : dict of str to BaseException
+        The exception of each failed arm, by arm name.
+    """
+
+    out_dir: Path
+    metrics_path: Path
+    markdown_path: Path
+    config_path: Path
+    figures: dict[str, Path]
+    rows: list[dict[str, Any]]
+    seconds: float
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 unless every arm failed: then the exit code of the first failure (1 if it has none)."""
+        if self.rows and all(not r["ok"] for r in self.rows):
+            first = next(iter(self.errors.values()), None)
+            return int(getattr(first, "exit_code", 1))
+        return 0
+
+
+@dataclass
+class ArmRuns:
+    """What :func:`run_arms` found.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One row per arm, in order: the plugin's columns, then
+        :func:`~ptycho.workflows.pipeline.run_summary`.
+    runs : dict of str to PipelineRun
+        Each arm's run, by arm name (an arm that was not rerun shares the earlier arm's run).
+    comparisons : dict of str to Comparison
+        The ``evaluate`` stage's comparison of each evaluated arm, by arm name.
+    errors : dict of str to BaseException
+        The exception of each failed arm, by arm name.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, Any] = field(default_factory=dict)
+    comparisons: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+
+def write_study_config(out_dir: Path, section: str, config: Any) -> Path:
+    """Create ``out_dir`` and write the resolved study config to ``study.config.yaml`` under
+    ``section:`` (a ``--config`` file that reruns the study)."""
+    import yaml
+
+    from ptycho.config.base import to_plain
+    from ptycho.io.atomic import write_text_atomic
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(out_dir / STUDY_CONFIG, yaml.safe_dump({section: to_plain(config)}, sort_keys=False))
+
+
+def run_arms(
+    arms: Sequence[Any],
+    out_dir: Path,
+    components: Any = None,
+    *,
+    row: Callable[[Any, Any, str | None], dict[str, Any]],
+    progress: Progress | None = None,
+) -> ArmRuns:
+    """Run every arm's pipeline in ``out_dir/runs/<name>/``, in order.
+
+    Parameters
+    ----------
+    arms : sequence
+        Objects with ``name`` and ``config`` (a ``PipelineConfig``).
+    out_dir : Path
+        The study folder.
+    components : ptycho.registry.Components, optional
+        Objects, probes, scans and models (default: the built-ins).
+    row : callable
+        ``row(arm, run, same_as)`` → the arm's own leading columns; ``same_as`` names the earlier
+        arm whose run it shares, else ``None``. The run's summary is appended.
+    progress : callable, optional
+        ``progress(done, total, detail)`` over the pipeline stages of the whole study.
+
+    Returns
+    -------
+    ArmRuns
+        An arm whose config equals an earlier arm's is not rerun: it shares that arm's run. A
+        failing arm (e.g. training diverges) is recorded with its stage and message.
+    """
+    from ptycho.config.pipeline import STAGES
+    from ptycho.registry import Components
+    from ptycho.workflows.pipeline import run_pipeline, run_summary
+
+    components = components or Components.builtin()
+    report = progress or (lambda done, total, detail: None)
+    total = len({arm.config for arm in arms}) * len(STAGES)
+    state = {"done": 0}
+    first: dict[Any, str] = {}  # config → name of the arm that ran it
+    out = ArmRuns()
+    for arm in arms:
+        same_as = first.get(arm.config)
+        if same_as is not None:
+            run = out.runs[same_as]
+        else:
+            start = state["done"]
+            on_stage, on_progress = _callbacks(arm.name, state, total, report)
+            run = run_pipeline(arm.config, Path(out_dir) / "runs" / arm.name, components, on_stage=on_stage,
+                               progress=on_progress, raise_errors=False)
+            state["done"] = start + len(STAGES)  # stages skipped after a failure count as done
+            report(state["done"], total, f"{arm.name} done")
+            first[arm.config] = arm.name
+        out.runs[arm.name] = run
+        if run.error is not None:
+            out.errors[arm.name] = run.error[1]
+        if "evaluate" in run.results:
+            out.comparisons[arm.name] = run.results["evaluate"].comparison
+        out.rows.append({**row(arm, run, same_as), **run_summary(run)})
+    return out
+
+
+def _callbacks(name: str, state: dict[str, int], total: int, report: Progress) -> tuple[Any, Any]:
+    """``on_stage`` and ``progress`` callbacks of one run for :func:`run_pipeline`, counting finished
+    stages of the whole study in ``state["done"]``."""
+
+    def on_stage(stage: str, event: str, seconds: float) -> None:
+        if event != "start":
+            state["done"] += 1
+        report(state["done"], total, f"{name} · {stage}" + (" failed" if event == "failed" else ""))
+
+    def on_progress(stage: str, done: int, n: int, detail: str) -> None:
+        report(state["done"], total, f"{name} · {stage} {detail}".rstrip())
+
+    return on_stage, on_progress
+
+
+# --------------------------------------------------------------------------- config
+
+def number_list(value: Any) -> Any:
+    """A ``mode="before"`` field validator: ``"1e9,1e4"`` (a command-line comma list) → ``[1e9, 1e4]``
+    and a lone number → a one-element list; anything else is left for the field's type to check."""
+    if isinstance(value, str):
+        return [float(v) for v in value.split(",") if v.strip()]
+    if isinstance(value, (int, float)):
+        return [value]
+    return value
+
+
+def name_list(value: Any) -> Any:
+    """A ``mode="before"`` field validator: ``"a, b"`` → ``["a", "b"]``; ``""`` → ``[]``; anything else
+    is left for the field's type to check."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def study_pipeline(config: Any, simulate: dict[str, Any]) -> dict[str, Any]:
+    """Nested pipeline settings shared by every arm of a study.
+
+    Parameters
+    ----------
+    config : pydantic model
+        A study config with ``N``, ``object_size``, ``n_images``, ``test_n_images`` (None: the
+        pipeline's default), ``epochs``, ``batch_size``, ``n_filters_scale``, ``seed``,
+        ``test_scan_seed`` and ``pipeline`` (nested settings for every arm).
+    simulate : dict
+        The study's own nested ``simulate`` settings (``{"gridsize": 2}``, …).
+
+    Returns
+    -------
+    dict
+        Sizes and seeds < ``simulate`` < ``config.pipeline``; an arm merges its own settings on top.
+    """
+    from ptycho.config.merge import deep_merge
+
+    sizes = {"N": config.N, "seed": config.seed, "object": {"size": config.object_size},
+             "scan": {"n_images": config.n_images}}
+    base: dict[str, Any] = {
+        "simulate": deep_merge(sizes, simulate),
+        "test_scan_seed": config.test_scan_seed,
+        "train": {"epochs": config.epochs, "batch_size": config.batch_size, "seed": config.seed,
+                  "model": {"n_filters_scale": config.n_filters_scale}},
+    }
+    if config.test_n_images is not None:
+        base["test_n_images"] = config.test_n_images
+    return deep_merge(base, config.pipeline)
+
+
+# --------------------------------------------------------------------------- tables
+
+def nan_flag(row: dict[str, Any]) -> str:
+    """``no``, or what was non-finite (``loss×2``, ``recovered×1``, ``patches``, ``failed at …``)."""
+    nan, parts = row["nan"], []
+    if nan["loss_nonfinite"]:
+        parts.append(f"loss×{nan['loss_nonfinite']}")
+    if nan["nan_recoveries"]:
+        parts.append(f"recovered×{nan['nan_recoveries']}")
+    if nan["patches_nonfinite"]:
+        parts.append("patches")
+    if row["failed_stage"]:
+        parts.append(f"failed at {row['failed_stage']}")
+    return ", ".join(parts) if parts else ("yes" if nan["any"] else "no")
+
+
+METRIC_COLUMNS: tuple[Column, ...] = (
+    ("amp SSIM", lambda r: r["amplitude"]["ssim"]),
+    ("phase SSIM", lambda r: r["phase"]["ssim"]),
+    ("amp PSNR", lambda r: r["amplitude"]["psnr"]),
+    ("phase PSNR", lambda r: r["phase"]["psnr"]),
+    ("amp MAE", lambda r: r["amplitude"]["mae"]),
+    ("phase MAE", lambda r: r["phase"]["mae"]),
+    ("amp mean ratio", lambda r: r["amplitude_mean_ratio"]),
+    ("FRC-0.5 (px)", lambda r: r["frc50_px"] if r["ok"] else None),
+    ("NaN", nan_flag),
+)
+"""The scores of a row (:func:`~ptycho.workflows.pipeline.run_summary`), one column each."""
+
+FINAL_LOSS_COLUMN: Column = ("final loss", lambda r: r["final_loss"])
+TRAIN_SECONDS_COLUMN: Column = ("train (s)", lambda r: r["train_seconds"])
+
+TERMINAL_METRICS = ("amp SSIM", "phase SSIM", "amp PSNR", "phase PSNR", "amp mean ratio", "FRC-0.5 (px)", "NaN",
+                    "train (s)")
+"""The score columns a study command prints after its name column (the files have them all)."""
+
+
+def cell(value: Any) -> str:
+    """A table cell: ``–`` for None, ``yes``/``no`` for a bool, 4 significant digits for a float."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_rows(rows: Iterable[dict[str, Any]], columns: Sequence[Column],
+               only: Iterable[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Column headers and text cells of a table of ``rows`` (``only``: a subset, by header)."""
+    keep = None if only is None else set(only)
+    chosen = [(c, get) for c, get in columns if keep is None or c in keep]
+    return [c for c, _ in chosen], [[cell(get(r)) for _, get in chosen] for r in rows]
+
+
+def markdown_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
+    """A Markdown table (no trailing newline)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+
+
+def write_metrics_json(out_dir: Path, *, format: str, split: str, config: Any, results: dict[str, Any],
+                       figures: dict[str, Path], seconds: float) -> Path:
+    """``metrics.json``: ``format`` (version 1), ``split``, the study ``config``, then ``results``
+    (the rows, under the study's own keys), ``figures`` and ``seconds``; NaN is written as null."""
+    from ptycho.config.base import to_plain
+    from ptycho.io.atomic import write_text_atomic
+    from ptycho.workflows.evaluate import json_safe
+
+    data = json_safe({"format": format, "format_version": 1, "split": split, "config": to_plain(config),
+                      **results, "figures": {k: str(v) for k, v in figures.items()}, "seconds": seconds})
+    return write_text_atomic(Path(out_dir) / "metrics.json", json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_metrics_markdown(out_dir: Path, parts: list[str], rows: Iterable[dict[str, Any]], seconds: float, *,
+                           unit: str = "run") -> Path:
+    """``metrics.md``: the study's ``parts`` (lines), a ``## Failures`` list of the failed rows and
+    the total time (``unit`` names an arm: ``Each run's files are in `runs/<run>/`.``)."""
+    from ptycho.io.atomic import write_text_atomic
+
+    failed = [r for r in rows if not r["ok"]]
+    lines = list(parts)
+    if failed:
+        lines += ["## Failures", ""] + [f"- {r['name']}: stage {r['failed_stage']}: {r['error']}" for r in failed] + [""]
+    lines += [f"Total {seconds:.0f} s. Each {unit}'s files are in `runs/<{unit}>/`."]
+    return write_text_atomic(Path(out_dir) / "metrics.md", "\n".join(lines) + "\n")
