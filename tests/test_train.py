@@ -189,6 +189,23 @@ def test_save_then_load_gives_bit_identical_predictions(cli_bundle, dataset, tmp
     assert float(second.model.scale.numpy()) == float(first.model.scale.numpy())
 
 
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_trainable_probe_and_scale_train_under_xla(dataset, tmp_path, gridsize):
+    """The probe learns through the forward model (the ePIE input features are not differentiated,
+    which XLA could not compile); the probe and scale in the bundle are the trained ones."""
+    config = TrainConfig(model=ModelConfig(n_filters_scale=1, gridsize=gridsize, probe_trainable=True,
+                                           scale_trainable=True), epochs=1, batch_size=8, jit=True)
+    result = train(config, dataset, tmp_path / "m")
+    bundle = load_bundle(tmp_path / "m")
+    with load_dataset(dataset) as data:
+        initial = data.probe
+    trained = bundle.model.probe.numpy()
+    assert math.isfinite(result.history["loss"][0]) and all_finite(bundle.model)
+    assert not np.allclose(trained, initial)  # the probe moved …
+    np.testing.assert_allclose(np.abs(trained), np.abs(initial), atol=0.05 * np.abs(initial).max())  # … a little
+    assert float(bundle.model.scale.numpy()) != 1.0
+
+
 def test_two_models_in_one_process_do_not_interfere(cli_bundle, dataset):
     """A second model with another N, gridsize and photon count is built and trained (two Adam
     steps) between two predictions of the first: the first model's outputs do not change."""

@@ -53,5 +53,6 @@ def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, can
         return i + 1, canvas
 
     # a loop (not unrolled) so XLA compiles one sweep, whatever the iteration count
-    _, canvas = tf.while_loop(lambda i, _: i < iterations, sweep, (tf.constant(0), canvas))
+    _, canvas = tf.while_loop(lambda i, _: i < iterations, sweep, (tf.constant(0), canvas),
+                              maximum_iterations=iterations)
     return extract_patches(canvas, px, py, N)

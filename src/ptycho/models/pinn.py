@@ -94,8 +94,10 @@ class PINN:
         channels = [amplitudes * self.physics.input_scale]
         if self.config.epie_iterations:
             size = canvas_size or self.physics.canvas_size or self.physics.N
-            estimate = epie_estimate(tf.transpose(amplitudes, [0, 3, 1, 2]), self.probe, offset_x, offset_y,
-                                     size, self.config.epie_iterations)
+            # an input, not a path for gradients: a trainable probe learns through the forward model
+            # (and XLA cannot differentiate the estimate's loop)
+            estimate = epie_estimate(tf.transpose(amplitudes, [0, 3, 1, 2]), tf.stop_gradient(self.probe),
+                                     offset_x, offset_y, size, self.config.epie_iterations)
             estimate = tf.transpose(estimate, [0, 2, 3, 1])
             channels += [tf.math.real(estimate), tf.math.imag(estimate)]
         return tf.concat(channels, axis=-1)
