@@ -169,15 +169,28 @@ def _status_md(status: str) -> str:
     return {PASS: "✅ pass", FAIL: "❌ **FAIL**", INFO: "info", NA: "n/a", ERROR: "⚠️ **error**"}.get(status, status)
 
 
+def _provenance(section: Section) -> str:
+    """`` · measured in the run started … (`command`, commit …)`` from ``raw["run"]``, when known:
+    a result file merges sections measured by different runs."""
+    run = section.raw.get("run")
+    if not run:
+        return ""
+    commit = f"{run.get('commit', '?')}{' + uncommitted changes' if run.get('dirty') else ''}"
+    return f" · measured in the run started {run.get('started', '?')} (`{run.get('command', '?')}`, commit `{commit}`)"
+
+
 def to_markdown(meta: dict[str, Any], sections: list[Section]) -> str:
     machine = meta.get("machine", {})
     counts = summary(sections)
     lines = [
         f"# ptycho benchmarks — {meta.get('date')} on {meta.get('hostname')} ({meta.get('mode')} mode)",
         "",
-        f"Command: `{meta.get('command')}` · ptycho {machine.get('versions', {}).get('ptycho', '?')} "
+        f"Latest run: `{meta.get('command')}` · ptycho {machine.get('versions', {}).get('ptycho', '?')} "
         f"at commit `{meta.get('git', {}).get('commit', '?')}`{' (uncommitted changes)' if meta.get('git', {}).get('dirty') else ''} · "
-        f"total {meta.get('seconds', 0):.0f} s",
+        f"total {meta.get('seconds', 0):.0f} s"
+        + (" (with sections merged in from earlier runs of the day; each says which run measured it)"
+           if any(s.raw.get("run", {}).get("started", meta.get("started")) != meta.get("started") for s in sections)
+           else ""),
         "",
         f"**Summary:** {counts[PASS]} pass, {counts[FAIL]} FAIL, {counts[ERROR]} error, {counts[NA]} n/a, {counts[INFO]} info rows.",
         "",
@@ -192,7 +205,7 @@ def to_markdown(meta: dict[str, Any], sections: list[Section]) -> str:
     lines.append("Speed numbers are only comparable within one run: each section measures its baseline in "
                  "the same run and reports the ratio. Load average is shown because the machine may be shared.")
     for s in sections:
-        lines += ["", f"## {s.name}: {s.title}", "", f"_{s.seconds:.0f} s_", ""]
+        lines += ["", f"## {s.name}: {s.title}", "", f"_{s.seconds:.0f} s{_provenance(s)}_", ""]
         lines.append("| metric | config | target | measured | earlier impl. | status | note |")
         lines.append("|---|---|---|---|---|---|---|")
         for r in s.rows:

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             section.seconds = time.perf_counter() - t0
             section.raw["finished"] = dt.datetime.now().isoformat(timespec="seconds")
             section.raw["load_after"] = load_average()
+            section.raw["run"] = {"started": meta["started"], "command": meta["command"], **meta["git"]}
             sections[name] = section
             console.print(f"[{dt.datetime.now():%H:%M:%S}] {name} done in {section.seconds:.0f} s")
     finally:
@@ -117,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             if previous.get("mode") == sizes.mode:
                 for name, data in previous.get("sections", {}).items():
                     if name in SECTIONS and name not in sections:
-                        kept = section_from_json(name, data)
-                        kept.notes.append(f"kept from the run started {previous.get('started', '?')}")
-                        sections[name] = kept
+                        sections[name] = section_from_json(name, data)  # its raw["run"] says where it came from
         except (OSError, ValueError, TypeError) as exc:
             console.print(f"could not merge {json_path}: {exc}", style="yellow")
     ordered = [sections[n] for n in SECTIONS if n in sections]

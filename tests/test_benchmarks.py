@@ -102,6 +102,19 @@ def test_json_and_markdown_say_plainly_when_a_target_is_missed():
     assert "❌ **FAIL**" in md and "⚠️ **error**" in md and "last line" in md and "~130–210" in md
 
 
+def test_merged_sections_say_which_run_measured_them():
+    meta = {"date": "2026-01-01", "hostname": "h", "mode": "full", "command": "python -m benchmarks --only sweep",
+            "started": "2026-01-01T12:00:00", "machine": {"versions": {}}, "git": {"commit": "bbb", "dirty": False}}
+    old, new = Section("sim", "simulation"), Section("sweep", "robustness")
+    old.raw["run"] = {"started": "2026-01-01T09:00:00", "command": "python -m benchmarks --only sim",
+                      "commit": "aaa", "dirty": True}
+    new.raw["run"] = {"started": meta["started"], "command": meta["command"], "commit": "bbb", "dirty": False}
+    md = to_markdown(meta, [old, new])
+    assert "measured in the run started 2026-01-01T09:00:00 (`python -m benchmarks --only sim`, commit `aaa + uncommitted changes`)" in md
+    assert "measured in the run started 2026-01-01T12:00:00" in md and "merged in from earlier runs" in md
+    assert "merged in from earlier runs" not in to_markdown(meta, [new])  # one run: nothing merged
+
+
 def test_sizes_and_overrides():
     assert FULL.sim_sizes == (10_000, 100_000) and FULL.sim_N == 64 and FULL.quality_epochs == 20
     assert QUICK.sim_N == 32 and QUICK.quality_epochs == 2
