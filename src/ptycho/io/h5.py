@@ -36,7 +36,7 @@ from ptycho.io.atomic import (
     to_json,
 )
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "H5DatasetWriter", "read_h5", "write_h5"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "H5DatasetWriter", "StreamingH5Writer", "read_h5", "write_h5"]
 
 H5_SUFFIXES = (".h5", ".hdf5")  # file names read and written as HDF5
 
@@ -47,7 +47,73 @@ WRITE_CHUNK = 1024
 REQUIRED_KEYS = ("diffraction", "x", "y", "probe")
 
 
-class H5DatasetWriter:
+class StreamingH5Writer:
+    """Base of the writers that fill an HDF5 file block by block and rename it into place.
+
+    Data go to a temporary file beside ``path``. On clean exit of the ``with`` block the file is
+    renamed into place; on an exception, or if some item was never written (then
+    ``RuntimeError``), the temporary file is deleted and no file appears. Subclasses create their
+    datasets in :meth:`_create_layout`, mark what they wrote in ``self._written`` (one flag per
+    item) and name the items in ``_unit`` for the error message.
+    """
+
+    _unit = "items"
+
+    def __init__(self, path: str | os.PathLike[str], n_items: int) -> None:
+        self.path = Path(path)
+        self._written = np.zeros(int(n_items), dtype=bool)
+        self._tmp: Path | None = None
+        self._file: h5py.File | None = None
+
+    def _create_layout(self, f: h5py.File) -> None:
+        raise NotImplementedError
+
+    def _forget_handles(self) -> None:
+        """Drop references to datasets of the closed file (subclasses that keep some)."""
+
+    def __enter__(self) -> Any:
+        self._tmp = temp_path_for(self.path)
+        try:
+            self._file = h5py.File(self._tmp, "w")
+            self._create_layout(self._file)
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self._abort()
+            return
+        if not self._written.all():
+            missing = np.flatnonzero(~self._written)
+            self._abort()
+            raise RuntimeError(
+                f"{self.path}: {missing.size} of {self._written.size} {self._unit} were never written "
+                f"(first missing: {int(missing[0])}); no file was written"
+            )
+        try:
+            self._file.close()  # type: ignore[union-attr]
+            os.replace(self._tmp, self.path)  # type: ignore[arg-type]
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            self._file = None
+            self._forget_handles()
+
+    def _abort(self) -> None:
+        """Close and delete the temporary file (after an error or an incomplete write)."""
+        if self._file is not None:
+            with contextlib.suppress(Exception):  # already broken: the file is deleted anyway
+                self._file.close()
+        self._file = None
+        self._forget_handles()
+        if self._tmp is not None:
+            discard_temp(self._tmp)
+
+
+class H5DatasetWriter(StreamingH5Writer):
     """Stream a canonical HDF5 dataset to disk, block by block, atomically.
 
     Parameters
@@ -78,6 +144,8 @@ class H5DatasetWriter:
     written (then ``RuntimeError``), the temporary file is deleted and no file appears.
     """
 
+    _unit = "patterns"
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -87,16 +155,16 @@ class H5DatasetWriter:
         x: Any,
         y: Any,
         probe: Any,
-        object: Any = None,  # noqa: A002 - the canonical key name
+        object: Any = None,
         scan_index: Any = None,
         metadata: Mapping[str, Any] | None = None,
         compression: str | None = None,
     ) -> None:
-        self.path = Path(path)
         self.n_patterns = int(n_patterns)
         self.N = int(N)
         if self.n_patterns < 0 or self.N < 1:
             raise ValueError(f"need n_patterns ≥ 0 and N ≥ 1; got {n_patterns}, {N}")
+        super().__init__(path, self.n_patterns)
         self._arrays: dict[str, np.ndarray] = {
             "x": np.asarray(x, dtype=np.float64),
             "y": np.asarray(y, dtype=np.float64),
@@ -113,20 +181,10 @@ class H5DatasetWriter:
                 )
         self._metadata_json = to_json(dict(metadata or {}), indent=None)
         self._compression = compression
-        self._written = np.zeros(self.n_patterns, dtype=bool)
-        self._tmp: Path | None = None
-        self._file: h5py.File | None = None
         self._diffraction: h5py.Dataset | None = None
 
-    def __enter__(self) -> H5DatasetWriter:
-        self._tmp = temp_path_for(self.path)
-        try:
-            self._file = h5py.File(self._tmp, "w")
-            self._create_layout(self._file)
-        except BaseException:
-            self._abort()
-            raise
-        return self
+    def _forget_handles(self) -> None:
+        self._diffraction = None
 
     def _create_layout(self, f: h5py.File) -> None:
         f.attrs["format"] = FORMAT_NAME
@@ -169,35 +227,6 @@ class H5DatasetWriter:
             )
         self._diffraction[start:stop] = data
         self._written[start:stop] = True
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self._abort()
-            return
-        if not self._written.all():
-            missing = np.flatnonzero(~self._written)
-            self._abort()
-            raise RuntimeError(
-                f"{self.path}: {missing.size} of {self.n_patterns} patterns were never written "
-                f"(first missing: {int(missing[0])}); no file was written"
-            )
-        try:
-            self._file.close()  # type: ignore[union-attr]
-            os.replace(self._tmp, self.path)  # type: ignore[arg-type]
-        except BaseException:
-            self._abort()
-            raise
-        finally:
-            self._file = self._diffraction = None
-
-    def _abort(self) -> None:
-        """Close and delete the temporary file (after an error or an incomplete write)."""
-        if self._file is not None:
-            with contextlib.suppress(Exception):  # already broken: the file is deleted anyway
-                self._file.close()
-        self._file = self._diffraction = None
-        if self._tmp is not None:
-            discard_temp(self._tmp)
 
 
 def write_h5(

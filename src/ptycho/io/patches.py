@@ -14,7 +14,6 @@ at a time, so memory does not grow with the number of groups.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -27,13 +26,8 @@ import numpy as np
 
 from ptycho.data.validation import coerce_array
 from ptycho.errors import DataError
-from ptycho.io.atomic import (
-    discard_temp,
-    one_line,
-    parse_json_metadata,
-    temp_path_for,
-    to_json,
-)
+from ptycho.io.atomic import one_line, parse_json_metadata, to_json
+from ptycho.io.h5 import StreamingH5Writer
 
 __all__ = ["PATCHES_FORMAT", "PatchesFile", "PatchesWriter", "read_patches"]
 
@@ -148,7 +142,7 @@ def read_patches(path: str | os.PathLike[str]) -> PatchesFile:
         raise DataError(f"{path}: cannot read as an HDF5 patches file; corrupt or not HDF5 ({one_line(exc)})") from None
 
 
-class PatchesWriter:
+class PatchesWriter(StreamingH5Writer):
     """Stream a patches file to disk a block of groups at a time, atomically.
 
     Parameters
@@ -166,40 +160,33 @@ class PatchesWriter:
     place; on an exception, or if a group was never written (``RuntimeError``), no file appears.
     """
 
+    _unit = "groups"
+
     def __init__(self, path: str | os.PathLike[str], n_groups: int, C: int, N: int,
                  provenance: Mapping[str, Any] | str | None = None, object_shape: tuple[int, int] | None = None) -> None:
-        self.path, self.n_groups, self.C, self.N = Path(path), int(n_groups), int(C), int(N)
+        self.n_groups, self.C, self.N = int(n_groups), int(C), int(N)
         self.gridsize = math.isqrt(self.C)
         if self.gridsize**2 != self.C or self.N < 1 or self.n_groups < 0:
             raise ValueError(f"need a square C ≥ 1, N ≥ 1 and n_groups ≥ 0; got C={C}, N={N}, n_groups={n_groups}")
+        super().__init__(path, self.n_groups)
         if isinstance(provenance, str):
             parse_json_metadata(provenance, where="PatchesWriter provenance")  # must be a JSON object
             self._provenance = provenance
         else:
             self._provenance = to_json(dict(provenance or {}), indent=None)
         self._object_shape = object_shape
-        self._written = np.zeros(self.n_groups, bool)
-        self._tmp: Path | None = None
-        self._file: h5py.File | None = None
 
-    def __enter__(self) -> PatchesWriter:
-        self._tmp = temp_path_for(self.path)
-        try:
-            f = self._file = h5py.File(self._tmp, "w")
-            for key, value in (("format", PATCHES_FORMAT), ("format_version", FORMAT_VERSION), ("N", self.N),
-                               ("gridsize", self.gridsize), ("provenance", self._provenance)):
-                f.attrs[key] = value
-            if self._object_shape is not None:
-                f.attrs["object_shape"] = np.asarray(self._object_shape, np.int64)
-            G, C, N = self.n_groups, self.C, self.N
-            per_chunk = max(1, min(G, CHUNK_BYTES // (C * N * N * 8)))
-            f.create_dataset("patches", (G, C, N, N), np.complex64, chunks=(per_chunk, C, N, N) if G else None)
-            for key, dtype in (("x", np.float64), ("y", np.float64), ("index", np.int64)):
-                f.create_dataset(key, (G, C), dtype)
-        except BaseException:
-            self._abort()
-            raise
-        return self
+    def _create_layout(self, f: h5py.File) -> None:
+        for key, value in (("format", PATCHES_FORMAT), ("format_version", FORMAT_VERSION), ("N", self.N),
+                           ("gridsize", self.gridsize), ("provenance", self._provenance)):
+            f.attrs[key] = value
+        if self._object_shape is not None:
+            f.attrs["object_shape"] = np.asarray(self._object_shape, np.int64)
+        G, C, N = self.n_groups, self.C, self.N
+        per_chunk = max(1, min(G, CHUNK_BYTES // (C * N * N * 8)))
+        f.create_dataset("patches", (G, C, N, N), np.complex64, chunks=(per_chunk, C, N, N) if G else None)
+        for key, dtype in (("x", np.float64), ("y", np.float64), ("index", np.int64)):
+            f.create_dataset(key, (G, C), dtype)
 
     def write(self, start: int, patches: Any, x: Any, y: Any, index: Any) -> None:
         """Write groups ``start … start + k − 1``: patches ``(k, C, N, N)``, x, y, index ``(k, C)``."""
@@ -216,28 +203,3 @@ class PatchesWriter:
                 raise ValueError(f"{key} has shape {arr.shape}; expected {(k, self.C)}")
             self._file[key][start:start + k] = arr
         self._written[start:start + k] = True
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self._abort()
-            return
-        if not self._written.all():
-            missing = np.flatnonzero(~self._written)
-            self._abort()
-            raise RuntimeError(f"{self.path}: {missing.size} of {self.n_groups} groups were never written "
-                               f"(first missing: {int(missing[0])}); no file was written")
-        try:
-            self._file.close()  # type: ignore[union-attr]
-            os.replace(self._tmp, self.path)  # type: ignore[arg-type]
-        except BaseException:
-            self._abort()
-            raise
-        self._file = None
-
-    def _abort(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(Exception):
-                self._file.close()
-        self._file = None
-        if self._tmp is not None:
-            discard_temp(self._tmp)
