@@ -15,9 +15,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ptycho.config.merge import deep_merge, dotted_to_nested
+from ptycho.config.merge import deep_merge, dotted_to_nested, validation_message
 from ptycho.errors import ConfigError
-from ptycho_cli.errors import format_validation_error
 
 __all__ = [
     "SECTIONS", "deep_merge", "dotted_to_nested", "parse_set", "read_config_file", "resolve_config", "section_of",
@@ -99,5 +98,5 @@ def resolve_config(
     try:
         return model.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, section)) from None
+        raise ConfigError(validation_message(exc, section)) from None
 

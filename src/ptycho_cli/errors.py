@@ -9,7 +9,6 @@ import traceback
 from collections.abc import Iterator
 
 import typer
-from pydantic import ValidationError
 
 from ptycho.errors import PtychoError
 
@@ -21,20 +20,6 @@ class ExitCode(enum.IntEnum):
     BAD_DATA = 3
     NUMERICAL = 4
     INTERRUPTED = 130
-
-
-def format_validation_error(exc: ValidationError, section: str) -> str:
-    """``section.dotted.loc: message (got value)`` for each error, joined by ``; ``."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in (section, *err.get("loc", ())) if p != "")
-        msg = err.get("msg", "invalid value")
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        got = err.get("input")
-        suffix = "" if err.get("type") in {"missing", "model_type"} or isinstance(got, dict) else f" (got {got!r})"
-        parts.append(f"{loc}: {msg}{suffix}")
-    return "; ".join(parts)
 
 
 def _error(message: str) -> None:
