@@ -21,13 +21,9 @@ SILENT_KEYS = ("work", "out")
 def sim_config(N: int, n_images: int, **extra: Any) -> dict[str, Any]:
     """A ``SimulateConfig`` as plain data: the default scene (lines, random scan, 1e9 photons,
     Poisson noise) at pattern size ``N`` with ``n_images`` positions, updated by ``extra``."""
-    config: dict[str, Any] = {"N": N, "scan": {"n_images": n_images}}
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return config
+    from ptycho.config.merge import deep_merge
+
+    return deep_merge({"N": N, "scan": {"n_images": n_images}}, extra)
 
 
 @dataclass

@@ -14,18 +14,9 @@ def score(recon: Any, truth: Any, config: Any = None) -> dict[str, Any]:
     """The metrics dict of ``compare_objects`` for ``recon`` against ``truth`` (both
     :class:`~ptycho.io.objects.ObjectImage`), cut and registered as ``evaluate`` does."""
     from ptycho.config.evaluate import EvaluateConfig
-    from ptycho.errors import DataError
-    from ptycho.metrics.compare import compare_objects
-    from ptycho.workflows.evaluate import MIN_REGION_PX, overlap_canvases, supported_rectangle
+    from ptycho.workflows.evaluate import score_objects
 
-    config = config or EvaluateConfig()
-    recon, truth = overlap_canvases(recon, truth)
-    region = supported_rectangle(recon.support & truth.support)
-    if region is None or min(region[1] - region[0], region[3] - region[2]) < MIN_REGION_PX:
-        raise DataError(f"supported region too small: {region}")
-    r0, r1, c0, c1 = region
-    cmp = compare_objects(recon.object[r0:r1, c0:c1], truth.object[r0:r1, c0:c1], register=config.registration,
-                          upsample=config.upsample, phase_ramp=config.phase_ramp, register_on=config.register_on)
+    cmp, _, _ = score_objects(recon, truth, config or EvaluateConfig())
     return cmp.metrics
 
 

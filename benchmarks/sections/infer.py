@@ -84,7 +84,7 @@ def run(ctx: Context) -> Section:
             label = f"gridsize {gs}, {r['n_patterns_through_network']:,} patterns"
             sec.add(row("network throughput", r["network_patterns_per_second"], unit="patterns/s", config=label,
                         target=Target(">=", TARGETS[gs]) if gs in TARGETS else None, reference=EARLIER.get(gs, ""),
-                        note="InferResult.patterns_per_second: network time only (XLA compile of the first batch included)"))
+                        note="InferResult.patterns_per_second: network time only, steady state (the first, compiling batch excluded)"))
             sec.add(row("end-to-end throughput", r["end_to_end_patterns_per_second"], unit="patterns/s", config=label,
                         note=f"infer() wall {r['wall_s']:.1f} s: bundle load, grouping, compile, reading, writing "
                              f"(first batch done after {r['first_batch_s']:.1f} s)"

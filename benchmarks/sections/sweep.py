@@ -54,9 +54,9 @@ def task_cases(cases: list[list[Any]], N: int, positions: int, epochs: int, jit:
                                                                "scale_trainable": scale_trainable})
             result = train(config, data, out)
             loss = result.history["loss"]
+            model = load_bundle(out).model
             entry.update(loss=loss, nan_recoveries=result.nan_recoveries, epochs=result.epochs,
-                         weights_finite=all_finite(load_bundle(out).model),
-                         scale=float(load_bundle(out).model.scale.numpy()))
+                         weights_finite=all_finite(model), scale=float(model.scale.numpy()))
         except Exception as exc:  # noqa: BLE001 - NumericalError (diverged) or a crash: this case fails
             entry["error"] = f"{type(exc).__name__}: {exc}"
         entry["seconds"] = time.perf_counter() - t0

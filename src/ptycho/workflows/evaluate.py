@@ -129,6 +129,30 @@ def supported_rectangle(support: np.ndarray) -> tuple[int, int, int, int] | None
     return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
 
+def score_objects(recon: ObjectImage, truth: ObjectImage, config: EvaluateConfig,
+                  where: str = "reconstruction") -> tuple[ComparisonResult, tuple[int, int, int, int], ObjectImage]:
+    """Compare ``recon`` with ``truth`` on their common fully supported rectangle (SPEC §9):
+    returns the :func:`~ptycho.metrics.compare.compare_objects` result, the rectangle
+    ``(r0, r1, c0, c1)`` and the reconstruction cut to the overlap canvas the rectangle refers to.
+
+    Raises
+    ------
+    DataError
+        No common support, or a rectangle under ``MIN_REGION_PX`` on a side (``where`` names the input).
+    """
+    recon, truth = overlap_canvases(recon, truth)
+    region = supported_rectangle(recon.support & truth.support)
+    if region is None:
+        raise DataError(f"{where}: the reconstruction's support is empty where it overlaps the truth's")
+    r0, r1, c0, c1 = region
+    if min(r1 - r0, c1 - c0) < MIN_REGION_PX:
+        raise DataError(f"{where}: the largest fully supported rectangle is {r1 - r0}×{c1 - c0} px; "
+                        f"at least {MIN_REGION_PX}×{MIN_REGION_PX} is needed (scan a larger area or use a larger crop)")
+    cmp = compare_objects(recon.object[r0:r1, c0:c1], truth.object[r0:r1, c0:c1], register=config.registration,
+                          upsample=config.upsample, phase_ramp=config.phase_ramp, register_on=config.register_on)
+    return cmp, region, recon
+
+
 def evaluate(config: EvaluateConfig, object_path: Path, truth_path: Path, out_dir: Path) -> EvaluateResult:
     """Score the object file at ``object_path`` against ``truth_path``; write the results to ``out_dir``.
 
@@ -146,16 +170,8 @@ def evaluate(config: EvaluateConfig, object_path: Path, truth_path: Path, out_di
     out_dir = Path(out_dir)
     recon = read_object(object_path)
     truth = read_object(truth_path)
-    recon, truth_cut = overlap_canvases(recon, truth)
-    region = supported_rectangle(recon.support & truth_cut.support)
-    if region is None:
-        raise DataError(f"{object_path}: the reconstruction's support is empty where it overlaps the truth's")
+    cmp, region, recon = score_objects(recon, truth, config, where=str(object_path))
     r0, r1, c0, c1 = region
-    if min(r1 - r0, c1 - c0) < MIN_REGION_PX:
-        raise DataError(f"{object_path}: the largest fully supported rectangle is {r1 - r0}×{c1 - c0} px; "
-                        f"at least {MIN_REGION_PX}×{MIN_REGION_PX} is needed (scan a larger area or use a larger crop)")
-    cmp = compare_objects(recon.object[r0:r1, c0:c1], truth_cut.object[r0:r1, c0:c1], register=config.registration,
-                          upsample=config.upsample, phase_ramp=config.phase_ramp, register_on=config.register_on)
     paths = {"comparison": out_dir / "comparison.png", "frc": out_dir / "frc.png",
              "config": out_dir / "config.yaml", "metrics": out_dir / "metrics.json"}
     comparison_figure(paths["comparison"], cmp, dpi=config.dpi)
