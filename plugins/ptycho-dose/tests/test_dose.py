@@ -137,7 +137,9 @@ def test_failed_arms_are_recorded_and_all_failed_exits_with_their_code(tmp_path,
 def test_help_does_not_import_tensorflow_nor_click():
     code = ("import sys; from ptycho_cli.app import main\n"
             "assert main(['dose', '--help']) == 0\n"
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n")
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+            "heavy = {'scipy', 'matplotlib', 'skimage'} & set(sys.modules)\n"
+            "assert not heavy, f'imported at --help: {heavy}'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PTYCHO_DISABLE_PLUGINS": ""})
     assert proc.returncode == 0, proc.stderr

@@ -27,7 +27,6 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 FFT_WORKERS = max(1, min(os.cpu_count() or 1, 8))
 """Most threads a batched FFT uses (scipy.fft splits the batch; the result does not depend on it)."""
@@ -179,11 +178,15 @@ def place(patches: np.ndarray, windows: Windows, shape: tuple[int, int]) -> np.n
 def farfield(waves: np.ndarray) -> np.ndarray:
     """Unitary 2-D DFT over the last two axes, DC at ``[0, 0]`` (not shifted). May overwrite
     ``waves``."""
+    import scipy.fft  # here, not at module level: `ptycho --help` loads this plugin
+
     return scipy.fft.fft2(waves, norm="ortho", workers=_workers(waves), overwrite_x=True)
 
 
 def backfield(spectra: np.ndarray) -> np.ndarray:
     """Inverse of :func:`farfield`. May overwrite ``spectra``."""
+    import scipy.fft
+
     return scipy.fft.ifft2(spectra, norm="ortho", workers=_workers(spectra), overwrite_x=True)
 
 

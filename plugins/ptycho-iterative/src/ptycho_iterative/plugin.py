@@ -12,8 +12,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ptycho_cli import CommandSpec, hookimpl
-from ptycho_cli.options import ConfigFiles, Json, Quiet, SetItems, Verbose
+from ptycho_cli.api import (
+    CommandSpec,
+    ConfigFiles,
+    Json,
+    Quiet,
+    SetItems,
+    Verbose,
+    hookimpl,
+)
 
 Opt = typer.Option
 SECTION = "iterative"
@@ -49,18 +56,19 @@ def iterative_command(
 
       ptycho iterative data.h5 --out object.npz --batch-size 64 --seed 1 --json
     """
-    from ptycho_cli.console import print_summary, progress_bar
-    from ptycho_cli.errors import guard
+    from ptycho_cli.api import guard, print_summary, progress_bar, resolve_config
 
     with guard(verbose):
         flags = {
             "engine": engine, "iterations": iterations, "alpha": alpha, "beta": beta, "batch_size": batch_size,
             "seed": seed, "probe_update": True if probe_update else None, "crop_to_scan": True if crop_to_scan else None,
         }
-        cfg = _resolve(config or (), set_ or (), flags)
+        from ptycho_iterative.config import IterativeConfig
+
+        # defaults < --config files (their iterative: section, or flat) < --set < flags
+        cfg = resolve_config(IterativeConfig, SECTION, files=config or (), sets=set_ or (), flags=flags)
         from ptycho.io.datasets import load_dataset
         from ptycho.io.objects import object_format
-
         from ptycho_iterative.workflow import run_iterative
 
         object_format(out)  # a bad suffix fails before any work
@@ -95,27 +103,6 @@ def iterative_command(
         if as_json:
             rows["errors"] = [float(e) for e in res.errors]
         print_summary("iterative", rows, as_json=as_json, quiet=quiet)
-
-
-def _resolve(files: Any, sets: Any, flags: dict[str, Any]) -> Any:
-    """defaults < ``--config`` files < ``--set`` < flags, validated once (exit code 2 on error).
-
-    A config file may be flat or sectioned; its ``iterative:`` section is used (a sectioned file
-    without one configures other commands and sets nothing here).
-    """
-    from ptycho_cli.config_io import SECTIONS, deep_merge, read_config_file, resolve_config
-
-    from ptycho_iterative.config import IterativeConfig
-
-    base: dict[str, Any] = {}
-    for path in files:
-        data = read_config_file(Path(path))
-        if SECTION in data:
-            data = dict(data[SECTION] or {})
-        elif any(key in SECTIONS for key in data):
-            data = {}
-        base = deep_merge(base, data)
-    return resolve_config(IterativeConfig, SECTION, sets=sets, flags=flags, base=base)
 
 
 @hookimpl
