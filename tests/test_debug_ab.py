@@ -111,7 +111,7 @@ def test_dose_high_vs_dose_low_diverges_first_at_simulate_in_the_counts(tmp_path
     assert tap(report, "simulate", "counts_mean")["a"] > 1e4 * tap(report, "simulate", "counts_mean")["b"]
     assert not {"overlap_mean", "n_patterns", "object_amplitude_mean"} & diverged  # geometry and truth agree
     assert report["config_diff"] == [{"key": "simulate.nphotons", "a": 1e9, "b": 1e4}]
-    assert report["stages_run"] == ["simulate"] and "evaluate" not in report["stages_not_run"]
+    assert report["stages_run"] == report["stages_requested"] == ["simulate"] and report["stages_not_run"] == []
 
 
 def test_loss_change_agrees_on_the_data_and_diverges_first_at_train(tmp_path):
@@ -165,6 +165,15 @@ def test_identical_variants_agree_at_every_stage(tiny_full_run):
     assert tap(report, "evaluate", "amplitude_ssim")["a"] == tap(report, "evaluate", "amplitude_ssim")["b"]
 
 
+def test_an_arms_pipeline_yaml_replays_that_arm(tiny_full_run, invoke, tmp_path):
+    _, out = tiny_full_run
+    replay = invoke("debug-ab", out / "A" / "pipeline.yaml", "nongrid", "--stages", "simulate", "--out", tmp_path / "r",
+                    "--json", *TINY_FLAGS)
+    assert replay.exit_code == 0, replay.output
+    report = json.loads(replay.stdout)
+    assert report["config_diff"] == [] and report["first_divergent_stage"] is None
+
+
 def test_a_tiny_full_run_writes_every_report_file(tiny_full_run):
     _, out = tiny_full_run
     report = strict_json(out / "report.json")
@@ -177,7 +186,8 @@ def test_a_tiny_full_run_writes_every_report_file(tiny_full_run):
         for name in ("train.h5", "test.h5", "model/manifest.json", "patches.h5", "object.npz", "eval/metrics.json"):
             assert (out / arm / name).exists(), f"{arm}/{name}"
         pipeline = yaml.safe_load((out / arm / "pipeline.yaml").read_text())
-        assert pipeline["pipeline"]["train"]["epochs"] == 1 and pipeline["pipeline"]["simulate"]["scan"]["n_images"] == 48
+        assert pipeline["train"]["epochs"] == 1 and pipeline["simulate"]["scan"]["n_images"] == 48
+        PipelineConfig.model_validate(pipeline)  # flat, so it replays as an arm file
     assert not list(out.rglob(".*.tmp-*"))  # atomic writes leave no temporary files
     for stage_name in STAGES:
         assert {t["name"] for t in stage(report, stage_name)["taps"]} == set(TAPS[stage_name])
@@ -232,7 +242,7 @@ def test_flags_beat_set_and_debug_ab_settings_come_from_set(invoke, tmp_path):
                     "--set", "train.epochs=7", "--set", "simulate.nphotons=1e5", "--set", "debug_ab.N=32",
                     "--set", "debug_ab.object_size=64", "--set", "debug_ab.n_images=40", "--epochs", "2")
     assert result.exit_code == 0, result.output
-    pipeline = yaml.safe_load((tmp_path / "A" / "pipeline.yaml").read_text())["pipeline"]
+    pipeline = yaml.safe_load((tmp_path / "A" / "pipeline.yaml").read_text())
     assert pipeline["train"]["epochs"] == 2 and pipeline["simulate"]["nphotons"] == 1e5
     assert pipeline["simulate"]["scan"]["n_images"] == 40 and pipeline["simulate"]["object"]["size"] == 64
     assert not (tmp_path / "figure.png").exists()
@@ -251,7 +261,7 @@ def test_config_files_for_both_arms_and_a_variant_file_for_one(invoke, tmp_path)
     assert report["stages_run"] == ["simulate"] and report["first_divergent_stage"] is None
     assert report["arms"]["B"]["settings"] == {"train.loss": "mae"} and report["arms"]["B"]["variants"] == []
     assert report["config_diff"] == [{"key": "train.loss", "a": "nll", "b": "mae"}]
-    pipeline = yaml.safe_load((tmp_path / "r" / "B" / "pipeline.yaml").read_text())["pipeline"]
+    pipeline = yaml.safe_load((tmp_path / "r" / "B" / "pipeline.yaml").read_text())
     assert pipeline["simulate"]["object"]["kind"] == "siemens" and pipeline["simulate"]["nphotons"] == 1e6
     bad = tmp_path / "bad.yaml"
     bad.write_text("simulation: {N: 32}\n")

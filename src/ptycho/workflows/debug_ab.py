@@ -150,9 +150,9 @@ def debug_ab(
     for run in runs:
         run.dir.mkdir(parents=True, exist_ok=True)
         (run.dir / "error.txt").unlink(missing_ok=True)  # from an earlier run into the same folder
-        resolved = {"variant": run.arm.spec.name, "settings": to_plain(run.arm.settings),
-                    "pipeline": to_plain(run.arm.config)}
-        write_text_atomic(run.dir / "pipeline.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        # the flat pipeline config, as run_pipeline writes it: `ptycho debug-ab OUT/A/pipeline.yaml …`
+        # replays the arm (its variant and settings are in report.json)
+        write_text_atomic(run.paths.config, yaml.safe_dump(to_plain(run.arm.config), sort_keys=False))
     diff = config_diff(arms[0].config, arms[1].config)
     emit = on_event or (lambda event: None)
     results: list[StageResult] = []
