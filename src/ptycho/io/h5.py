@@ -155,7 +155,7 @@ class H5DatasetWriter(StreamingH5Writer):
         x: Any,
         y: Any,
         probe: Any,
-        object: Any = None,
+        object: Any = None,  # noqa: A002 - the canonical key name
         scan_index: Any = None,
         metadata: Mapping[str, Any] | None = None,
         compression: str | None = None,

@@ -23,8 +23,6 @@ PIXEL_RTOL = 1e-6
 """Relative tolerance for 'the same pixel size' (probe vs object sampling)."""
 DETECTOR_RTOL = 1e-3
 """Relative disagreement between the detector pixel and λz/(N·dx) that earns a warning on import."""
-WRITE_CHUNK = 1024
-"""Patterns copied at a time into the diffraction companion."""
 
 _NPZ_KEYS = {  # Ptychodus' flat spelling of the per-dataset HDF5 attributes
     ("probe", "pixel_width_m"): "probe_pixel_width_m", ("probe", "pixel_height_m"): "probe_pixel_height_m",

@@ -10,10 +10,10 @@ import h5py
 import numpy as np
 
 from ptycho.io.atomic import atomic_output
+from ptycho.io.h5 import WRITE_CHUNK
 from ptycho.io.npz import save_npz_arrays
 from ptycho.io.ptychodus.product import (
     _NPZ_KEYS,
-    WRITE_CHUNK,
     PtychodusProduct,
     _check_for_writing,
     _dataset_attrs,
