@@ -68,13 +68,20 @@ def test_reassemble_then_extract_is_exact_for_whole_pixel_offsets(gridsize):
 
 
 def test_inconsistent_patches_are_averaged_not_kept():
-    """Control for the round-trip test: independent random patches must change (so the exactness
-    above is a property of consistent input, not an identity map)."""
-    ox, oy = whole_pixel_groups(2, B=1, spread=4, seed=0)
-    size = canvas_size(4, N)
-    patches = random_object((1, 4, N, N), seed=2)
+    """Four constant patches c_k at offsets (±2, ±2): where all four overlap the result is their
+    mean; where only one member reaches, its own value is kept (no averaging with empty pixels)."""
+    ox = np.array([[-2.0, 2.0, -2.0, 2.0]])
+    oy = np.array([[-2.0, -2.0, 2.0, 2.0]])
+    size = canvas_size(2, N)
+    assert (size - N) % 2 == 0  # whole-pixel windows: placement and extraction are exact copies
+    values = np.array([1.0, 2.0 + 1.0j, 0.5 - 0.5j, 3.0], np.complex64)
+    patches = np.broadcast_to(values[None, :, None, None], (1, 4, N, N)).astype(np.complex64)
     out = group_consistent_patches(patches, ox, oy, size).numpy()
-    assert np.abs(out - patches).max() > 0.1
+    centre = out[0, :, 4:N - 4, 4:N - 4]  # every member's central pixels lie under all four windows
+    np.testing.assert_allclose(centre, np.full_like(centre, values.mean()), rtol=EXACT_RTOL, atol=EXACT_RTOL)
+    # each member's outer corner (away from the others) is covered by that member alone
+    corners = [out[0, 0, 0, 0], out[0, 1, 0, N - 1], out[0, 2, N - 1, 0], out[0, 3, N - 1, N - 1]]
+    np.testing.assert_allclose(corners, values, rtol=EXACT_RTOL, atol=EXACT_RTOL)
 
 
 def test_a_batch_is_never_merged_into_one_canvas():
