@@ -170,7 +170,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out_dir: Path, report: dict[str, Any], results: Sequence[StageResult]) -> None:
+def write_report(out_dir: Path, report: dict[str, Any]) -> None:
     """Write ``report.json`` (strict JSON) and ``report.md`` atomically."""
     text = json.dumps(report, indent=2, allow_nan=False, default=json_default)
     write_text_atomic(Path(out_dir) / "report.json", text + "\n")

@@ -206,9 +206,9 @@ def compare_taps(stage: str, a: Mapping[str, Any], b: Mapping[str, Any],
 
 # --------------------------------------------------------------------------- tap recorders
 
-def _running_stats(values: np.ndarray, acc: dict[str, float]) -> None:
-    finite = values[np.isfinite(values)].astype(np.float64)
-    acc["nonfinite"] = acc.get("nonfinite", 0) + int(values.size - finite.size)
+def _running_stats(finite: np.ndarray, acc: dict[str, float]) -> None:
+    """Add the (already finite) values to the running count, sums, min and max in ``acc``."""
+    finite = finite.astype(np.float64)
     if finite.size:
         acc["n"] = acc.get("n", 0) + finite.size
         acc["sum"] = acc.get("sum", 0.0) + float(finite.sum())

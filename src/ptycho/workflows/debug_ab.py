@@ -159,7 +159,7 @@ def debug_ab(
 
     def report(figure: Path | None) -> dict[str, Any]:
         data = build_report(config, runs, diff, results, out_dir, figure, time.perf_counter() - t0)
-        write_report(out_dir, data, results)
+        write_report(out_dir, data)
         return data
 
     for stage in config.stages:
