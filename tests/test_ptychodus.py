@@ -344,7 +344,8 @@ def test_mismatched_dataset_probe_exit_3(invoke, tmp_path):
         del f["probe"]
         f["probe"] = np.ones((N, N + 2), np.complex64)
     result = invoke("export-ptychodus", data, "--dataset", data, "--out", tmp_path / "p.h5")
-    assert result.exit_code == 3 and "probe" in result.stderr
+    assert result.exit_code == 3 and "'probe' has shape (16, 18) but the patterns are 16×16" in result.stderr
+    assert not (tmp_path / "p.h5").exists() and no_temp_files(tmp_path)
 
 
 def test_positions_outside_the_object_exit_3(invoke, tmp_path):
@@ -369,7 +370,8 @@ def test_object_file_that_is_not_an_object_exit_3(invoke, tmp_path):
     data = make_dataset(tmp_path / "data.h5")
     np.savez(tmp_path / "nothing.npz", positions=np.zeros(3))
     result = invoke("export-ptychodus", tmp_path / "nothing.npz", "--dataset", data, "--out", tmp_path / "p.h5")
-    assert result.exit_code == 3
+    assert result.exit_code == 3 and "no key 'object' or 'objectGuess'" in result.stderr
+    assert not (tmp_path / "p.h5").exists() and no_temp_files(tmp_path)
 
 
 @pytest.mark.parametrize("args", [["--format", "npz", "--out", "p.h5"], ["--out", "p.txt"]])
