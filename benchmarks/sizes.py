@@ -6,7 +6,7 @@ exercise every code path (tiny N, few patterns, few epochs) and their numbers me
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -90,16 +90,14 @@ FULL = Sizes(
     sweep_N=32, sweep_positions=128, sweep_epochs=3, sweep_jit=True, sweep_cases=full_sweep_cases(),
 )
 
-QUICK = Sizes(
+QUICK = replace(
+    FULL,  # same scenarios, tiny sizes: only what differs from FULL
     mode="quick",
     sim_N=32, sim_sizes=(2000, 10_000), sim_baseline_patterns=500,
-    train_N=32, train_positions=256, train_batch=16, train_filters=1, train_gridsizes=(1, 2),
-    train_batches=3, train_epochs=1,
-    infer_gridsizes=(1, 2), infer_large_gridsizes=(1, 2),
-    quality_N=32, quality_object_size=None, quality_train_positions=256, quality_test_positions=128,
-    quality_doses=(1e4,), quality_gridsizes=(1, 2), quality_epochs=2, quality_filters=1,
-    iterative_iterations=10,
-    sweep_N=32, sweep_positions=128, sweep_epochs=2, sweep_jit=False, sweep_cases=QUICK_SWEEP_CASES,
+    train_N=32, train_positions=256, train_filters=1, train_batches=3, train_epochs=1,
+    quality_N=32, quality_train_positions=256, quality_test_positions=128, quality_doses=(1e4,),
+    quality_epochs=2, quality_filters=1, iterative_iterations=10,
+    sweep_epochs=2, sweep_jit=False, sweep_cases=QUICK_SWEEP_CASES,
     child_timeout_s=600,
 )
 
