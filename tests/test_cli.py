@@ -59,13 +59,14 @@ def test_help_lists_every_builtin_command(invoke):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"], ["simulate", "--help"]])
-def test_light_commands_never_import_tensorflow(args):
+def test_light_commands_never_import_tensorflow_or_scipy(args):
     code = textwrap.dedent(
         f"""
         import sys
         from ptycho_cli.app import main
         rc = main({args!r})
         assert "tensorflow" not in sys.modules, "TensorFlow was imported"
+        assert "scipy" not in sys.modules, "SciPy was imported"
         sys.exit(rc)
         """
     )

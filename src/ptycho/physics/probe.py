@@ -7,7 +7,6 @@ then fixes the photon gauge ``Σ|P|² = nphotons`` (SPEC §2).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import erf
 
 from ptycho.config.physics import ProbeConfig
 from ptycho.errors import DataError
@@ -31,6 +30,8 @@ def ideal_probe(N: int, config: ProbeConfig, arg: str | None = None) -> np.ndarr
     r = _radius_grid(N)
     radius = config.diameter_frac * N / 2.0
     if config.edge_px > 0:
+        from scipy.special import erf
+
         amplitude = 0.5 * (1.0 - erf((r - radius) / config.edge_px))
     else:
         amplitude = (r <= radius).astype(np.float64)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ptycho.config.physics import ScanConfig
 from ptycho.errors import ConfigError
@@ -82,6 +81,8 @@ def scan_overlap(x: np.ndarray, y: np.ndarray, probe_diameter_px: float) -> dict
     nearest neighbour (disks of the probe's effective diameter)."""
     if len(x) < 2:
         return {"nn_distance_mean_px": float("nan"), "overlap_mean": 0.0}
+    from scipy.spatial import cKDTree
+
     tree = cKDTree(np.stack([x, y], axis=1))
     dist, _ = tree.query(np.stack([x, y], axis=1), k=2)
     nn = dist[:, 1]
