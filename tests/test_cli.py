@@ -11,11 +11,13 @@ import types
 from importlib import metadata
 
 import numpy as np
+import pydantic
 import pytest
 import typer
 
 from ptycho import __version__
 from ptycho_cli import CommandSpec, ObjectSpec, hookimpl
+from ptycho_cli.api import ConfigFiles
 from ptycho_cli.app import build_app
 from ptycho_cli.plugins import get_plugin_manager
 
@@ -166,3 +168,45 @@ def test_command_name_conflict_is_reported_not_fatal(invoke):
     names = [spec.name for _, spec in host.commands()]
     assert names.count("simulate") == 1
     assert any("already provided" in b.reason for b in host.broken)
+
+
+class _LevelConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    level: int = 0
+
+
+def _level_command(config: ConfigFiles = None) -> None:
+    """Print the resolved ``mytool.level``."""
+    from ptycho_cli.api import resolve_config
+
+    typer.echo(f"level={resolve_config(_LevelConfig, 'mytool', files=config or ()).level}")
+
+
+def _level_plugin(section: str | None) -> types.SimpleNamespace:
+    plugin = types.SimpleNamespace()
+    plugin.ptycho_commands = hookimpl(lambda: [CommandSpec("level", _level_command, config_section=section)])
+    return plugin
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_plugins_declared_config_section_is_skipped_by_other_commands(invoke, tmp_path, declared):
+    shared = tmp_path / "study.yaml"
+    shared.write_text("mytool:\n  level: 3\n")
+    plugins = [_level_plugin("mytool" if declared else None)]
+    result = invoke("level", "--config", shared, plugins=plugins)
+    assert result.exit_code == 0 and "level=3" in result.output, result.output
+    result = invoke("simulate", "--config", shared, "--N", "32", "--n-images", "4", "--size", "64",
+                    "--no-preview", "--quiet", "--out", tmp_path / "d.npz", plugins=plugins)
+    if declared:  # a file sectioned for another command: simulate runs on its defaults
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "d.npz").is_file()
+    else:  # undeclared, the file reads as a flat simulate config with an unknown field
+        assert result.exit_code == 2 and "simulate.mytool" in result.output, result.output
+
+
+def test_debug_ab_skips_a_declared_plugin_section_and_still_refuses_unknown_ones(invoke, tmp_path):
+    shared = tmp_path / "study.yaml"
+    shared.write_text("mytool: {level: 3}\nsimulation: {N: 32}\n")
+    result = invoke("debug-ab", "base", "base", "--config", shared, plugins=[_level_plugin("mytool")])
+    assert result.exit_code == 2 and "unknown section 'simulation'" in result.output, result.output
+    assert "'mytool'" not in result.output

@@ -25,7 +25,8 @@ across releases, the modules behind them are not. What is here:
   ``Json``.
 - Configuration: ``resolve_config(Model, section, files=, sets=, flags=, base=)`` merges defaults <
   ``base`` < config files (their ``section:`` part) < ``--set`` < flags and validates once
-  (``ConfigError`` → exit code 2); ``read_config_file`` and ``section_of`` for custom layering.
+  (``ConfigError`` → exit code 2); ``read_config_file``, ``section_of`` and ``known_sections`` for
+  custom layering. Declare your section as ``CommandSpec(..., config_section=...)``.
 - Errors: ``guard(verbose)`` — a context manager that turns exceptions into one ``error: …`` line
   and the exit codes of ``ExitCode``; ``fail(message, code)``; the core's exceptions to raise from
   plugin code so that ``guard`` maps them: ``PtychoError`` > ``ConfigError`` (exit 2),
@@ -48,7 +49,7 @@ None of this imports TensorFlow; import heavy modules inside command bodies so t
 from __future__ import annotations
 
 from ptycho.errors import ConfigError, DataError, NumericalError, PtychoError
-from ptycho_cli.config_io import read_config_file, resolve_config, section_of
+from ptycho_cli.config_io import known_sections, read_config_file, resolve_config, section_of
 from ptycho_cli.console import print_summary, progress_bar
 from ptycho_cli.errors import ExitCode, fail, guard
 from ptycho_cli.hookspecs import hookimpl
@@ -86,6 +87,7 @@ __all__ = [
     "fail",
     "guard",
     "hookimpl",
+    "known_sections",
     "metrics_table",
     "print_study",
     "print_summary",

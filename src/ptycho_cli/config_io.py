@@ -19,7 +19,8 @@ from ptycho.config.merge import deep_merge, dotted_to_nested, validation_message
 from ptycho.errors import ConfigError
 
 __all__ = [
-    "SECTIONS", "deep_merge", "dotted_to_nested", "parse_set", "read_config_file", "resolve_config", "section_of",
+    "SECTIONS", "deep_merge", "dotted_to_nested", "known_sections", "parse_set", "read_config_file", "resolve_config",
+    "section_of",
 ]
 
 SECTIONS = ("simulate", "train", "infer", "stitch", "evaluate", "export", "debug_ab")
@@ -47,14 +48,27 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def section_of(data: Mapping[str, Any], section: str) -> dict[str, Any]:
+def section_of(data: Mapping[str, Any], section: str, known: Iterable[str] = SECTIONS) -> dict[str, Any]:
     """The part of a config file for ``section``: its own key if present; nothing if the file is
-    sectioned for other commands only; else the whole file (a file for one command)."""
+    sectioned for other commands only (a key among ``known`` sections); else the whole file (a
+    file for one command)."""
     if section in data:
         return dict(data.get(section) or {})
-    if any(key in SECTIONS for key in data):
+    known = set(known)
+    if any(key in known for key in data):
         return {}
     return dict(data)
+
+
+def known_sections() -> tuple[str, ...]:
+    """The config sections of the running ``ptycho`` (built-ins and what plugins declare), read
+    from the command line's plugin host; the built-in ones outside a command line."""
+    from typer.main import get_current_context
+
+    ctx = get_current_context(silent=True)
+    host = ctx.find_root().obj if ctx is not None else None
+    sections = getattr(host, "config_sections", None)
+    return sections() if callable(sections) else SECTIONS
 
 
 def parse_set(item: str, section: str) -> dict[str, Any]:
@@ -88,8 +102,10 @@ def resolve_config(
     ``base`` is a starting dict below the files (e.g. a bundle's stored config).
     """
     merged: dict[str, Any] = dict(base or {})
+    files = list(files)
+    known = known_sections() if files else SECTIONS
     for path in files:
-        merged = deep_merge(merged, section_of(read_config_file(Path(path)), section))
+        merged = deep_merge(merged, section_of(read_config_file(Path(path)), section, known))
     for item in sets:
         merged = deep_merge(merged, parse_set(item, section))
     for key, value in (flags or {}).items():

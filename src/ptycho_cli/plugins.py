@@ -88,6 +88,14 @@ class PluginHost:
             out.append((plugin, spec))
         return out
 
+    def config_sections(self) -> tuple[str, ...]:
+        """Every top-level key of a shared config file: the built-in commands' and those the
+        plugins' commands declare (``CommandSpec.config_section``)."""
+        from ptycho_cli.config_io import SECTIONS
+
+        declared = [spec.config_section for _, spec in self.commands() if spec.config_section]
+        return tuple(dict.fromkeys([*SECTIONS, *declared]))
+
     def component_specs(self) -> dict[str, list[tuple[str, Any]]]:
         """``{"objects": [(plugin, spec), …], …}`` with name conflicts reported and skipped."""
         collected: dict[str, list[tuple[str, Any]]] = {}

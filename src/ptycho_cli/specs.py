@@ -19,12 +19,16 @@ class CommandSpec:
 
     ``help`` defaults to the callback's docstring. ``callback`` may take a first parameter
     ``ctx: typer.Context``; ``ctx.obj`` is the :class:`ptycho_cli.plugins.PluginHost`.
+    ``config_section`` names the top-level key the command reads from a shared ``--config`` file
+    (``resolve_config``'s ``section``): declared, it tells every other command that a file holding
+    only that key is sectioned, not a flat file of unknown fields.
     """
 
     name: str
     callback: Callable[..., Any]
     help: str | None = None
     context_settings: dict[str, Any] | None = None
+    config_section: str | None = None
 
 
 __all__ = ["CommandSpec", "ModelSpec", "ObjectSpec", "ProbeSpec", "ScanSpec", "VariantSpec"]

@@ -18,7 +18,6 @@ from ptycho_cli.specs import CommandSpec
 Opt = typer.Option
 ARM_FILE_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 DEBUG_SECTION = "debug_ab"
-IGNORED_SECTIONS = ("export",)  # a whole-pipeline config file may carry these; debug-ab does not use them
 
 
 def _slug(name: str) -> str:
@@ -34,10 +33,13 @@ def _pipeline_keys() -> set[str]:
 
 
 def _split_sections(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A config file's ``(pipeline part, debug_ab part)``; unknown top-level keys are an error."""
+    """A config file's ``(pipeline part, debug_ab part)``. Other commands' sections (``export``, a
+    plugin's) are skipped; unknown top-level keys are an error."""
     from ptycho.errors import ConfigError
+    from ptycho_cli.config_io import known_sections
 
     keys = _pipeline_keys()
+    others = set(known_sections())
     pipeline: dict[str, Any] = {}
     debug: dict[str, Any] = {}
     for key, value in data.items():
@@ -45,7 +47,7 @@ def _split_sections(data: dict[str, Any], where: str) -> tuple[dict[str, Any], d
             debug = dict(value or {})
         elif key in keys:
             pipeline[key] = value
-        elif key not in IGNORED_SECTIONS:
+        elif key not in others:
             raise ConfigError(f"{where}: unknown section '{key}'; debug-ab reads {', '.join(sorted(keys))} and {DEBUG_SECTION}")
     return pipeline, debug
 

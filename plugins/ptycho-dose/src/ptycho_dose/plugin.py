@@ -86,7 +86,7 @@ def dose_command(
 
 @hookimpl
 def ptycho_commands():
-    return [CommandSpec("dose", dose_command)]
+    return [CommandSpec("dose", dose_command, config_section=SECTION)]
 
 
 @hookimpl

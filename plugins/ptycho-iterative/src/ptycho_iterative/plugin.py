@@ -107,4 +107,4 @@ def iterative_command(
 
 @hookimpl
 def ptycho_commands():
-    return [CommandSpec("iterative", iterative_command)]
+    return [CommandSpec("iterative", iterative_command, config_section=SECTION)]

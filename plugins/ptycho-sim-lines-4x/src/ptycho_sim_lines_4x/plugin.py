@@ -102,7 +102,7 @@ def sim_lines_4x_command(
 
 @hookimpl
 def ptycho_commands():
-    return [CommandSpec("sim-lines-4x", sim_lines_4x_command)]
+    return [CommandSpec("sim-lines-4x", sim_lines_4x_command, config_section=SECTION)]
 
 
 @hookimpl
