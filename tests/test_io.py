@@ -479,3 +479,17 @@ def test_load_probe_errors(tmp_path):
     (tmp_path / "junk.h5").write_bytes(b"junk")
     with pytest.raises(DataError, match="not HDF5"):
         load_probe(tmp_path / "junk.h5")
+
+
+def test_reduce_leading_squeezes_singletons_takes_first_mode_and_multiplies_layers():
+    from ptycho.data.validation import reduce_leading
+
+    a = np.arange(8, dtype=np.complex64).reshape(1, 1, 2, 4) + 1
+    np.testing.assert_array_equal(reduce_leading(a, "probe", "f.h5"), a[0, 0])  # no warning for singletons
+    layers = np.stack([np.full((2, 2), 2 + 0j), np.full((2, 2), 1j)]).astype(np.complex64)
+    with pytest.warns(UserWarning, match=r"f.h5: 'object' has shape \(2, 2, 2\): 2 layers; using their product"):
+        out = reduce_leading(layers, "object", "f.h5", combine=True)
+    np.testing.assert_array_equal(out, np.full((2, 2), 2j, np.complex64))
+    assert out.dtype == np.complex64
+    with pytest.warns(UserWarning, match="2 modes; using the first"):
+        np.testing.assert_array_equal(reduce_leading(layers, "probe", "f.h5"), layers[0])

@@ -16,7 +16,7 @@ import numpy as np
 from ptycho.data.dataset import Dataset
 from ptycho.errors import ConfigError, DataError
 
-__all__ = ["CHECK_BOUNDS_MODES", "VALIDATION_CHUNK", "coerce_array", "validate_dataset"]
+__all__ = ["CHECK_BOUNDS_MODES", "VALIDATION_CHUNK", "coerce_array", "reduce_leading", "validate_dataset"]
 
 #: Patterns read at a time when scanning the diffraction stack for NaN/Inf/negative values.
 VALIDATION_CHUNK = 1024
@@ -60,6 +60,23 @@ def coerce_array(value: Any, dtype: Any, *, key: str, where: str) -> np.ndarray:
     if not ok:
         raise DataError(f"{where}: key '{key}' has dtype {arr.dtype}; expected {target.name}")
     return arr.astype(target, copy=False)
+
+
+
+def reduce_leading(arr: np.ndarray, key: str, where: str, *, combine: bool = False) -> np.ndarray:
+    """``(…, h, w)`` → ``(h, w)``: singleton leading dimensions vanish; several probe modes give
+    the first mode, several object layers (``combine``) their product (projection approximation),
+    with a warning naming the file, the key and the count."""
+    if arr.ndim <= 2:
+        return arr
+    count = int(np.prod(arr.shape[:-2]))
+    flat = arr.reshape(-1, *arr.shape[-2:])
+    if count > 1:
+        what = "layers; using their product (projection approximation)" if combine else "modes; using the first"
+        warnings.warn(f"{where}: '{key}' has shape {arr.shape}: {count} {what}", UserWarning, stacklevel=3)
+        if combine:
+            return np.prod(flat, axis=0).astype(arr.dtype)
+    return flat[0]
 
 
 def validate_dataset(ds: Dataset, *, where: str, check_bounds: str = "warn") -> None:

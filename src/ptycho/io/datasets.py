@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import h5py
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.data.validation import coerce_array, validate_dataset
+from ptycho.data.validation import coerce_array, reduce_leading, validate_dataset
 from ptycho.errors import ConfigError, DataError
 from ptycho.io.atomic import one_line
 from ptycho.io.h5 import H5_SUFFIXES, read_h5, write_h5
@@ -168,22 +167,6 @@ def save_dataset(
     return write_ptychopinn_npz(p, dataset)
 
 
-def _squeeze_probe(probe: np.ndarray, where: str) -> np.ndarray:
-    """Reduce ``(…, h, w)`` to ``(h, w)``: singleton dims vanish, extra modes are dropped."""
-    dropped = []
-    while probe.ndim > 2:
-        if probe.shape[0] > 1:
-            dropped.append(probe.shape[0])
-        probe = probe[0]
-    if dropped:
-        warnings.warn(
-            f"{where}: the probe has {' × '.join(map(str, dropped))} modes; using the first",
-            UserWarning,
-            stacklevel=3,
-        )
-    return probe
-
-
 def _probe_from_h5(path: Path) -> np.ndarray:
     try:
         with h5py.File(path, "r") as f:
@@ -235,7 +218,7 @@ def load_probe(path: str | os.PathLike[str]) -> np.ndarray:
     else:
         raise _unknown_suffix(path)
     probe = coerce_array(raw, np.complex64, key="probe", where=str(path))
-    probe = _squeeze_probe(probe, str(path))
+    probe = reduce_leading(probe, "probe", str(path))
     if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
         raise DataError(
             f"{path}: key 'probe' has shape {tuple(raw.shape)}; expected a square (N, N) array "

@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.data.validation import coerce_array
+from ptycho.data.validation import coerce_array, reduce_leading
 from ptycho.errors import DataError
 from ptycho.io.atomic import one_line
 from ptycho.io.h5 import H5_SUFFIXES
@@ -122,16 +122,6 @@ class _Source:
             self._h5.close()
 
 
-def _squeeze_leading(arr: np.ndarray, key: str, where: str, *, combine: bool = False) -> np.ndarray:
-    """``(…, h, w)`` → ``(h, w)``: the first mode of a probe, or the layers' product of an object."""
-    if arr.ndim > 2 and int(np.prod(arr.shape[:-2])) > 1:
-        what = "the product of its layers (projection approximation)" if combine else "the first mode"
-        warnings.warn(f"{where}: '{key}' has shape {arr.shape}; using {what}", UserWarning, stacklevel=4)
-        flat = arr.reshape(-1, *arr.shape[-2:])
-        return np.prod(flat, axis=0).astype(np.complex64) if combine else flat[0]
-    return arr.reshape(arr.shape[-2:]) if arr.ndim >= 2 else arr
-
-
 def _optional(src: _Source, key: str, default: Any, *, kind: str = "float") -> Any:
     """An optional metadata value, with Ptychodus' own default when absent."""
     value = src.meta(key)
@@ -150,8 +140,8 @@ def _read_product(src: _Source) -> PtychodusProduct:
     probe = coerce_array(src.get("probe"), np.complex64, key="probe", where=where)
     if obj.ndim not in (2, 3) or probe.ndim not in (2, 3, 4):
         raise DataError(f"{where}: object {obj.shape} / probe {probe.shape}; expected (L, H, W) and (C, K, N, N)")
-    obj = _squeeze_leading(obj, "object", where, combine=True)
-    probe = _squeeze_leading(probe, "probe", where)
+    obj = reduce_leading(obj, "object", where, combine=True)
+    probe = reduce_leading(probe, "probe", where)
     if probe.shape[0] != probe.shape[1] or obj.size == 0:
         raise DataError(f"{where}: key 'probe' is {probe.shape[0]}×{probe.shape[1]}; expected a square probe "
                         "and a non-empty object")
