@@ -1,4 +1,5 @@
-"""The batch pipeline that feeds training: order, content, transforms and bounded reads."""
+"""The batch pipeline that feeds training: order, content, transforms, the global estimate's
+channels and bounded reads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import make_groups
 from ptycho.data.pipeline import PREFETCH_BATCHES, batch_rows, read_group_batch, tf_group_batches
+from ptycho.iterative.streaming import global_estimate
 
 N, M = 16, 96
 
@@ -54,9 +56,10 @@ def test_tf_pipeline_yields_the_numpy_batches_in_order_with_the_transform_applie
 
     got = list(tf_group_batches(dataset, groups, rows, double_first))
     assert len(got) == len(rows) and seen == list(range(len(rows)))
-    for step, ((counts, ox, oy), r) in enumerate(zip(got, rows)):
-        want, wx, wy = read_group_batch(dataset, groups, r)
+    for step, ((counts, ox, oy, est), r) in enumerate(zip(got, rows)):
+        want, wx, wy, _ = read_group_batch(dataset, groups, r)
         assert counts.shape == (len(r), N, N, 4) and counts.dtype.name == "float32"
+        assert est.shape == (len(r), N, N, 0)  # no estimate: no channels
         np.testing.assert_array_equal(counts.numpy(), want * (2 if step == 0 else 1))
         np.testing.assert_array_equal(ox.numpy(), wx)
         np.testing.assert_array_equal(oy.numpy(), wy)
@@ -71,3 +74,26 @@ def test_tf_pipeline_reads_one_batch_at_a_time_and_only_a_few_ahead():
     # never more than one batch of patterns per read, and the whole dataset is not read up front
     assert max(store.reads) <= 8
     assert len(store.reads) <= 1 + PREFETCH_BATCHES + 1 < len(rows)
+
+
+def test_estimate_channels_are_each_members_window_real_then_imaginary():
+    dataset, _ = recording_dataset()
+    estimate = global_estimate(dataset, 1)
+    groups = make_groups(dataset.x, dataset.y, 2, seed=0)
+    rows = np.arange(5)
+    counts, _, _, est = next(iter(tf_group_batches(dataset, groups, [rows], estimate=estimate)))
+    windows = estimate.patches(groups.index[rows])  # (5, 4, N, N)
+    assert est.shape == (5, N, N, 8) and est.dtype.name == "float32"
+    np.testing.assert_array_equal(est.numpy()[..., :4], windows.real.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(est.numpy()[..., 4:], windows.imag.transpose(0, 2, 3, 1))
+    assert np.abs(windows - 1).max() > 0.01  # the estimate moved away from its unit start
+
+
+def test_global_estimate_streams_the_dataset_a_chunk_at_a_time_and_is_repeatable():
+    dataset, store = recording_dataset()
+    first = global_estimate(dataset, 2, chunk=8)
+    assert max(store.reads) <= 8 and sum(store.reads) == 2 * M  # every pattern, once per pass
+    np.testing.assert_array_equal(global_estimate(dataset, 2, chunk=8).object, first.object)
+    # the seed orders the minibatches inside a chunk (one chunk of 8 is a single minibatch)
+    reordered = [global_estimate(dataset, 2, chunk=32, seed=seed).object for seed in (0, 1)]
+    assert not np.array_equal(*reordered)

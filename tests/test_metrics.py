@@ -247,6 +247,21 @@ def test_compare_objects_recovers_shift_and_phase_offset():
     }
 
 
+def test_compare_objects_scores_an_unrelated_reconstruction_unregistered_with_a_warning():
+    """Noise against a smooth truth: the correlation peak is anywhere; a large 'shift' is rejected
+    (no margin is cut) and the poor reconstruction is scored, not refused."""
+    truth = smooth_complex(seed=13)
+    rng = np.random.default_rng(5)
+    for attempt in range(20):  # find noise whose spurious peak lies far away (most do)
+        noise = (rng.normal(size=truth.shape) + 1j * rng.normal(size=truth.shape)).astype(np.complex64)
+        if max(abs(s) for s in estimate_shift(truth, noise, upsample=10)) > 0.125 * truth.shape[0]:
+            break
+    with pytest.warns(UserWarning, match="scoring it unregistered"):
+        result = compare_objects(noise, truth)
+    assert result.shift == (0.0, 0.0) and result.recon_aligned.shape == (94, 94)  # only the 1 px margin of any registration
+    assert result.metrics["phase"]["ssim"] < 0.2
+
+
 def test_compare_objects_reports_absolute_amplitude_ratio_and_rescaled_metrics():
     truth = smooth_complex(seed=14)
     result = compare_objects(0.5 * truth, truth, phase_ramp=True)

@@ -23,6 +23,10 @@ EXACT_RTOL = 1e-5
 """Whole-pixel windows: extraction and placement are copies; only float32 sums round."""
 SUBPIXEL_RMS_FRACTION = 0.25
 """RMS error of a sub-pixel stitch relative to its worst-case bound (observed ≈ 0.05)."""
+LSQ_MEDIAN_ERROR = 1e-2
+"""Median error of the least-squares stitch of exact sub-pixel windows inside the scan (observed 2e-4 and 7e-4)."""
+LSQ_RMS_FRACTION = 0.5
+"""Its RMS error relative to the overlap average's (observed 0.15 and 0.07)."""
 
 
 def random_object(shape, seed=0, smooth=0.0):
@@ -221,15 +225,19 @@ def test_cli_stitch_writes_object_pngs_and_config(invoke, tmp_path):
     x, y = grid_positions(48, 4.0)
     patches = write_patches(tmp_path / "p.h5", obj, x, y, 1)
     out = tmp_path / "out" / "obj.npz"
-    result = stitch_cli(invoke, patches, "--out", out, "--crop", 6, "--json")
+    result = stitch_cli(invoke, patches, "--out", out, "--crop", 6, "--method", "average", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["crop"] == 6 and summary["object"] == str(out)
     for name in ("obj.npz", "obj.config.yaml", "obj.amplitude.png", "obj.phase.png"):
         assert (out.parent / name).is_file(), name
-    assert yaml.safe_load((out.parent / "obj.config.yaml").read_text())["stitch"]["crop"] == 6
+    stored = yaml.safe_load((out.parent / "obj.config.yaml").read_text())["stitch"]
+    assert stored["crop"] == 6 and stored["method"] == "average"
     image = read_object(out)
     assert image.metadata["crop"] == 6 and image.shape == (int(x.max() - x.min()) + 6,) * 2
+    assert image.metadata["method"] == "average"
+    result = stitch_cli(invoke, patches, "--out", out, "--method", "median")
+    assert result.exit_code == 2 and "stitch.method" in result.output
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".")) == []
 
 
@@ -267,3 +275,27 @@ def test_cli_stitch_bad_inputs_exit_3(invoke, tmp_path, case):
     assert "Traceback" not in result.output and not out.exists()
     expected = {"missing": "not found", "dataset": "not a patches file", "text": "HDF5", "nan": "NaN"}[case]
     assert expected in errors[0]
+
+
+@pytest.mark.parametrize("C", [1, 4])
+def test_lsq_undoes_the_interpolation_blur_of_subpixel_windows(tmp_path, C):
+    """Exact windows of a rough object at random sub-pixel positions: the overlap average blurs
+    (each pixel mixes its neighbours), the least-squares solve returns the object itself."""
+    rng = np.random.default_rng(20 + C)
+    x, y = rng.uniform(N / 2, 64 - N / 2, 120), rng.uniform(N / 2, 64 - N / 2, 120)
+    rough = random_object((64, 64), seed=C)
+    patches = write_patches(tmp_path / "p.h5", rough, x, y, C)
+    errors = {}
+    for method in ("average", "lsq"):
+        out = tmp_path / f"{method}.npz"
+        stitch(StitchConfig(method=method, lsq_iterations=30), patches, out, figures=False)
+        image = read_object(out)
+        assert image.metadata["method"] == method
+        inner = np.zeros(image.shape, bool)
+        inner[12:-12, 12:-12] = True  # well inside the scanned area
+        err = np.abs(image.object - truth_on_canvas(rough, image))[inner & image.support]
+        errors[method] = float(np.median(err)), float(np.sqrt(np.mean(err**2)))
+    print(errors)
+    assert errors["average"][0] > 0.1  # a rough object: the interpolation blur is large
+    assert errors["lsq"][0] < LSQ_MEDIAN_ERROR  # ... and gone
+    assert errors["lsq"][1] < LSQ_RMS_FRACTION * errors["average"][1]  # thin pixels keep the average

@@ -30,6 +30,7 @@ from ptycho.data.pipeline import read_group_batch
 from ptycho.errors import DataError, NumericalError
 from ptycho.io.datasets import load_dataset, save_dataset
 from ptycho.models.bundle import REQUIRED_FILES, all_finite, load_bundle, save_bundle
+from ptycho.models.features import input_estimate
 from ptycho.models.losses import per_group_loss
 from ptycho.models.physics import canvas_size
 from ptycho.models.pinn import PINN, PhysicsSettings
@@ -78,17 +79,18 @@ def error_lines(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
 
 
-def group_batch(path, gridsize=1):
-    """Every group of a dataset as one batch: counts (G, N, N, C), offsets (G, C)."""
+def group_batch(path, config: ModelConfig, gridsize=1):
+    """Every group of a dataset as one batch (counts, offsets, and the estimate ``config`` reads)."""
     with load_dataset(path) as ds:
         groups = make_groups(ds.x, ds.y, gridsize)
-        return read_group_batch(ds, groups, np.arange(groups.n_groups))
+        return read_group_batch(ds, groups, np.arange(groups.n_groups), input_estimate(config, ds))
 
 
-def patches(model, batch):
+def patches(model, path):
+    """The model's object patches for every group of the dataset at ``path``."""
     tf = tensorflow()
 
-    return model.object_patches(*(tf.constant(a) for a in batch)).numpy()
+    return model.object_patches(*(tf.constant(a) for a in group_batch(path, model.config))).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -175,14 +177,14 @@ def test_load_bundle_refuses_a_missing_or_modified_file(cli_bundle, dataset, tmp
 
 def test_save_then_load_gives_bit_identical_predictions(cli_bundle, dataset, tmp_path):
     first = load_bundle(cli_bundle[0])
-    batch = group_batch(dataset)
-    expected = patches(first.model, batch)
+    expected = patches(first.model, dataset)
     save_bundle(tmp_path / "copy", first.model, train_config=first.train_config, history=first.history,
                 data_info=first.data_info)
     second = load_bundle(tmp_path / "copy")
-    np.testing.assert_array_equal(patches(second.model, batch), expected)
+    np.testing.assert_array_equal(patches(second.model, dataset), expected)
     tf = tensorflow()
 
+    batch = group_batch(dataset, first.model.config)
     counts = [m.predict_counts(*(tf.constant(a) for a in batch)).numpy() for m in (first.model, second.model)]
     np.testing.assert_array_equal(counts[0], counts[1])
     np.testing.assert_array_equal(second.model.probe.numpy(), first.model.probe.numpy())
@@ -214,8 +216,7 @@ def test_two_models_in_one_process_do_not_interfere(cli_bundle, dataset):
     tf = tensorflow()
 
     first = load_bundle(cli_bundle[0]).model
-    batch = group_batch(dataset)
-    before = patches(first, batch)
+    before = patches(first, dataset)
 
     N2, photons = 64, 1e5
     yy, xx = np.mgrid[:N2, :N2] - (N2 - 1) / 2
@@ -224,24 +225,25 @@ def test_two_models_in_one_process_do_not_interfere(cli_bundle, dataset):
     rng = np.random.default_rng(0)
     groups = make_groups(rng.uniform(0, 120, 24), rng.uniform(0, 120, 24), 2)
     size = canvas_size(groups.max_offset, N2)
-    config2 = ModelConfig(N=N2, gridsize=2, n_filters_scale=1, epie_iterations=2, seed=7)
+    config2 = ModelConfig(N=N2, gridsize=2, n_filters_scale=1, estimate="group", epie_iterations=2, seed=7)
     second = PINN(config2, PhysicsSettings.from_probe(probe, 2, size), probe, Components.builtin())
     assert second.physics.counts_norm != first.physics.counts_norm
     counts = tf.constant(rng.poisson(photons / N2**2, (4, N2, N2, 4)).astype(np.float32))
     ox, oy = tf.constant(groups.offset_x[:4]), tf.constant(groups.offset_y[:4])
+    no_estimate = tf.zeros((4, N2, N2, 0))
     optimizer = keras.optimizers.Adam(1e-3)
     for _ in range(2):
         with tf.GradientTape() as tape:
-            lam = second.predict_counts(counts, ox, oy, training=True)
+            lam = second.predict_counts(counts, ox, oy, no_estimate, training=True)
             loss = tf.reduce_mean(per_group_loss("nll", lam, counts, norm=second.physics.counts_norm, epsilon=1e-8))
         grads = tape.gradient(loss, second.trainable_variables)
         optimizer.apply_gradients(zip(grads, second.trainable_variables))
     assert np.isfinite(float(loss)) and lam.shape == (4, N2, N2, 4)
 
-    np.testing.assert_array_equal(patches(first, batch), before)
+    np.testing.assert_array_equal(patches(first, dataset), before)
     assert float(first.scale.numpy()) == 1.0 and first.physics.N == N
     # a model loaded after the other exists is the same as the one loaded before it
-    np.testing.assert_array_equal(patches(load_bundle(cli_bundle[0]).model, batch), before)
+    np.testing.assert_array_equal(patches(load_bundle(cli_bundle[0]).model, dataset), before)
 
 
 @pytest.mark.parametrize(
@@ -288,9 +290,8 @@ def test_resume_continues_from_the_last_epoch(invoke, dataset, tmp_path):
         assert resumed[key][0] == one[key][0]
         np.testing.assert_allclose(resumed[key], straight[key], rtol=RESUME_RTOL)
     assert resumed["loss"][1] != resumed["loss"][0]
-    batch = group_batch(dataset)
-    np.testing.assert_allclose(patches(load_bundle(tmp_path / "resumed").model, batch),
-                               patches(load_bundle(tmp_path / "straight").model, batch),
+    np.testing.assert_allclose(patches(load_bundle(tmp_path / "resumed").model, dataset),
+                               patches(load_bundle(tmp_path / "straight").model, dataset),
                                rtol=RESUME_RTOL, atol=RESUME_RTOL)
 
 
@@ -320,8 +321,8 @@ def poisson_excess_and_residual(model, batch):
     """Mean Poisson excess (the training loss, 0 at λ = k) and ‖λ − k‖/‖k‖ over all groups."""
     tf = tensorflow()
 
-    counts, ox, oy = (tf.constant(a) for a in batch)
-    lam = model.predict_counts(counts, ox, oy)
+    counts, ox, oy, est = (tf.constant(a) for a in batch)
+    lam = model.predict_counts(counts, ox, oy, est)
     excess = tf.reduce_mean(per_group_loss("nll", lam, counts, norm=model.physics.counts_norm, epsilon=1e-8))
     residual = np.linalg.norm(lam.numpy() - batch[0]) / np.linalg.norm(batch[0])
     return float(excess), float(residual)
@@ -329,20 +330,21 @@ def poisson_excess_and_residual(model, batch):
 
 def test_tiny_fit_reduces_the_poisson_excess_tenfold(dataset, tmp_path):
     """End to end on noise-free data (64 positions, gridsize 1): 20 epochs at lr 3e-3 of the plain
-    network (``epie_iterations=0``).
+    network (``estimate="none"``).
 
     Measured: the loss is the Poisson excess (NLL minus its minimum at λ = k), evaluated over all
     64 groups for the untrained model (same seed, so the same initial weights) and the trained
-    bundle; it must fall ≥ 10× (observed 17–20×, e.g. 0.27 → 0.0135). The default model is
-    residual on an ePIE estimate and starts near the optimum already (excess ≈ 8e-4, 2.3× lower
-    after 15 epochs), so it cannot show a tenfold drop; here the network alone learns the inversion.
+    bundle; it must fall ≥ 10× (observed 17–20×, e.g. 0.27 → 0.0135). The default model starts from
+    physics estimates near the optimum already (for the group estimate alone: excess ≈ 8e-4, 2.3×
+    lower after 15 epochs), so it cannot show a tenfold drop; here the network alone learns the
+    inversion.
     """
     tf = tensorflow()
 
-    config = TrainConfig(model=ModelConfig(n_filters_scale=1, epie_iterations=0), epochs=FIT_EPOCHS,
+    config = TrainConfig(model=ModelConfig(n_filters_scale=1, estimate="none"), epochs=FIT_EPOCHS,
                          batch_size=8, learning_rate=FIT_LEARNING_RATE, validation_split=0.0,
                          early_stopping_patience=None)
-    batch = group_batch(dataset)
+    batch = group_batch(dataset, config.model)
     with load_dataset(dataset) as ds:
         untrained = PINN(resolve_model_config(config, ds), PhysicsSettings.from_probe(ds.probe, 1, None),
                          ds.probe, Components.builtin())
@@ -361,9 +363,9 @@ def test_tiny_fit_reduces_the_poisson_excess_tenfold(dataset, tmp_path):
     # the history's last epoch loss is the same quantity, measured during training
     assert result.history["loss"][-1] == pytest.approx(excess1, rel=0.5)
 
-    counts, ox, oy = (tf.constant(a) for a in batch)
+    counts, ox, oy, est = (tf.constant(a) for a in batch)
     with tf.GradientTape() as tape:
-        lam = model.predict_counts(counts, ox, oy, training=True)
+        lam = model.predict_counts(counts, ox, oy, est, training=True)
         loss = tf.reduce_mean(per_group_loss("nll", lam, counts, norm=model.physics.counts_norm, epsilon=1e-8))
     grads = tape.gradient(loss, model.trainable_variables)
     assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
@@ -436,8 +438,7 @@ def test_unrecoverable_nan_exits_4_and_keeps_the_earlier_bundle(cli_bundle, data
     assert {p.name: sha256(p) for p in out.iterdir()} == digests
     bundle = load_bundle(out)
     assert all_finite(bundle.model)
-    batch = group_batch(dataset)
-    np.testing.assert_array_equal(patches(bundle.model, batch), patches(load_bundle(cli_bundle[0]).model, batch))
+    np.testing.assert_array_equal(patches(bundle.model, dataset), patches(load_bundle(cli_bundle[0]).model, dataset))
 
 
 # -- distribution ----------------------------------------------------------------------------

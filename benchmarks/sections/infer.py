@@ -86,7 +86,7 @@ def run(ctx: Context) -> Section:
                         target=Target(">=", TARGETS[gs]) if gs in TARGETS else None, reference=EARLIER.get(gs, ""),
                         note="InferResult.patterns_per_second: network time only, steady state (the first, compiling batch excluded)"))
             sec.add(row("end-to-end throughput", r["end_to_end_patterns_per_second"], unit="patterns/s", config=label,
-                        note=f"infer() wall {r['wall_s']:.1f} s: bundle load, grouping, compile, reading, writing "
+                        note=f"infer() wall {r['wall_s']:.1f} s: bundle load, grouping, the global rPIE estimate, compile, reading, writing "
                              f"(first batch done after {r['first_batch_s']:.1f} s)"
                              + (f"; steady state after the first batch {r['steady_end_to_end_patterns_per_second']:.0f}"
                                 if r["steady_end_to_end_patterns_per_second"] else "")))

@@ -37,6 +37,7 @@ def task_step_throughput(dataset: str, gridsize: int, jit: bool, batch: int, n_f
     from ptycho.data.grouping import make_groups
     from ptycho.data.pipeline import read_group_batch
     from ptycho.io.datasets import load_dataset
+    from ptycho.models.features import input_estimate
     from ptycho.models.physics import canvas_size
     from ptycho.models.pinn import PINN, PhysicsSettings
     from ptycho.models.training import Trainer, make_strategy
@@ -48,8 +49,9 @@ def task_step_throughput(dataset: str, gridsize: int, jit: bool, batch: int, n_f
         groups = make_groups(ds.x, ds.y, gridsize)
         if groups.n_groups < batch * n_batches:
             raise ValueError(f"{dataset}: {groups.n_groups} groups, {batch * n_batches} needed")
-        batches = [read_group_batch(ds, groups, np.arange(i * batch, (i + 1) * batch)) for i in range(n_batches)]
         model_config = resolve_model_config(config, ds)
+        estimate = input_estimate(model_config, ds)  # made once per dataset, like train(): not timed
+        batches = [read_group_batch(ds, groups, np.arange(i * batch, (i + 1) * batch), estimate) for i in range(n_batches)]
         physics = PhysicsSettings.from_probe(ds.probe, gridsize, canvas_size(groups.max_offset, ds.N))
         strategy = make_strategy("default")
         with strategy.scope():

@@ -56,7 +56,7 @@ class ScanSpec:
 class ModelSpec:
     """A network architecture. ``build(config)`` returns an uncompiled Keras model mapping the
     features ``(B, N, N, k·C)`` (``k = config.input_channels``: normalised √counts, then Re and Im
-    of the ePIE estimate when ``epie_iterations > 0``) to ``(amplitude, phase)``, each
+    of the global or group estimate, if the model reads one) to ``(amplitude, phase)``, each
     ``(B, N, N, C)``."""
 
     name: str

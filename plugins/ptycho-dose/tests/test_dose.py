@@ -37,7 +37,8 @@ def test_two_by_two_study_writes_table_and_six_panel_figure(tmp_path):
     for name, row in arms.items():
         assert row["ok"] and not row["nan"]["any"], (name, row["error"])
         assert row["variant"] == f"dose-{name}" and row["loss"] == name.split("-")[1]
-        assert 0 < row["amplitude"]["ssim"] <= 1 and 0 < row["phase"]["ssim"] <= 1 and row["train_seconds"] > 0
+        # a model trained this briefly may score anything: the table holds real SSIMs, not quality
+        assert -1 <= row["amplitude"]["ssim"] <= 1 and -1 <= row["phase"]["ssim"] <= 1 and row["train_seconds"] > 0
         assert row["amplitude_mean_ratio"] is not None and row["final_loss"] is not None
     assert arms["high-nll"]["nphotons"] == 1e9 and arms["low-mae"]["nphotons"] == 1e4
     for name in ("metrics.md", "metrics.json", "dose_comparison.png", "dose_comparison_phase.png", "study.config.yaml"):

@@ -39,7 +39,8 @@ def test_study_runs_and_writes_table_and_figures(tmp_path):
     assert gs2["gridsize"] == 2 and gs2["probe"] == "aberrated" and gs2["variant"] == "lines4x-gs2-file"
     for row in scenarios.values():
         assert row["ok"] and not row["nan"]["any"] and row["nan"]["patches_nonfinite"] == 0
-        assert 0 < row["amplitude"]["ssim"] <= 1 and 0 < row["phase"]["ssim"] <= 1
+        # a model trained this briefly may score anything: the table holds real SSIMs, not quality
+        assert -1 <= row["amplitude"]["ssim"] <= 1 and -1 <= row["phase"]["ssim"] <= 1
         assert row["amplitude"]["psnr"] > 0 and row["phase"]["mae"] > 0 and row["train_seconds"] > 0
         assert 0.5 < row["amplitude_mean_ratio"] < 1.5  # absolute amplitude, no rescale
         assert row["n_train"] == 32 and row["n_test"] == 16 and row["N"] == 32

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ptycho.config.base import StrictModel
@@ -13,11 +15,15 @@ class StitchConfig(StrictModel):
 
     ``crop`` is the side ``M`` of the central ``M×M`` crop of each patch that is placed
     (default ``N//2``); any ``1 ≤ M ≤ N`` is allowed, checked against ``N`` at run time.
-    ``chunk_groups`` groups are read and placed at a time, which bounds memory.
+    ``chunk_groups`` groups are read and placed at a time, which bounds memory. ``method``:
+    ``"lsq"`` solves for the object whose windows best match the crops (least squares, started from
+    the overlap average), ``"average"`` stops at the overlap average (see :mod:`ptycho.workflows.stitch`).
     """
 
     crop: int | None = Field(default=None, ge=1, description="central crop side M (default N//2)")
     chunk_groups: int = Field(default=256, ge=1, description="groups read and placed at a time")
+    method: Literal["lsq", "average"] = Field(default="lsq", description="least-squares solve or overlap average")
+    lsq_iterations: int = Field(default=10, ge=1, le=200, description="conjugate-gradient steps of the lsq solve")
 
     def crop_size(self, N: int) -> int:
         """The crop side for patches of size ``N``.

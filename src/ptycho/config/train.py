@@ -23,12 +23,25 @@ class ModelConfig(StrictModel):
     scale_trainable: bool = Field(default=False, description="one trainable scalar on predicted counts")
     seed: int = Field(default=0, ge=0, description="weight initialisation seed (train sets it from its seed)")
     skip_connections: bool = Field(default=True, description="U-Net skips from encoder to decoders")
-    epie_iterations: int = Field(default=5, ge=0, le=100, description="physics-informed input: ePIE steps (0 = off)")
+    estimate: Literal["global", "group", "none"] = Field(
+        default="global",
+        description="physics-informed input: windows of a global rPIE estimate of the whole scan, a per-group "
+                    "ePIE estimate (residual decoders), or none")
+    global_passes: int = Field(default=2, ge=1, le=20, description="rPIE passes of the global estimate")
+    epie_iterations: int = Field(default=5, ge=0, le=100, description="ePIE sweeps of the group estimate (0 = none)")
+
+    @property
+    def uses_group_estimate(self) -> bool:
+        return self.estimate == "group" and self.epie_iterations > 0
+
+    @property
+    def uses_global_estimate(self) -> bool:
+        return self.estimate == "global"
 
     @property
     def input_channels(self) -> int:
-        """Network input channels per group member: √counts, plus Re/Im of the ePIE estimate."""
-        return 3 if self.epie_iterations else 1
+        """Network input channels per group member: √counts, plus Re/Im of the estimate in use."""
+        return 3 if self.uses_group_estimate or self.uses_global_estimate else 1
 
     @model_validator(mode="after")
     def _supported_size(self) -> "ModelConfig":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,10 @@ from ptycho.metrics.frc import THRESHOLD_HALF, FRCResult, fourier_ring_correlati
 from ptycho.metrics.image import image_metrics, legacy_phase_ssim, mean_ratio_rescale
 from ptycho.metrics.registration import RegisterOn, apply_shift, estimate_shift, remove_phase_offset
 
+MAX_SHIFT_FRACTION = 0.125
+"""A registration shift beyond this fraction of the smaller image side is rejected: the
+reconstruction does not resemble the truth (an untrained model, a wrong dataset), so the shift is
+noise, and cutting its margin would leave little to score. It is then scored unregistered."""
 MIN_SIDE_PX = 16
 """Smallest image side scored after support and margin cropping."""
 
@@ -113,6 +118,7 @@ def compare_objects(
         on it.
     register : bool
         Estimate and undo a translation (default). If False the shift is (0, 0) and no margin is cut.
+        A shift beyond :data:`MAX_SHIFT_FRACTION` of the image is rejected with a warning (unregistered).
     upsample : int
         Registration precision is ``1/upsample`` px.
     phase_ramp : bool
@@ -145,6 +151,11 @@ def compare_objects(
     shift = (0.0, 0.0)
     if register:
         shift = estimate_shift(truth, recon, upsample=upsample, on=register_on)
+        if max(abs(shift[0]), abs(shift[1])) > MAX_SHIFT_FRACTION * min(truth.shape):
+            warnings.warn(f"registration found a ({shift[0]:.1f}, {shift[1]:.1f}) px shift, more than "
+                          f"{MAX_SHIFT_FRACTION:g} of the {truth.shape[0]}×{truth.shape[1]} px image: the reconstruction "
+                          "does not resemble the truth; scoring it unregistered", UserWarning, stacklevel=2)
+            shift = (0.0, 0.0)
         recon = apply_shift(recon, shift)
         margin = math.ceil(max(abs(shift[0]), abs(shift[1]))) + 1
         inner = (slice(margin, -margin), slice(margin, -margin))

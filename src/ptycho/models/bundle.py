@@ -31,7 +31,8 @@ from ptycho.models.pinn import PINN, PhysicsSettings
 from ptycho.registry import Components
 
 BUNDLE_FORMAT = "ptycho-model"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+"""2: ``model.estimate`` (global rPIE input). Version 1 bundles, which predate it, used the group estimate."""
 REQUIRED_FILES = ("config.json", "model.weights.h5", "probe.npy", "scale.json", "manifest.json")
 
 
@@ -202,6 +203,9 @@ def load_bundle(path: Path, components: Components | None = None, *, verify: boo
         for name, digest in manifest.get("files", {}).items():
             if not (path / name).is_file() or _sha256(path / name) != digest:
                 raise DataError(f"{path}/{name}: does not match the manifest (changed or corrupt file)")
+    if int(config.get("format_version", 0)) < 2:  # before model.estimate: the group ePIE estimate
+        config["model"] = {"estimate": "group", **config["model"]}
+        config["train"]["model"] = {"estimate": "group", **config["train"].get("model", {})}
     model_config = ModelConfig.model_validate(config["model"])
     phys = config["physics"]
     physics = PhysicsSettings(int(phys["N"]), int(phys["gridsize"]), float(phys["probe_photons"]),

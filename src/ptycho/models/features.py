@@ -1,6 +1,8 @@
-"""Physics-informed network inputs: a few ePIE iterations with the known probe, per group.
+"""Physics-informed network inputs: the global rPIE estimate of the whole scan
+(:func:`input_estimate`, ``model.estimate = "global"``, the default), or a few ePIE iterations with
+the known probe per group (:func:`epie_estimate`, ``"group"``).
 
-Starting from a unit object on the group's canvas, each iteration visits the ``C`` members in
+Group estimate: starting from a unit object on the group's canvas, each iteration visits the ``C`` members in
 turn: form the exit wave ``P·O`` at the member's window, replace its far-field modulus by the
 measured one, propagate back, and add the correction (step ``conj(P)/max|P|²``) into the canvas.
 With ``C > 1`` this is a small ptychographic reconstruction that already uses the overlap inside the
@@ -11,10 +13,26 @@ Uses :mod:`ptycho.physics.forward`'s operators, so conventions cannot drift.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptycho._tf import tf as _tf
 from ptycho.physics.forward import back_propagate, extract_patches, place_patches, propagate
+
+if TYPE_CHECKING:
+    from ptycho.config.train import ModelConfig
+    from ptycho.data.dataset import Dataset
+    from ptycho.iterative.streaming import GlobalEstimate
+
+
+def input_estimate(config: ModelConfig, dataset: Dataset) -> GlobalEstimate | None:
+    """The global estimate the network reads for ``dataset`` (``config.global_passes`` rPIE passes,
+    seeded by ``config.seed``), or None if the model does not read it. Training and inference both
+    call this, so the network always sees estimates made the same way."""
+    if not config.uses_global_estimate:
+        return None
+    from ptycho.iterative.streaming import global_estimate
+
+    return global_estimate(dataset, config.global_passes, seed=config.seed)
 
 
 def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, canvas_size: int, iterations: int) -> Any:

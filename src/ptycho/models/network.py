@@ -1,16 +1,18 @@
 """The built-in ``cnn`` architecture: an encoder and two decoders (amplitude, phase) (SPEC §6).
 
 Built by a factory from a resolved :class:`~ptycho.config.train.ModelConfig`; no module-level
-models or variables. Input ``(B, N, N, C·k)`` features (normalised √counts, optionally Re/Im of an ePIE estimate); output the
+models or variables. Input ``(B, N, N, C·k)`` features (normalised √counts, optionally Re/Im of a global or group estimate); output the
 amplitude ``a_max·sigmoid`` and phase ``π·tanh`` of the ``C`` object patches, ``(B, N, N, C)`` each.
 
 Layout: a lossless 2×2 space-to-depth folds the pattern to ``N/2`` (the convolutions then run at
 half resolution, the main saving), conv–conv–pool blocks go down to ``4×4``, and each decoder mirrors
 them with upsample–conv blocks and a final depth-to-space back to ``N×N``.
 
-With an ePIE estimate among the inputs (``epie_iterations > 0``) the decoders are *residual*: they
-add to the head pre-activations of the estimate, and their last convolutions start at zero, so the
-untrained network already returns the physics estimate and training only has to improve on it.
+With the per-group ePIE estimate among the inputs (``estimate = "group"``) the decoders are
+*residual*: they add to the head pre-activations of that estimate, and their last
+convolutions start at zero, so the untrained network already returns the physics estimate and
+training only has to improve on it. The global estimate is an input only: a residual path would hand
+its noise straight to the output at low dose, where the network's own mapping smooths it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def build_cnn(config: ModelConfig) -> Any:
     from keras import layers, ops
 
     N, C = int(config.N), int(config.gridsize) ** 2
-    residual = config.epie_iterations > 0
+    residual = config.uses_group_estimate
     filters = encoder_filters(N, config.n_filters_scale)
     seeds = iter(range(config.seed * 1000, config.seed * 1000 + 1000))
 

@@ -83,39 +83,42 @@ class PINN:
     def physics_variables(self) -> list[Any]:
         return [self.probe_real, self.probe_imag, self.scale]
 
-    def features(self, counts: Any, offset_x: Any, offset_y: Any, canvas_size: int | None = None) -> Any:
-        """Network input from counts ``(B, N, N, C)`` and member offsets ``(B, C)``:
-        ``√counts · input_scale`` and, with ``epie_iterations > 0``, the real and imaginary parts
-        of the group's ePIE estimate → ``(B, N, N, k·C)``. ``canvas_size`` overrides the trained
-        canvas for groups spread wider than the training groups (any size that holds every window
-        gives the same result)."""
+    def features(self, counts: Any, offset_x: Any, offset_y: Any, estimate: Any, canvas_size: int | None = None) -> Any:
+        """Network input from counts ``(B, N, N, C)``, member offsets ``(B, C)`` and the members'
+        windows of the global estimate ``(B, N, N, 2C)`` (Re then Im; ignored unless the model uses
+        it): ``√counts · input_scale``, then the real and imaginary parts of the estimate in use,
+        global or per group (ePIE) → ``(B, N, N, k·C)``. ``canvas_size``
+        overrides the trained group canvas for groups spread wider than the training groups (any
+        size that holds every window gives the same result)."""
         tf = _tf()
         amplitudes = tf.sqrt(tf.maximum(counts, 0.0))
         channels = [amplitudes * self.physics.input_scale]
-        if self.config.epie_iterations:
+        if self.config.uses_group_estimate:
             size = canvas_size or self.physics.canvas_size or self.physics.N
             # an input, not a path for gradients: a trainable probe learns through the forward model
             # (and XLA cannot differentiate the estimate's loop)
-            estimate = epie_estimate(tf.transpose(amplitudes, [0, 3, 1, 2]), tf.stop_gradient(self.probe),
-                                     offset_x, offset_y, size, self.config.epie_iterations)
-            estimate = tf.transpose(estimate, [0, 2, 3, 1])
-            channels += [tf.math.real(estimate), tf.math.imag(estimate)]
+            group = epie_estimate(tf.transpose(amplitudes, [0, 3, 1, 2]), tf.stop_gradient(self.probe),
+                                  offset_x, offset_y, size, self.config.epie_iterations)
+            group = tf.transpose(group, [0, 2, 3, 1])
+            channels += [tf.math.real(group), tf.math.imag(group)]
+        if self.config.uses_global_estimate:
+            channels.append(estimate)
         return tf.concat(channels, axis=-1)
 
-    def object_patches(self, counts: Any, offset_x: Any, offset_y: Any, training: bool = False,
+    def object_patches(self, counts: Any, offset_x: Any, offset_y: Any, estimate: Any, training: bool = False,
                        canvas_size: int | None = None) -> Any:
-        """Complex object patches ``(B, C, N, N)`` from counts ``(B, N, N, C)`` and offsets ``(B, C)``."""
+        """Complex object patches ``(B, C, N, N)`` from a batch (:mod:`ptycho.data.pipeline`)."""
         tf = _tf()
-        features = self.features(counts, offset_x, offset_y, canvas_size)
+        features = self.features(counts, offset_x, offset_y, estimate, canvas_size)
         amplitude, phase = self.network(features, training=training)
         amplitude = tf.transpose(amplitude, [0, 3, 1, 2])
         phase = tf.transpose(phase, [0, 3, 1, 2])
         return tf.complex(amplitude * tf.cos(phase), amplitude * tf.sin(phase))
 
-    def predict_counts(self, counts: Any, offset_x: Any, offset_y: Any, training: bool = False) -> Any:
-        """Predicted counts ``(B, N, N, C)`` for measured counts ``(B, N, N, C)`` and member offsets
-        ``(B, C)``: network → object patches → physics layers."""
+    def predict_counts(self, counts: Any, offset_x: Any, offset_y: Any, estimate: Any, training: bool = False) -> Any:
+        """Predicted counts ``(B, N, N, C)`` for a batch (:mod:`ptycho.data.pipeline`): network →
+        object patches → physics layers."""
         tf = _tf()
-        patches = self.object_patches(counts, offset_x, offset_y, training=training)
+        patches = self.object_patches(counts, offset_x, offset_y, estimate, training=training)
         lam = predicted_counts(patches, offset_x, offset_y, self.probe, self.physics.canvas_size)
         return tf.transpose(lam, [0, 2, 3, 1]) * self.scale

@@ -18,11 +18,11 @@ import numpy as np
 
 from ptycho._tf import tf as _tf
 from ptycho.config.train import TrainConfig
+from ptycho.data.pipeline import Batch
 from ptycho.models.bundle import History
 from ptycho.models.losses import per_group_loss
 from ptycho.models.pinn import PINN
 
-Batch = tuple[np.ndarray, np.ndarray, np.ndarray]
 PLATEAU_MIN_DELTA = 1e-4  # relative improvement that counts as progress
 
 
@@ -69,18 +69,18 @@ class Trainer:
         self.variables = model.trainable_variables
         norm, eps, kind = model.physics.counts_norm, config.loss_epsilon, config.loss
 
-        def loss_and_grads(counts: Any, ox: Any, oy: Any, global_batch: Any) -> tuple[Any, Any]:
+        def loss_and_grads(counts: Any, ox: Any, oy: Any, est: Any, global_batch: Any) -> tuple[Any, Any]:
             # this replica's share of the global-batch mean: the optimizer sums replica gradients
             with tf.GradientTape() as tape:
-                lam = model.predict_counts(counts, ox, oy, training=True)
+                lam = model.predict_counts(counts, ox, oy, est, training=True)
                 per_group = per_group_loss(kind, lam, counts, norm=norm, epsilon=eps)
                 loss = tf.reduce_sum(per_group) / global_batch
             return loss, tape.gradient(loss, self.variables)
 
         compiled = tf.function(loss_and_grads, jit_compile=config.jit, reduce_retracing=True)
 
-        def replica_step(counts: Any, ox: Any, oy: Any, global_batch: Any) -> tuple[Any, Any]:
-            loss, grads = compiled(counts, ox, oy, global_batch)
+        def replica_step(counts: Any, ox: Any, oy: Any, est: Any, global_batch: Any) -> tuple[Any, Any]:
+            loss, grads = compiled(counts, ox, oy, est, global_batch)
             finite = tf.math.is_finite(loss)
             for g in grads:
                 finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
@@ -89,14 +89,14 @@ class Trainer:
             return loss, tf.cast(finite, tf.float32)
 
         @tf.function(reduce_retracing=True)
-        def train_step(counts: Any, ox: Any, oy: Any, global_batch: Any) -> tuple[Any, Any]:
-            loss, ok = strategy.run(replica_step, args=(counts, ox, oy, global_batch))
+        def train_step(counts: Any, ox: Any, oy: Any, est: Any, global_batch: Any) -> tuple[Any, Any]:
+            loss, ok = strategy.run(replica_step, args=(counts, ox, oy, est, global_batch))
             total = tf.distribute.ReduceOp.SUM
             return strategy.reduce(total, loss, axis=None), strategy.reduce(total, ok, axis=None)
 
         @tf.function(reduce_retracing=True)
-        def eval_step(counts: Any, ox: Any, oy: Any) -> Any:
-            lam = model.predict_counts(counts, ox, oy, training=False)
+        def eval_step(counts: Any, ox: Any, oy: Any, est: Any) -> Any:
+            lam = model.predict_counts(counts, ox, oy, est, training=False)
             return tf.reduce_sum(per_group_loss(kind, lam, counts, norm=norm, epsilon=eps))
 
         self._train_step, self._eval_step = train_step, eval_step
@@ -127,11 +127,11 @@ class Trainer:
         self.optimizer.learning_rate.assign(value)
 
     # -- loops -----------------------------------------------------------------------------
-    def _to_device(self, batch: Batch) -> tuple[Any, Any, Any]:
+    def _to_device(self, batch: Batch) -> tuple[Any, ...]:
         tf = _tf()
         return tuple(tf.convert_to_tensor(a) for a in batch)  # type: ignore[return-value]
 
-    def _to_replicas(self, batch: Batch) -> tuple[Any, Any, Any]:
+    def _to_replicas(self, batch: Batch) -> tuple[Any, ...]:
         """Split a batch along its first axis, one shard per replica (a plain tensor passed to
         ``strategy.run`` would reach every replica whole, duplicating the work)."""
         tf = _tf()

@@ -75,6 +75,7 @@ def infer(
     from ptycho.io.datasets import load_dataset
     from ptycho.io.patches import PatchesWriter
     from ptycho.models.bundle import load_bundle
+    from ptycho.models.features import input_estimate
     from ptycho.models.physics import canvas_size
 
     t0 = time.perf_counter()
@@ -87,7 +88,9 @@ def infer(
                              neighbors=trained.neighbors, oversample=trained.oversample, seed=trained.seed)
         batch = min(config.batch_size, groups.n_groups)
         size = max(canvas_size(groups.max_offset, physics.N), physics.canvas_size or 0) if physics.C > 1 else None
-        forward = tf_.function(lambda c, ox, oy: model.object_patches(c, ox, oy, canvas_size=size), jit_compile=config.jit)
+        estimate = input_estimate(model.config, dataset)
+        forward = tf_.function(lambda c, ox, oy, est: model.object_patches(c, ox, oy, est, canvas_size=size),
+                               jit_compile=config.jit)
         xs, ys = groups.positions()
         object_shape = None if dataset.object is None else tuple(dataset.object.shape)
         provenance = {"model": str(model_dir), "model_fingerprint": bundle.data_info.get("fingerprint"),
@@ -96,7 +99,7 @@ def infer(
         seconds, steady_groups, steady_seconds = 0.0, 0, 0.0
         with PatchesWriter(out, groups.n_groups, physics.C, physics.N, provenance, object_shape) as writer:
             for rows in batch_rows(groups.n_groups, batch, shuffle=False):
-                arrays = read_group_batch(dataset, groups, rows)
+                arrays = read_group_batch(dataset, groups, rows, estimate)
                 pad = batch - len(rows)
                 if pad:  # fixed batch shape: XLA compiles once
                     arrays = tuple(np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in arrays)

@@ -9,6 +9,15 @@ denominator::
 
 so pixels outside every crop stay exactly 0 (and are marked unsupported); nothing is amplified.
 
+**Least squares** (``method = "lsq"``, the default). The average is not the object whose windows
+best match the crops: off whole pixels, extraction and placement each interpolate, so the average
+blurs (phase SSIM 0.96 instead of 1 for exact windows of a lines object on a random scan). With
+``E_j`` the crop-window extraction, the least-squares object solves ``(Σ E_jᵀE_j) o = Σ E_jᵀ c_j``
+(``= num``); :func:`lsq_refine` runs ``lsq_iterations`` conjugate-gradient steps on it, started from
+the average and preconditioned by ``den`` (the diagonal's row sums), over the pixels a whole crop
+pixel's weight covers (``den ≥`` :data:`LSQ_MIN_WEIGHT`); thinner edge pixels keep their average.
+Exact windows come back exact (to float32 rounding), and the whole-pixel case is unchanged.
+
 **Crop geometry.** The crop starts at patch index ``s = (N − M) // 2``. Its centre lies at
 ``s + (M−1)/2`` in patch coordinates, i.e. ``(x, y) + δ·(1, 1)`` globally with
 ``δ = s + (M−1)/2 − (N−1)/2``: ``δ = 0`` when ``N − M`` is even (the crop is centred on the
@@ -44,6 +53,13 @@ DEN_RTOL = 1e-6
 """Pixels whose summed placement weight is below ``DEN_RTOL·max`` are unsupported (set to 0)."""
 MAX_CANVAS_PX = 1 << 28
 """Largest canvas (pixels) stitch builds; beyond this the positions are almost surely not in pixels."""
+LSQ_MIN_WEIGHT = 0.5
+"""Pixels solved for by ``lsq``: summed placement weight at least half of one crop pixel's."""
+LSQ_RTOL = 1e-5
+"""The solve stops once the (preconditioned) residual is this small relative to ``num``: the
+float32 operators cannot do better, and exact windows start there."""
+LSQ_CHUNK = 4096
+"""Crops extracted and placed at a time by one application of ``Σ E_jᵀE_j``."""
 SNAP_PX = 1e-9
 """Crop edges within this distance of a whole pixel are treated as whole (no spurious extra row)."""
 
@@ -123,6 +139,59 @@ def accumulate_crops(
     return num, den
 
 
+def lsq_refine(obj: np.ndarray, num: np.ndarray, den: np.ndarray, cx: np.ndarray, cy: np.ndarray, M: int,
+               iterations: int) -> np.ndarray:
+    """Conjugate-gradient steps towards the least-squares object (module docstring).
+
+    Parameters
+    ----------
+    obj : (H, W) complex, the overlap average (start), canvas coordinates
+    num, den : the accumulated placements of the crops and of their support
+    cx, cy : (K,) crop centres in canvas pixels
+    M : crop side
+    iterations : int
+
+    Returns
+    -------
+    (H, W) complex128; pixels below :data:`LSQ_MIN_WEIGHT` keep their value from ``obj``.
+    """
+    from ptycho._tf import tf
+    from ptycho.physics.forward import extract_patches
+
+    H, W = obj.shape
+    solved = den >= LSQ_MIN_WEIGHT
+
+    def normal(o: np.ndarray) -> np.ndarray:  # Σ E_jᵀ E_j o
+        canvas = o.astype(np.complex64)[None]
+
+        def chunks():
+            for start in range(0, len(cx), LSQ_CHUNK):
+                sx, sy = cx[start:start + LSQ_CHUNK], cy[start:start + LSQ_CHUNK]
+                with tf().device("/CPU:0"):
+                    crops = extract_patches(canvas, sx[None], sy[None], M).numpy()[0]
+                yield crops, sx, sy
+
+        return accumulate_crops(chunks(), (0, 0), (H, W))[0]
+
+    o = np.asarray(obj, np.complex128).copy()
+    residual = np.where(solved, num - normal(o), 0)
+    inv = np.where(solved, 1.0 / np.maximum(den, LSQ_MIN_WEIGHT), 0.0)
+    z = residual * inv
+    direction, rz = z.copy(), np.vdot(residual, z).real
+    target = LSQ_RTOL**2 * np.vdot(num, np.where(solved, num * inv, 0)).real
+    for _ in range(iterations):
+        if rz <= target:  # converged (exact windows start here)
+            break
+        q = np.where(solved, normal(direction), 0)
+        step = rz / np.vdot(direction, q).real
+        o += step * direction
+        residual -= step * q
+        z = residual * inv
+        rz, previous = np.vdot(residual, z).real, rz
+        direction = z + (rz / previous) * direction
+    return o
+
+
 def stitch(
     config: StitchConfig, patches: Path | PatchesFile, out: Path, *, figures: bool = True,
     progress: Progress | None = None,
@@ -163,12 +232,16 @@ def stitch(
 
     num, den = accumulate_crops(chunks(), (ox, oy), (H, W))
     support = den > DEN_RTOL * den.max()
-    obj = np.zeros((H, W), np.complex64)
-    obj[support] = (num[support] / den[support]).astype(np.complex64)
+    average = np.where(support, num / np.where(support, den, 1.0), 0)
+    if config.method == "lsq":
+        cx, cy = (pf.x.reshape(-1) + delta - ox), (pf.y.reshape(-1) + delta - oy)
+        average = lsq_refine(average, num, den, cx, cy, M, config.lsq_iterations)
+    obj = np.where(support, average, 0).astype(np.complex64)
     metadata = {
         "created_by": "ptycho stitch", "ptycho_version": __version__, "patches_file": str(pf.path),
         "N": pf.N, "gridsize": pf.gridsize, "crop": M, "crop_centre_offset_px": delta,
         "n_groups": pf.n_groups, "n_patches": pf.n_groups * pf.C, "placement": "bilinear (adjoint of extract_patches)",
+        "method": config.method,
         "object_shape_source": list(pf.object_shape) if pf.object_shape else None, "provenance": pf.provenance,
     }
     write_object(out, ObjectImage(obj, support, float(ox), float(oy), metadata))

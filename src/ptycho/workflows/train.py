@@ -103,6 +103,7 @@ def train(
     from ptycho.io.config_file import write_resolved_config
     from ptycho.io.datasets import load_dataset
     from ptycho.models.bundle import History, save_bundle
+    from ptycho.models.features import input_estimate
     from ptycho.models.physics import canvas_size
     from ptycho.models.pinn import PINN, PhysicsSettings
     from ptycho.models.training import Diverged, Trainer, make_strategy
@@ -121,6 +122,7 @@ def train(
         train_groups, val_groups = split_groups(groups, config.validation_split, config.seed)
         batch_size = min(config.batch_size, train_groups.n_groups)
         info = data_info(dataset, groups, train_groups, val_groups, config)
+        estimate = input_estimate(model_config, dataset)
         strategy = make_strategy(config.strategy)
 
         history = History()
@@ -142,12 +144,12 @@ def train(
                               drop_remainder=True)
 
             transform = (lambda step, counts: batch_hook(epoch, step, counts)) if batch_hook else None
-            return tf_group_batches(dataset, train_groups, rows, transform), len(rows)
+            return tf_group_batches(dataset, train_groups, rows, transform, estimate), len(rows)
 
         val_batches = None
         if val_groups is not None:
             val_rows = batch_rows(val_groups.n_groups, batch_size, shuffle=False)
-            val_batches = lambda: tf_group_batches(dataset, val_groups, val_rows)  # noqa: E731
+            val_batches = lambda: tf_group_batches(dataset, val_groups, val_rows, estimate=estimate)  # noqa: E731
 
         def checkpoint(epoch: int, hist: History) -> None:
             save_bundle(out, model, train_config=config, history=hist, data_info=info,

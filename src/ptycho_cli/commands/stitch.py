@@ -19,6 +19,8 @@ def stitch_command(
     out: Annotated[Path, Opt("--out", "-o", help="Output object file: .npz or .h5.")],
     crop: Annotated[Optional[int], Opt("--crop", help="Side M of the central M×M crop of each patch (default N/2).")] = None,
     chunk_groups: Annotated[Optional[int], Opt("--chunk-groups", help="Groups read and placed at a time (memory bound).")] = None,
+    method: Annotated[Optional[str], Opt("--method", help="lsq (default: least-squares object, no interpolation blur) "
+                                                          "or average (overlap average only).", show_default=False)] = None,
     no_figures: Annotated[bool, Opt("--no-figures", help="Skip the amplitude and phase PNGs.")] = False,
     config: ConfigFiles = None,
     set_: SetItems = None,
@@ -26,7 +28,7 @@ def stitch_command(
     verbose: Verbose = False,
     as_json: Json = False,
 ) -> None:
-    """Stitch object patches into one complex object (overlap-averaged central crops).
+    """Stitch object patches into one complex object (central crops, least-squares or overlap-averaged).
 
     Writes OBJECT (.npz/.h5: object, support, origin_x, origin_y, metadata), OBJECT.config.yaml and OBJECT.amplitude.png / OBJECT.phase.png.
 
@@ -36,6 +38,8 @@ def stitch_command(
 
       ptycho stitch patches.h5 --out object.h5 --crop 48
 
+      ptycho stitch patches.h5 --out object.npz --method average
+
       ptycho stitch patches.h5 --out object.npz --set chunk_groups=64 --json
     """
     from ptycho.config.stitch import StitchConfig
@@ -44,7 +48,7 @@ def stitch_command(
     from ptycho_cli.errors import guard
 
     with guard(verbose):
-        flags = {"crop": crop, "chunk_groups": chunk_groups}
+        flags = {"crop": crop, "chunk_groups": chunk_groups, "method": method}
         cfg = resolve_config(StitchConfig, "stitch", files=config or (), sets=set_ or (), flags=flags)
         from ptycho.io.objects import object_format
         from ptycho.io.patches import read_patches

@@ -9,8 +9,8 @@ Python API::
 Command line: ``ptycho iterative DATASET --out object.npz`` (the plugin's entry point).
 """
 
-from ptycho_iterative.config import IterativeConfig
-from ptycho_iterative.engines import IterationState, ReconstructionResult, reconstruct, reconstruct_arrays
+from ptycho.config.iterative import IterativeConfig
+from ptycho.iterative.engines import IterationState, ReconstructionResult, reconstruct, reconstruct_arrays
 
 __version__ = "0.1.0"
 

@@ -63,7 +63,7 @@ def iterative_command(
             "engine": engine, "iterations": iterations, "alpha": alpha, "beta": beta, "batch_size": batch_size,
             "seed": seed, "probe_update": True if probe_update else None, "crop_to_scan": True if crop_to_scan else None,
         }
-        from ptycho_iterative.config import IterativeConfig
+        from ptycho.config.iterative import IterativeConfig
 
         # defaults < --config files (their iterative: section, or flat) < --set < flags
         cfg = resolve_config(IterativeConfig, SECTION, files=config or (), sets=set_ or (), flags=flags)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ptycho_iterative.config import IterativeConfig
-from ptycho_iterative.engines import IterationState, ReconstructionResult, reconstruct
+from ptycho.config.iterative import IterativeConfig
+from ptycho.iterative.engines import IterationState, ReconstructionResult, reconstruct
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def run_iterative(
     metadata: dict[str, Any] = {
         "created_by": "ptycho iterative", "ptycho_iterative_version": __version__, "ptycho_version": ptycho_version,
         "dataset": source, "n_patterns": n_patterns, "N": N, "options": config.model_dump(),
-        "update": f"minibatch {config.engine} (see ptycho_iterative.engines)",
+        "update": f"minibatch {config.engine} (see ptycho.iterative.engines)",
         "interpolation": "bilinear (ptycho.physics.forward convention)",
         "errors": [float(e) for e in result.errors], "seconds": result.seconds,
     }

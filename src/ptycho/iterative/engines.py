@@ -1,7 +1,7 @@
 """ePIE and rPIE with minibatches, on ptycho's conventions (SPEC §2).
 
 **Model.** Pattern ``j`` is ``I_j = |F(P · E_j O)|²`` with ``E_j`` the bilinear window extraction
-at probe centre ``(x_j, y_j)`` (:mod:`ptycho_iterative.operators`, the same operator
+at probe centre ``(x_j, y_j)`` (:mod:`ptycho.iterative.operators`, the same operator
 ``ptycho simulate`` uses), ``F`` the unitary DFT, ``P`` the probe in √counts. The measured modulus
 is ``A_j = √I_j``.
 
@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from ptycho_iterative.config import IterativeConfig
-from ptycho_iterative.operators import (
+from ptycho.config.iterative import IterativeConfig
+from ptycho.iterative.operators import (
     Windows,
     backfield,
     block_extent,
@@ -53,7 +53,7 @@ from ptycho_iterative.operators import (
     window_geometry,
 )
 
-__all__ = ["Canvas", "IterationState", "ReconstructionResult", "canvas_for", "reconstruct", "reconstruct_arrays"]
+__all__ = ["Canvas", "IterationState", "ReconstructionResult", "canvas_for", "minibatch_step", "reconstruct", "reconstruct_arrays"]
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def reconstruct_arrays(
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # non-finite → NumericalError below
             for start in range(0, M, cfg.batch_size):
                 batch = order[start:start + cfg.batch_size]
-                sq_error += _minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg)
+                sq_error += minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg)
         if cfg.probe_update:
             scale = math.sqrt(probe_power / max(float(np.sum(np.abs(probe.astype(np.complex128)) ** 2)), 1e-300))
             probe *= np.float32(scale)
@@ -262,7 +262,7 @@ def reconstruct_arrays(
     return finish(cfg.iterations, time.perf_counter() - t0)
 
 
-def _minibatch_step(obj: np.ndarray, probe: np.ndarray, windows: Windows, modulus: np.ndarray, cfg: IterativeConfig) -> float:
+def minibatch_step(obj: np.ndarray, probe: np.ndarray, windows: Windows, modulus: np.ndarray, cfg: IterativeConfig) -> float:
     """Update ``obj`` (and ``probe``) in place from one minibatch; return its ``Σ(|Ψ| − A)²``.
 
     The object step is formed on the sub-canvas the batch's windows span (a view of ``obj``).
