@@ -175,6 +175,20 @@ def test_load_bundle_refuses_a_missing_or_modified_file(cli_bundle, dataset, tmp
     assert len(error_lines(result)) == 1 and name in error_lines(result)[0]
 
 
+def test_a_version_1_bundle_loads_with_the_group_estimate_it_was_trained_with(cli_bundle, tmp_path):
+    """Bundles written before ``model.estimate`` existed (format 1) used the per-group estimate."""
+    copy = tmp_path / "v1"
+    shutil.copytree(cli_bundle[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    assert config["format_version"] == 2 and config["model"]["estimate"] == "global"
+    config["format_version"] = 1
+    for model in (config["model"], config["train"]["model"]):
+        del model["estimate"], model["global_passes"]
+    (copy / "config.json").write_text(json.dumps(config))
+    bundle = load_bundle(copy, verify=False)
+    assert bundle.model.config.estimate == "group" and bundle.train_config.model.estimate == "group"
+
+
 def test_save_then_load_gives_bit_identical_predictions(cli_bundle, dataset, tmp_path):
     first = load_bundle(cli_bundle[0])
     expected = patches(first.model, dataset)
@@ -250,7 +264,7 @@ def test_two_models_in_one_process_do_not_interfere(cli_bundle, dataset):
     "flags, field",
     [(("--gridsize", "0"), "train.model.gridsize"), (("--batch-size", "0"), "train.batch_size"),
      (("--set", "epochs=0"), "train.epochs"), (("--loss", "l2"), "train.loss"),
-     (("--strategy", "tpu"), "train.strategy")],
+     (("--strategy", "tpu"), "train.strategy"), (("--estimate", "local"), "train.model.estimate")],
 )
 def test_bad_configs_exit_2_naming_the_field(invoke, dataset, tmp_path, flags, field):
     result = invoke("train", dataset, "--out", tmp_path / "m", *flags)

@@ -232,11 +232,11 @@ def stitch(
 
     num, den = accumulate_crops(chunks(), (ox, oy), (H, W))
     support = den > DEN_RTOL * den.max()
-    average = np.where(support, num / np.where(support, den, 1.0), 0)
+    values = np.where(support, num / np.where(support, den, 1.0), 0)  # the overlap average
     if config.method == "lsq":
         cx, cy = (pf.x.reshape(-1) + delta - ox), (pf.y.reshape(-1) + delta - oy)
-        average = lsq_refine(average, num, den, cx, cy, M, config.lsq_iterations)
-    obj = np.where(support, average, 0).astype(np.complex64)
+        values = lsq_refine(values, num, den, cx, cy, M, config.lsq_iterations)
+    obj = np.where(support, values, 0).astype(np.complex64)
     metadata = {
         "created_by": "ptycho stitch", "ptycho_version": __version__, "patches_file": str(pf.path),
         "N": pf.N, "gridsize": pf.gridsize, "crop": M, "crop_centre_offset_px": delta,

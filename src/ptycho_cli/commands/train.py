@@ -27,6 +27,8 @@ def train_command(
     neighbors: Annotated[Optional[int], Opt("--neighbors", help="Draw group members from the K nearest.")] = None,
     N: Annotated[Optional[int], Opt("--N", help="Expected pattern size (checked against the data).")] = None,
     n_filters_scale: Annotated[Optional[int], Opt("--n-filters-scale", help="Network width multiplier.")] = None,
+    estimate: Annotated[Optional[str], Opt("--estimate", help="Physics input: global (rPIE over the whole scan, default), "
+                                                              "group (ePIE per group) or none.", show_default=False)] = None,
     strategy: Annotated[Optional[str], Opt("--strategy", help="default, mirrored or multiworker (tf.distribute).")] = None,
     jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the training step.", show_default=False)] = None,
     seed: Annotated[Optional[int], Opt("--seed", help="Seed for grouping, split, shuffling and weights.")] = None,
@@ -50,6 +52,8 @@ def train_command(
       ptycho train data.h5 --out model/ --gridsize 2 --epochs 20 --loss nll
 
       ptycho train data.h5 --out model/ --epochs 30 --resume
+
+      ptycho train data.h5 --out model/ --estimate group --set model.epie_iterations=10
     """
     from ptycho.config.train import TrainConfig
     from ptycho_cli.config_io import resolve_config
@@ -60,7 +64,8 @@ def train_command(
         flags = {
             "model.gridsize": gridsize, "epochs": epochs, "batch_size": batch_size, "loss": loss,
             "learning_rate": learning_rate, "n_groups": n_groups, "neighbors": neighbors, "model.N": N,
-            "model.n_filters_scale": n_filters_scale, "strategy": strategy, "jit": jit, "seed": seed,
+            "model.n_filters_scale": n_filters_scale, "model.estimate": estimate, "strategy": strategy, "jit": jit,
+            "seed": seed,
         }
         cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags)
         from ptycho.workflows.train import train
