@@ -299,3 +299,14 @@ def test_lsq_undoes_the_interpolation_blur_of_subpixel_windows(tmp_path, C):
     assert errors["average"][0] > 0.1  # a rough object: the interpolation blur is large
     assert errors["lsq"][0] < LSQ_MEDIAN_ERROR  # ... and gone
     assert errors["lsq"][1] < LSQ_RMS_FRACTION * errors["average"][1]  # thin pixels keep the average
+
+
+@pytest.mark.parametrize(("C", "expected"), [(1, "lsq"), (4, "average")])
+def test_auto_method_solves_single_member_patches_and_averages_groups(tmp_path, C, expected):
+    """Gridsize 1: one patch per position, least squares sharpens it. Groups: every position comes
+    in several members' patches, whose average is the better estimate."""
+    rng = np.random.default_rng(C)
+    x, y = rng.uniform(N / 2, 48 - N / 2, 30), rng.uniform(N / 2, 48 - N / 2, 30)
+    out = tmp_path / "o.npz"
+    stitch(StitchConfig(), write_patches(tmp_path / "p.h5", random_object((48, 48)), x, y, C), out, figures=False)
+    assert StitchConfig().method == "auto" and read_object(out).metadata["method"] == expected

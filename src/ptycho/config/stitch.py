@@ -17,12 +17,15 @@ class StitchConfig(StrictModel):
     (default ``N//2``); any ``1 ≤ M ≤ N`` is allowed, checked against ``N`` at run time.
     ``chunk_groups`` groups are read and placed at a time, which bounds memory. ``method``:
     ``"lsq"`` solves for the object whose windows best match the crops (least squares, started from
-    the overlap average), ``"average"`` stops at the overlap average (see :mod:`ptycho.workflows.stitch`).
+    the overlap average), ``"average"`` stops at the overlap average, ``"auto"`` (default) takes
+    ``lsq`` for gridsize 1 and ``average`` when each position comes in several groups' patches (see
+    :mod:`ptycho.workflows.stitch`).
     """
 
     crop: int | None = Field(default=None, ge=1, description="central crop side M (default N//2)")
     chunk_groups: int = Field(default=256, ge=1, description="groups read and placed at a time")
-    method: Literal["lsq", "average"] = Field(default="lsq", description="least-squares solve or overlap average")
+    method: Literal["auto", "lsq", "average"] = Field(
+        default="auto", description="least-squares solve, overlap average, or auto (lsq for gridsize 1, else average)")
     lsq_iterations: int = Field(default=10, ge=1, le=200, description="conjugate-gradient steps of the lsq solve")
 
     def crop_size(self, N: int) -> int:
@@ -37,3 +40,9 @@ class StitchConfig(StrictModel):
         if M > N:
             raise ConfigError(f"stitch.crop: {M} is larger than the patch size N={N}; use 1 ≤ --crop ≤ {N}")
         return M
+
+    def method_for(self, C: int) -> str:
+        """The method used for patches of ``C`` members per group (``auto`` resolved)."""
+        if self.method != "auto":
+            return self.method
+        return "lsq" if C == 1 else "average"

@@ -19,8 +19,9 @@ def stitch_command(
     out: Annotated[Path, Opt("--out", "-o", help="Output object file: .npz or .h5.")],
     crop: Annotated[Optional[int], Opt("--crop", help="Side M of the central M×M crop of each patch (default N/2).")] = None,
     chunk_groups: Annotated[Optional[int], Opt("--chunk-groups", help="Groups read and placed at a time (memory bound).")] = None,
-    method: Annotated[Optional[str], Opt("--method", help="lsq (default: least-squares object, no interpolation blur) "
-                                                          "or average (overlap average only).", show_default=False)] = None,
+    method: Annotated[Optional[str], Opt("--method", help="auto (default: lsq for gridsize 1, else average), lsq "
+                                                          "(least-squares object, no interpolation blur) or average.",
+                                         show_default=False)] = None,
     no_figures: Annotated[bool, Opt("--no-figures", help="Skip the amplitude and phase PNGs.")] = False,
     config: ConfigFiles = None,
     set_: SetItems = None,
@@ -28,7 +29,7 @@ def stitch_command(
     verbose: Verbose = False,
     as_json: Json = False,
 ) -> None:
-    """Stitch object patches into one complex object (central crops, least-squares or overlap-averaged).
+    """Stitch object patches into one complex object (central crops, least squares or overlap average).
 
     Writes OBJECT (.npz/.h5: object, support, origin_x, origin_y, metadata), OBJECT.config.yaml and OBJECT.amplitude.png / OBJECT.phase.png.
 
