@@ -2,13 +2,13 @@
 (:func:`input_estimate`, ``model.estimate = "global"``, the default), or a few ePIE iterations with
 the known probe per group (:func:`epie_estimate`, ``"group"``).
 
-Group estimate: starting from a unit object on the group's canvas, each iteration visits the ``C`` members in
-turn: form the exit wave ``P·O`` at the member's window, replace its far-field modulus by the
-measured one, propagate back, and add the correction (step ``conj(P)/max|P|²``) into the canvas.
+Group estimate: starting from a unit object on the group's canvas, each iteration visits the ``C``
+members in turn: form the exit wave ``P·O`` at the member's window, replace its far-field modulus by
+the measured one, propagate back, and add the correction (step ``conj(P)/max|P|²``) into the canvas.
 With ``C > 1`` this is a small ptychographic reconstruction that already uses the overlap inside the
 group; with ``C = 1`` it is single-pattern retrieval with a known probe. The network then refines
-the estimate with local convolutions instead of having to learn a global Fourier inverse.
-Uses :mod:`ptycho.physics.forward`'s operators, so conventions cannot drift.
+the estimate with local convolutions instead of having to learn a global Fourier inverse. Uses
+:mod:`ptycho.physics.forward`'s operators, so conventions cannot drift.
 """
 
 from __future__ import annotations
