@@ -108,9 +108,10 @@ def canvas_extent(cx: np.ndarray, cy: np.ndarray, M: int) -> tuple[int, int, int
 
 
 def accumulate_crops(
-    chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], origin: tuple[int, int], shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the bilinear placements of crops and of their support.
+    chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], origin: tuple[int, int], shape: tuple[int, int],
+    *, support: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sum the bilinear placements of crops and (``support``) of their support.
 
     Parameters
     ----------
@@ -118,28 +119,31 @@ def accumulate_crops(
         Crops and their centres in global object pixels.
     origin : (origin_x, origin_y) int
     shape : (H, W)
+    support : also place ones (the denominator); without it ``den`` is None
 
     Returns
     -------
     num : (H, W) complex128, ``Σ place(crop)``
-    den : (H, W) float64, ``Σ place(ones)``
+    den : (H, W) float64, ``Σ place(ones)``, or None
     """
     from ptycho._tf import tf
     from ptycho.physics.forward import place_patches
 
     num = np.zeros(shape, np.complex128)
-    den = np.zeros(shape, np.float64)
+    den = np.zeros(shape, np.float64) if support else None
     for crops, cx, cy in chunks:
         M = crops.shape[-1]
         lx, ly = cx - origin[0], cy - origin[1]  # canvas coordinates
         sx, sy, h, w = canvas_extent(lx, ly, M)  # sub-canvas of this chunk
-        stack = np.stack([crops, np.ones_like(crops)]).astype(np.complex64)  # (2, K, M, M)
-        px = np.broadcast_to(lx - sx, (2, len(lx)))
-        py = np.broadcast_to(ly - sy, (2, len(ly)))
+        layers = [crops, np.ones_like(crops)] if support else [crops]
+        stack = np.stack(layers).astype(np.complex64)  # (1 or 2, K, M, M)
+        px = np.broadcast_to(lx - sx, (len(layers), len(lx)))
+        py = np.broadcast_to(ly - sy, (len(layers), len(ly)))
         with tf().device("/CPU:0"):
             placed = place_patches(stack, px, py, h, w).numpy()
         num[sy:sy + h, sx:sx + w] += placed[0]
-        den[sy:sy + h, sx:sx + w] += placed[1].real
+        if den is not None:
+            den[sy:sy + h, sx:sx + w] += placed[1].real
     return num, den
 
 
@@ -175,7 +179,7 @@ def lsq_refine(obj: np.ndarray, num: np.ndarray, den: np.ndarray, cx: np.ndarray
                     crops = extract_patches(canvas, sx[None], sy[None], M).numpy()[0]
                 yield crops, sx, sy
 
-        return accumulate_crops(chunks(), (0, 0), (H, W))[0]
+        return accumulate_crops(chunks(), (0, 0), (H, W), support=False)[0]
 
     o = np.asarray(obj, np.complex128).copy()
     residual = np.where(solved, num - normal(o), 0)
