@@ -1,23 +1,18 @@
-"""The forward model against physics: Parseval, the photon gauge, shifts, sub-pixel accuracy,
-the adjoint, and Poisson statistics."""
+"""The forward model of ``simulate`` against physics: Parseval, the photon gauge, shifts and
+Poisson statistics (the operators' own contract is tests/test_operators.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from ptycho.config import ProbeConfig
-from ptycho.physics.forward import extract_patches, farfield_intensity, place_patches, simulate_patterns
+from ptycho.physics.operators.tf_ops import simulate_patterns
 from ptycho.physics.noise import poisson_counts, seed_stream
 from ptycho.physics.probe import gaussian_probe, ideal_probe, normalise_probe
 
 N = 32
 RTOL = 1e-5
-# Bilinear interpolation of a sinusoid of frequency f (cycles/px) errs by at most 1 − cos(π·f)
-# ≈ (π·f)²/2 times its amplitude; with f ≤ 0.05 and total amplitude 0.5 that is < 0.0031.
-F_MAX = 0.05
-BILINEAR_ATOL = 0.5 * (np.pi * F_MAX) ** 2 / 2 + 1e-4
 
 
 def _probe(nphotons=1e6, defocus=3.0):
@@ -79,46 +74,6 @@ def test_integer_shift_of_object_and_scan_gives_identical_patterns(dx, dy):
     whole = slice(0, 1)
     np.testing.assert_array_equal(a[whole], b[whole])  # whole-pixel corners: bit identical
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * a.max())
-
-
-def test_subpixel_extraction_matches_exact_fourier_shift_for_band_limited_object():
-    size = 120
-    yy, xx = np.mgrid[0:size, 0:size]
-    freqs = [(3, 2, 0.3), (-5, 1, 0.1), (2, -5, 0.1j)]  # (kx, ky, amplitude); f = k/size ≤ 0.05
-    obj = np.ones((size, size), np.complex128)
-    for kx, ky, amp in freqs:
-        assert np.hypot(kx, ky) / size <= F_MAX
-        obj += amp * np.cos(2 * np.pi * (kx * xx + ky * yy) / size)
-    frac_x, frac_y = 0.37, 0.81
-    corner_x, corner_y = 30, 41
-    x = np.array([corner_x + frac_x + (N - 1) / 2])
-    y = np.array([corner_y + frac_y + (N - 1) / 2])
-    got = extract_patches(obj.astype(np.complex64)[None], x[None], y[None], N).numpy()[0, 0]
-    shifted = ndimage.fourier_shift(np.fft.fft2(obj), shift=(-frac_y, -frac_x))
-    exact = np.fft.ifft2(shifted)[corner_y:corner_y + N, corner_x:corner_x + N]
-    np.testing.assert_allclose(got, exact, atol=BILINEAR_ATOL)
-    # and whole-pixel positions are copied exactly
-    xw, yw = np.array([[corner_x + (N - 1) / 2]]), np.array([[corner_y + (N - 1) / 2]])
-    whole = extract_patches(obj.astype(np.complex64)[None], xw, yw, N).numpy()[0, 0]
-    np.testing.assert_array_equal(whole, obj.astype(np.complex64)[corner_y:corner_y + N, corner_x:corner_x + N])
-
-
-def test_place_patches_is_the_adjoint_of_extract_patches():
-    rng = np.random.default_rng(1)
-    canvas = (rng.standard_normal((2, 70, 75)) + 1j * rng.standard_normal((2, 70, 75))).astype(np.complex64)
-    patches = (rng.standard_normal((2, 3, N, N)) + 1j * rng.standard_normal((2, 3, N, N))).astype(np.complex64)
-    x = rng.uniform(16, 58, (2, 3))
-    y = rng.uniform(16, 53, (2, 3))
-    lhs = np.vdot(extract_patches(canvas, x, y, N).numpy(), patches)
-    rhs = np.vdot(canvas, place_patches(patches, x, y, 70, 75).numpy())
-    assert lhs == pytest.approx(rhs, rel=1e-4)
-
-
-def test_farfield_intensity_is_unitary_for_any_wave():
-    rng = np.random.default_rng(2)
-    wave = (rng.standard_normal((4, N, N)) + 1j * rng.standard_normal((4, N, N))).astype(np.complex64)
-    intensity = farfield_intensity(wave).numpy()
-    np.testing.assert_allclose(intensity.sum(axis=(1, 2)), (np.abs(wave) ** 2).sum(axis=(1, 2)), rtol=RTOL)
 
 
 def test_poisson_noise_mean_and_variance_at_100_photons():

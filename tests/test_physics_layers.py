@@ -16,7 +16,7 @@ from ptycho.models.physics import (
     predicted_counts,
     reassemble_groups,
 )
-from ptycho.physics.forward import extract_patches, place_patches
+from ptycho.physics.operators.tf_ops import extract_patches, place_patches
 from ptycho.workflows.simulate import simulate
 
 N = 32

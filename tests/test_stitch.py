@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -16,6 +18,7 @@ from ptycho.errors import ConfigError, DataError
 from ptycho.io.datasets import save_dataset
 from ptycho.io.objects import ObjectImage, read_object, write_object
 from ptycho.io.patches import PatchesWriter, read_patches
+from ptycho.physics.operators.numpy_ops import extract_patches
 from ptycho.workflows.stitch import crop_geometry, stitch
 
 N = 16
@@ -47,12 +50,10 @@ def grid_positions(size, step):
 def write_patches(path, obj, x, y, C):
     """Group positions ``C`` at a time, each position a member of ``C`` groups (cyclic), cut exact
     patches from ``obj`` and write them in two blocks."""
-    from ptycho.physics.forward import extract_patches
-
     M = len(x)
     members = (np.arange(M)[:, None] + np.arange(C)[None, :]) % M  # (G, C), G = M
     gx, gy = x[members], y[members]
-    patches = extract_patches(obj[None], gx.reshape(1, -1), gy.reshape(1, -1), N).numpy()[0]
+    patches = extract_patches(obj[None], gx.reshape(1, -1), gy.reshape(1, -1), N)[0]
     patches = patches.reshape(M, C, N, N)
     half = M // 2
     with PatchesWriter(path, M, C, N, {"dataset": "synthetic"}, object_shape=obj.shape) as writer:
@@ -151,6 +152,18 @@ def test_stitch_is_deterministic(tmp_path):
     a = stitch(StitchConfig(chunk_groups=3), patches, tmp_path / "a.npz", figures=False)
     b = stitch(StitchConfig(chunk_groups=3), patches, tmp_path / "b.npz", figures=False)
     np.testing.assert_array_equal(read_object(a.path).object, read_object(b.path).object)
+
+
+def test_stitch_runs_without_tensorflow(tmp_path):
+    """stitch uses the NumPy operators on purpose: the command never pays TensorFlow's import."""
+    rng = np.random.default_rng(6)
+    patches = write_patches(tmp_path / "p.h5", random_object((40, 40)), rng.uniform(8, 32, 12), rng.uniform(8, 32, 12), 1)
+    code = ("import sys\nfrom ptycho.config.stitch import StitchConfig\nfrom ptycho.workflows.stitch import stitch\n"
+            f"stitch(StitchConfig(), {str(patches)!r}, {str(tmp_path / 'o.npz')!r}, figures=False)\n"
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert read_object(tmp_path / "o.npz").support.any()
 
 
 def test_object_file_round_trip(tmp_path):

@@ -1,9 +1,10 @@
 """ePIE and rPIE with minibatches, on ptycho's conventions (SPEC §2).
 
 **Model.** Pattern ``j`` is ``I_j = |F(P · E_j O)|²`` with ``E_j`` the bilinear window extraction
-at probe centre ``(x_j, y_j)`` (:mod:`ptycho.iterative.operators`, the same operator
-``ptycho simulate`` uses), ``F`` the unitary DFT, ``P`` the probe in √counts. The measured modulus
-is ``A_j = √I_j``.
+at probe centre ``(x_j, y_j)`` and ``F`` the unitary DFT — the NumPy backend of
+:mod:`ptycho.physics.operators`, whose TensorFlow backend ``ptycho simulate`` uses (one geometry,
+one FFT convention, one contract test for both) — and ``P`` the probe in √counts. The measured
+modulus is ``A_j = √I_j``.
 
 **One minibatch** ``S`` of ``B`` positions (all from the current estimates)::
 
@@ -41,17 +42,9 @@ from typing import Any
 import numpy as np
 
 from ptycho.config.iterative import IterativeConfig
-from ptycho.iterative.operators import (
-    Windows,
-    backfield,
-    block_extent,
-    extract,
-    farfield,
-    measured_modulus,
-    modulus_correction,
-    place,
-    window_geometry,
-)
+from ptycho.iterative.modulus import measured_modulus, modulus_correction
+from ptycho.physics.operators.geometry import Windows, block_extent, window_geometry
+from ptycho.physics.operators.numpy_ops import backfield, extract, farfield, place
 
 __all__ = ["Canvas", "IterationState", "ReconstructionResult", "canvas_for", "minibatch_step", "reconstruct", "reconstruct_arrays"]
 

@@ -22,7 +22,9 @@ from ptycho.config.iterative import IterativeConfig
 from ptycho.data.dataset import Dataset
 from ptycho.errors import NumericalError
 from ptycho.iterative.engines import canvas_for, minibatch_step
-from ptycho.iterative.operators import Windows, extract, measured_modulus, window_geometry
+from ptycho.iterative.modulus import measured_modulus
+from ptycho.physics.operators.geometry import Windows, window_geometry
+from ptycho.physics.operators.numpy_ops import extract
 
 STREAM_CHUNK = 1024
 """Patterns read from the dataset at a time."""

@@ -8,7 +8,7 @@ the measured one, propagate back, and add the correction (step ``conj(P)/max|P|Â
 With ``C > 1`` this is a small ptychographic reconstruction that already uses the overlap inside the
 group; with ``C = 1`` it is single-pattern retrieval with a known probe. The network then refines
 the estimate with local convolutions instead of having to learn a global Fourier inverse. Uses
-:mod:`ptycho.physics.forward`'s operators, so conventions cannot drift.
+the TensorFlow backend of :mod:`ptycho.physics.operators`, so conventions cannot drift.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ptycho._tf import tf as _tf
-from ptycho.physics.forward import back_propagate, extract_patches, place_patches, propagate
+from ptycho.physics.operators.tf_ops import back_propagate, extract_patches, place_patches, propagate
 
 if TYPE_CHECKING:
     from ptycho.config.train import ModelConfig

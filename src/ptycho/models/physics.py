@@ -2,8 +2,9 @@
 
 Per group: place the ``C`` member patches on the group's own canvas at their offsets, average
 them with the *same* support in numerator and denominator, re-extract each member's window, then
-apply the shared forward model (:func:`ptycho.physics.forward.diffraction_intensity`, the very code
-``simulate`` uses). Reassembly is always per group: a batch is never merged into one canvas.
+apply the shared forward model (:func:`ptycho.physics.operators.tf_ops.diffraction_intensity`, the
+very function ``simulate`` uses). Reassembly is always per group: a batch is never merged into one
+canvas.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from typing import Any
 
 from ptycho._tf import tf as _tf
-from ptycho.physics.forward import diffraction_intensity, extract_patches, place_patches
+from ptycho.physics.operators.tf_ops import diffraction_intensity, extract_patches, place_patches
 
 SUPPORT_FLOOR = 1e-6  # canvas pixels whose summed bilinear weight is below this are unsupported
 

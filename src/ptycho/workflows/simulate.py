@@ -116,7 +116,7 @@ def iter_pattern_chunks(config: SimulateConfig, scene: Scene):
     from concurrent.futures import ThreadPoolExecutor
 
     from ptycho._tf import tf
-    from ptycho.physics.forward import simulate_patterns
+    from ptycho.physics.operators.tf_ops import simulate_patterns
 
     tf_ = tf()
     obj = tf_.constant(scene.object)

@@ -1,8 +1,8 @@
 """``stitch``: per-position object patches → one object image (SPEC §8).
 
 Each member patch ``(N, N)`` contributes its central ``M×M`` crop, placed where its pixels came
-from with :func:`~ptycho.physics.forward.place_patches` (bilinear, the adjoint of
-``extract_patches``), and the crops are overlap-averaged with the same support in numerator and
+from with :func:`~ptycho.physics.operators.numpy_ops.place` (bilinear, the adjoint of window
+extraction), and the crops are overlap-averaged with the same support in numerator and
 denominator::
 
     num = Σ place(crop),   den = Σ place(ones),   object = num / den  where den > DEN_RTOL·max(den)
@@ -31,8 +31,10 @@ and no resampling is involved.
 
 **Canvas.** ``origin = floor(min(c − (M−1)/2))`` over all crop centres ``c`` (per axis) and the last
 pixel is ``ceil(max(c + (M−1)/2))``: the canvas holds every pixel any crop touches, no more.
-Placement runs on the CPU (deterministic summation order), a chunk of groups at a time on a
-sub-canvas spanning that chunk only, accumulated in float64.
+Placement uses the NumPy backend of :mod:`ptycho.physics.operators`: stitch needs no gradients,
+the backend sums in a fixed order in float64 (the same file gives the same object bit for bit),
+and the command then never loads TensorFlow. It runs a chunk of groups at a time on a sub-canvas
+spanning that chunk only.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from ptycho.config.stitch import StitchConfig
 from ptycho.errors import DataError
 from ptycho.io.objects import ObjectImage, object_format, write_object
 from ptycho.io.patches import PatchesFile, read_patches
+from ptycho.physics.operators.geometry import window_geometry
+from ptycho.physics.operators.numpy_ops import extract, place
 
 Progress = Callable[[int, int], None]
 
@@ -126,24 +130,19 @@ def accumulate_crops(
     num : (H, W) complex128, ``Σ place(crop)``
     den : (H, W) float64, ``Σ place(ones)``, or None
     """
-    from ptycho._tf import tf
-    from ptycho.physics.forward import place_patches
-
     num = np.zeros(shape, np.complex128)
     den = np.zeros(shape, np.float64) if support else None
     for crops, cx, cy in chunks:
         M = crops.shape[-1]
         lx, ly = cx - origin[0], cy - origin[1]  # canvas coordinates
         sx, sy, h, w = canvas_extent(lx, ly, M)  # sub-canvas of this chunk
-        layers = [crops, np.ones_like(crops)] if support else [crops]
-        stack = np.stack(layers).astype(np.complex64)  # (1 or 2, K, M, M)
-        px = np.broadcast_to(lx - sx, (len(layers), len(lx)))
-        py = np.broadcast_to(ly - sy, (len(layers), len(ly)))
-        with tf().device("/CPU:0"):
-            placed = place_patches(stack, px, py, h, w).numpy()
-        num[sy:sy + h, sx:sx + w] += placed[0]
+        # one spare pixel on every side: a block edge within SNAP_PX of a whole pixel may reach
+        # one pixel past the snapped extent, always with a bilinear weight of (almost) 0
+        windows = window_geometry(lx - sx + 1, ly - sy + 1, M)
+        num[sy:sy + h, sx:sx + w] += place(crops.astype(np.complex64), windows, (h + 2, w + 2))[1:-1, 1:-1]
         if den is not None:
-            den[sy:sy + h, sx:sx + w] += placed[1].real
+            ones = np.ones(crops.shape, np.float32)
+            den[sy:sy + h, sx:sx + w] += place(ones, windows, (h + 2, w + 2))[1:-1, 1:-1]
     return num, den
 
 
@@ -163,21 +162,16 @@ def lsq_refine(obj: np.ndarray, num: np.ndarray, den: np.ndarray, cx: np.ndarray
     -------
     (H, W) complex128; pixels below :data:`LSQ_MIN_WEIGHT` keep their value from ``obj``.
     """
-    from ptycho._tf import tf
-    from ptycho.physics.forward import extract_patches
-
     H, W = obj.shape
     solved = den >= LSQ_MIN_WEIGHT
 
     def normal(o: np.ndarray) -> np.ndarray:  # Σ E_jᵀ E_j o
-        canvas = o.astype(np.complex64)[None]
+        canvas = np.pad(o.astype(np.complex64), 1)  # a spare zero pixel per side, as in accumulate_crops
 
         def chunks():
             for start in range(0, len(cx), LSQ_CHUNK):
                 sx, sy = cx[start:start + LSQ_CHUNK], cy[start:start + LSQ_CHUNK]
-                with tf().device("/CPU:0"):
-                    crops = extract_patches(canvas, sx[None], sy[None], M).numpy()[0]
-                yield crops, sx, sy
+                yield extract(canvas, window_geometry(sx + 1, sy + 1, M)), sx, sy
 
         return accumulate_crops(chunks(), (0, 0), (H, W), support=False)[0]
 

@@ -81,7 +81,7 @@ def run_iterative(
         "created_by": "ptycho iterative", "ptycho_iterative_version": __version__, "ptycho_version": ptycho_version,
         "dataset": source, "n_patterns": n_patterns, "N": N, "options": config.model_dump(),
         "update": f"minibatch {config.engine} (see ptycho.iterative.engines)",
-        "interpolation": "bilinear (ptycho.physics.forward convention)",
+        "interpolation": "bilinear (ptycho.physics.operators convention)",
         "errors": [float(e) for e in result.errors], "seconds": result.seconds,
     }
     write_object(out, result.object_image(metadata))

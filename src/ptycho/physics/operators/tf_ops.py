@@ -1,14 +1,16 @@
-"""The forward model (SPEC §3), implemented once in TensorFlow and shared by ``simulate`` and the
-PINN's physics layers.
+"""The TensorFlow backend of :mod:`ptycho.physics.operators`: differentiable, batched over images.
 
-Sub-pixel positions use **bilinear interpolation**: the window whose first pixel centre lies at
-``x − (N−1)/2`` is read from the ``(N+1)×(N+1)`` block of whole pixels around it, weighted by the
-fractional offset. For whole-pixel window corners this is an exact copy; for band-limited content
-its error is about ``(π·f·Δ)²/2`` relative for spatial frequency ``f`` (cycles/px), ``Δ ≤ ½`` px.
-:func:`place_patches` is the exact adjoint (transpose) of :func:`extract_patches`, which the
-overlap average of the PINN uses so that extraction after placement is exact on whole pixels.
+Used where gradients or the graph are needed: ``simulate`` (:func:`simulate_patterns`) and the
+PINN's physics layers and group estimate (:mod:`ptycho.models.physics`,
+:mod:`ptycho.models.features`). Gradients flow to the images and the patches; positions enter
+only through the fractional part of :func:`~ptycho.physics.operators.geometry.split_start`, the
+place a position gradient (position refinement) would come from.
 
-Shapes: ``B`` images (object or per-group canvases), ``K`` windows per image, ``N`` window size.
+Windows are expected inside the images (bilinear block included); block indices outside are
+clamped to the edge rather than checked, since a graph cannot raise cheaply. Callers size their
+canvases so that this never happens (``ptycho.models.physics.canvas_size``).
+
+Shapes: ``B`` images (object or per-group canvases), ``K`` windows per image, ``N`` window side.
 """
 
 from __future__ import annotations
@@ -16,16 +18,15 @@ from __future__ import annotations
 from typing import Any
 
 from ptycho._tf import tf as _tf
+from ptycho.physics.operators.geometry import split_start, window_start
 
 
 def _window_geometry(x: Any, y: Any, N: int, H: int, W: int) -> tuple[Any, Any, Any]:
     """Flat gather indices ``(B, K, N+1, N+1)`` and fractional offsets ``(B, K)`` (fy, fx)."""
     tf = _tf()
-    half = (N - 1) / 2.0
-    x0 = tf.cast(x, tf.float64) - half
-    y0 = tf.cast(y, tf.float64) - half
-    ix, iy = tf.floor(x0), tf.floor(y0)
-    fx, fy = tf.cast(x0 - ix, tf.float32), tf.cast(y0 - iy, tf.float32)
+    ix, fx = split_start(window_start(tf.cast(x, tf.float64), N), tf.floor)
+    iy, fy = split_start(window_start(tf.cast(y, tf.float64), N), tf.floor)
+    fx, fy = tf.cast(fx, tf.float32), tf.cast(fy, tf.float32)
     offsets = tf.range(N + 1, dtype=tf.int32)
     rows = tf.clip_by_value(tf.cast(iy, tf.int32)[..., None] + offsets, 0, H - 1)  # (B, K, N+1)
     cols = tf.clip_by_value(tf.cast(ix, tf.int32)[..., None] + offsets, 0, W - 1)
@@ -48,7 +49,7 @@ def extract_patches(images: Any, x: Any, y: Any, N: int) -> Any:
     ----------
     images : (B, H, W) complex64
     x, y : (B, K) float
-        Window centres in pixels of ``images`` (SPEC §2 convention).
+        Window centres in pixels of ``images``.
     N : int
 
     Returns
@@ -138,7 +139,7 @@ def diffraction_intensity(object_patches: Any, probe: Any) -> Any:
     Parameters
     ----------
     object_patches : (..., N, N) complex64
-    probe : (N, N) complex64, √counts
+    probe : (N, N) complex64, √counts (mixed-state modes: see :mod:`ptycho.physics.operators`)
 
     Returns
     -------
@@ -148,7 +149,7 @@ def diffraction_intensity(object_patches: Any, probe: Any) -> Any:
 
 
 def simulate_patterns(obj: Any, probe: Any, x: Any, y: Any) -> Any:
-    """Expected counts for windows of ``obj`` at positions ``(x, y)``.
+    """Expected counts for windows of ``obj`` at positions ``(x, y)`` (what ``simulate`` records).
 
     Parameters
     ----------
