@@ -258,6 +258,9 @@ def test_cli_stitch_rejects_a_crop_larger_than_N(invoke, tmp_path):
     patches = write_patches(tmp_path / "p.h5", random_object((32, 32)), *grid_positions(32, 8.0), 1)
     result = stitch_cli(invoke, patches, "--out", tmp_path / "o.npz", "--crop", N + 1)
     assert result.exit_code == 2 and "stitch.crop" in result.output
+    assert f"use 1 ≤ --crop ≤ {N}" in result.output  # the core names the field, the shell prints the flag
+    with pytest.raises(ConfigError, match=f"use 1 ≤ `stitch.crop` ≤ {N}"):
+        StitchConfig(crop=N + 1).crop_size(N)
     result = stitch_cli(invoke, patches, "--out", tmp_path / "o.tif")
     assert result.exit_code == 2 and "suffix" in result.output
 

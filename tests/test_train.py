@@ -426,6 +426,7 @@ def test_persistent_nan_after_a_good_epoch_keeps_that_epoch(dataset, tmp_path):
     message = str(excinfo.value)
     assert excinfo.value.exit_code == 4
     assert "\n" not in message and "diverged" in message and "epoch 1" in message
+    assert "try a lower `train.learning_rate`" in message  # a field, not a flag: the shell maps it
     # epoch 1 was tried twice (the original and one recovery) and never got past its first step;
     # the pipeline reads a few batches ahead, so later steps of a try may have been read too
     assert hook.seen.count((1, 0)) == 2 and {epoch for epoch, _ in hook.seen} == {1}
@@ -448,6 +449,7 @@ def test_unrecoverable_nan_exits_4_and_keeps_the_earlier_bundle(cli_bundle, data
     assert result.exit_code == 4, result.output
     lines = error_lines(result)
     assert len(lines) == 1 and "diverged" in lines[0] and "Traceback" not in result.output
+    assert "try a lower --learning-rate" in lines[0]
     assert hook.seen  # the NaN really went in
     assert {p.name: sha256(p) for p in out.iterdir()} == digests
     bundle = load_bundle(out)

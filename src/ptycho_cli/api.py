@@ -27,8 +27,10 @@ across releases, the modules behind them are not. What is here:
   ``base`` < config files (their ``section:`` part) < ``--set`` < flags and validates once
   (``ConfigError`` → exit code 2); ``read_config_file``, ``section_of`` and ``known_sections`` for
   custom layering. Declare your section as ``CommandSpec(..., config_section=...)``.
-- Errors: ``guard(verbose)`` — a context manager that turns exceptions into one ``error: …`` line
-  and the exit codes of ``ExitCode``; ``fail(message, code)``; the core's exceptions to raise from
+- Errors: ``guard(verbose, flags)`` — a context manager that turns exceptions into one ``error: …``
+  line and the exit codes of ``ExitCode``, printing the config fields the core names
+  (`` `iterative.alpha` ``) as the command's flags given in ``flags`` (``{"iterative.alpha":
+  "--alpha"}``); ``fail(message, code)``; the core's exceptions to raise from
   plugin code so that ``guard`` maps them: ``PtychoError`` > ``ConfigError`` (exit 2),
   ``DataError`` (3), ``NumericalError`` (4).
 - Output: ``print_summary(title, rows, as_json=, quiet=)``, ``progress_bar(description, quiet=)``

@@ -1,4 +1,8 @@
-"""Exit codes (SPEC §12) and the mapping from exceptions to one-line messages."""
+"""Exit codes (``docs/cli.md#exit-codes``) and the mapping from exceptions to one-line messages.
+
+The core's messages name config fields (`` `train.learning_rate` ``, see :mod:`ptycho.errors`);
+:func:`guard` prints them with the running command's flags instead (:mod:`ptycho_cli.fields`).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import contextlib
 import enum
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import typer
 
 from ptycho.errors import PtychoError
+from ptycho_cli.fields import render
 
 
 class ExitCode(enum.IntEnum):
@@ -27,8 +32,13 @@ def _error(message: str) -> None:
 
 
 @contextlib.contextmanager
-def guard(verbose: bool = False) -> Iterator[None]:
-    """Run a command body, turning exceptions into one line on stderr and the right exit code."""
+def guard(verbose: bool = False, flags: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Run a command body, turning exceptions into one line on stderr and the right exit code.
+
+    ``flags`` maps the command's config fields to its flags (``{"train.learning_rate":
+    "--learning-rate"}``; the built-ins' are in :data:`ptycho_cli.fields.COMMAND_FLAGS`): the field
+    references in a core error are printed as those flags.
+    """
     try:
         yield
     except typer.Exit:
@@ -36,7 +46,7 @@ def guard(verbose: bool = False) -> Iterator[None]:
     except PtychoError as exc:
         if verbose:
             traceback.print_exc()
-        _error(str(exc))
+        _error(render(str(exc), flags))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         _error("interrupted")

@@ -109,3 +109,17 @@ def test_plugin_code_does_not_import_click():
     for path in PLUGIN_SRC.glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert "import click" not in text and "from click" not in text, path
+
+
+def test_every_field_flag_is_an_option_and_a_config_field():
+    """The table guard uses to print the core's field names as this command's flags."""
+    import typer.main
+
+    from ptycho.config.iterative import IterativeConfig
+    from ptycho_cli.app import make_app
+    from ptycho_iterative.plugin import FLAGS
+
+    command = typer.main.get_command(make_app(load_entry_points=True, env={})).commands["iterative"]
+    options = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    for dotted, flag in FLAGS.items():
+        assert flag in options and dotted.split(".", 1)[1] in IterativeConfig.model_fields, dotted

@@ -125,3 +125,4 @@ def test_non_finite_iterations_raise_a_numerical_error(small):
     with pytest.raises(NumericalError, match="non-finite at iteration 1") as info:
         reconstruct_arrays(counts, small.x, small.y, small.probe, iterations=2)
     assert info.value.exit_code == 4
+    assert "`iterative.alpha`" in str(info.value)  # the command prints it as --alpha (guard, FLAGS)

@@ -14,7 +14,7 @@ class ExportConfig(StrictModel):
 
     The physical quantities (``photon_energy_eV``, ``detector_distance_m``, ``pixel_size_m``)
     default to the dataset's metadata; a value given here overrides it. One that is known
-    from neither is an error naming the flag to pass — never a silent default.
+    from neither is an error naming the field to set — never a silent default.
     ``probe_pixel_size_m`` defaults to ``pixel_size_m`` and ``probe_photon_count`` to the
     exported probe's ``Σ|P|²``.
     """

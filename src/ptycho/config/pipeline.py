@@ -20,7 +20,7 @@ training uses (cheap, data only)."""
 Stage = Literal["simulate", "group", "train", "infer", "stitch", "evaluate"]
 
 # Defaults of a debug-ab run, sized so that `ptycho debug-ab grid nongrid` (both arms, every stage)
-# finishes in a few minutes on 2 CPU cores; --epochs / --n-images scale it up.
+# finishes in a few minutes on 2 CPU cores; more epochs and images scale it up.
 DEBUG_AB_N = 32
 DEBUG_AB_OBJECT_SIZE = 128
 DEBUG_AB_N_IMAGES = 512
@@ -81,7 +81,7 @@ class DebugABConfig(StrictModel):
     ``stages``: the last stage to run (``"train"`` runs simulate, group and train), or a comma
     list whose latest stage is the last (earlier stages always run: each feeds the next).
     ``N``, ``object_size``, ``n_images``, ``epochs`` and ``n_filters_scale`` size both arms
-    (they are defaults beneath any ``--config`` / ``--set`` of the pipeline keys).
+    (they are defaults beneath any config file or override of the pipeline keys).
     ``tolerances``: ``{stage: {tap or "*": {rtol, atol}}}`` overrides of the built-in tolerances.
     ``stop_on_divergence``: stop after the first stage whose taps diverge.
     """
@@ -115,7 +115,7 @@ class DebugABConfig(StrictModel):
         return self.stages[-1]
 
     def pipeline_defaults(self) -> dict[str, Any]:
-        """The nested pipeline settings this config sizes (below files and ``--set``)."""
+        """The nested pipeline settings this config sizes (below config files and overrides)."""
         return {
             "simulate": {"N": self.N, "object": {"size": self.object_size}, "scan": {"n_images": self.n_images}},
             "train": {"epochs": self.epochs, "model": {"n_filters_scale": self.n_filters_scale}},

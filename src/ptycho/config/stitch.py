@@ -38,7 +38,7 @@ class StitchConfig(StrictModel):
         """
         M = self.crop if self.crop is not None else max(1, N // 2)
         if M > N:
-            raise ConfigError(f"stitch.crop: {M} is larger than the patch size N={N}; use 1 ≤ --crop ≤ {N}")
+            raise ConfigError(f"stitch.crop: {M} is larger than the patch size N={N}; use 1 ≤ `stitch.crop` ≤ {N}")
         return M
 
     def method_for(self, C: int) -> str:

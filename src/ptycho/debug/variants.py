@@ -3,9 +3,9 @@
 A *variant* is a named set of dotted pipeline settings (:class:`~ptycho.registry.VariantSpec`),
 built in (:func:`builtin_variant_specs`) or from a plugin (hook ``ptycho_ab_variants``). An *arm*
 is what one side of the comparison runs: variant names joined with ``+`` (``gs2+mae``), or
-``base`` for none, plus ad-hoc ``--a-set`` / ``--b-set`` overrides. Its config is
+``base`` for none, plus ad-hoc dotted ``key=value`` overrides per arm. Its config is
 
-    PipelineConfig defaults < DebugABConfig sizing < base (files, --set, flags)
+    PipelineConfig defaults < DebugABConfig sizing < base (config files, overrides, flags)
         < variant settings (left to right) < arm overrides
 
 validated once.
@@ -55,7 +55,7 @@ class ArmSpec:
     """One side as the user named it.
 
     ``name``: variant names joined with ``+``, or ``base``; ``overrides``: dotted pipeline keys
-    applied last (``--a-set``); ``extra``: nested settings applied before the overrides (e.g. an
+    applied last (the command line's per-arm overrides); ``extra``: nested settings applied before the overrides (e.g. an
     arm given as a config file); ``variants``: the variant names, when ``name`` is only a label
     (default: parsed from ``name``); ``label``: ``A`` or ``B``.
     """
@@ -111,7 +111,7 @@ def variant_settings(names: tuple[str, ...], components: Components) -> dict[str
         if name not in components.variants:
             raise ConfigError(
                 f"unknown variant '{name}'; available: {', '.join(available_variants(components))} "
-                f"(combine with '+', e.g. gs2+mae; or use 'base' with --a-set/--b-set key=value)"
+                f"(combine with '+', e.g. gs2+mae; or use 'base' and give the arm's settings as key=value overrides)"
             )
         spec, _ = components.variants.get(name, field_name="variant")
         settings.update(spec.settings)

@@ -1,5 +1,5 @@
 """The resolved configuration written next to every output, so a run is reproducible from its
-folder alone (``ptycho <command> --config that-file.yaml``)."""
+folder alone (pass that file as the command's config file)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``load_dataset`` picks the reader from the suffix (and, for NPZ, from the keys), then validates;
 ``save_dataset`` picks the writer from ``format`` or the suffix; ``load_probe`` serves
-``--probe file:PATH``.
+``probe.kind = "file:PATH"``.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def _probe_from_npz(path: Path) -> np.ndarray:
 
 
 def load_probe(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a complex probe for ``--probe file:PATH``.
+    """Read a complex probe for ``probe.kind = "file:PATH"``.
 
     Accepted sources: a canonical dataset (``.h5``/``.npz``, key ``probe``), a PtychoPINN NPZ
     (``probeGuess``), a Ptychodus product HDF5 or NPZ (``probe`` of shape ``(h, w)``,

@@ -245,7 +245,8 @@ def reconstruct_arrays(
         errors[it] = sq_error / total
         if not (math.isfinite(errors[it]) and np.isfinite(obj).all()):
             raise NumericalError(f"{cfg.engine}: the reconstruction became non-finite at iteration {it + 1}; "
-                                 "lower --alpha/--beta (ePIE) or raise them (rPIE), or use a smaller --batch-size")
+                                 "lower `iterative.alpha`/`iterative.beta` (ePIE) or raise them (rPIE), or use a smaller "
+                                 "`iterative.batch_size`")
         if callback is not None:
             paused = time.perf_counter()
             elapsed, done = paused - t0, it + 1

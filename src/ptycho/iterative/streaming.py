@@ -83,5 +83,5 @@ def global_estimate(dataset: Dataset, passes: int, *, chunk: int = STREAM_CHUNK,
                     minibatch_step(obj, probe, windows.take(rows + start), modulus[rows], config)
         if not np.isfinite(obj).all():
             raise NumericalError("the global rPIE estimate became non-finite; check the data for bad patterns "
-                                 "or train with --set model.estimate=group")
+                                 "or train with `train.model.estimate` = group")
     return GlobalEstimate(obj, canvas.origin_x, canvas.origin_y, windows)

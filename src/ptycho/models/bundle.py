@@ -5,7 +5,7 @@
 ``probe.npy``        (N, N) complex64 probe, √counts (trained, if the probe was trainable)
 ``scale.json``       input normalisation and the trainable scale correction
 ``history.json``     per-epoch losses and learning rates
-``optimizer.npz``    optimizer state, for ``--resume``
+``optimizer.npz``    optimizer state, for resuming (``train(resume=True)``)
 ``manifest.json``    format version, package versions, dataset fingerprint, file hashes (written last)
 ``loss.png``         the loss curves
 
@@ -138,7 +138,7 @@ def save_bundle(
         with atomic_output(out / "optimizer.npz") as tmp:
             np.savez(tmp, **{f"v{i:04d}": np.asarray(v) for i, v in enumerate(optimizer_state)})
     files = [n for n in ("config.json", "model.weights.h5", "probe.npy", "scale.json", "history.json", "optimizer.npz")
-             if (out / n).exists()]  # optimizer.npz too: --resume trusts it
+             if (out / n).exists()]  # optimizer.npz too: resuming trusts it
     import h5py
     import keras
 

@@ -93,10 +93,10 @@ def image_pattern(size: int, rng: np.random.Generator, config: ObjectConfig, arg
     from skimage import color, io, transform
 
     if not arg:
-        raise DataError("object.kind: 'image:' needs a path, e.g. --object image:cells.png")
+        raise DataError("object.kind: 'image:' needs a path, e.g. `simulate.object.kind` = image:cells.png")
     path = Path(arg)
     if not path.is_file():
-        raise DataError(f"{arg}: image file not found; pass an existing file as --object image:PATH")
+        raise DataError(f"{arg}: image file not found; set `simulate.object.kind` to image:PATH of an existing file")
     try:
         if path.suffix == ".npy":
             img = np.load(path, allow_pickle=False)

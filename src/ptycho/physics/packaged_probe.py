@@ -1,6 +1,6 @@
 """Probes shipped with the package (``src/ptycho/resources``), resampled to any pattern size.
 
-``aberrated`` (``--probe aberrated``): a structured, aberrated ring-shaped probe — annular
+``aberrated`` (``probe.kind = "aberrated"``): a structured, aberrated ring-shaped probe — annular
 aperture, defocus + astigmatism + coma + trefoil wavefront, Fresnel edge fringes and a few per cent
 of amplitude structure — stored once at ``N = 64`` in ``probe_aberrated.npz`` (key ``probe``,
 complex64). ``resources/make_probe_aberrated.py`` is the script that wrote it.

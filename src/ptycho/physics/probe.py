@@ -52,12 +52,12 @@ def file_probe(N: int, config: ProbeConfig, arg: str | None = None) -> np.ndarra
     from ptycho.io.datasets import load_probe
 
     if not arg:
-        raise DataError("probe.kind: 'file:' needs a path, e.g. --probe file:probe.npz")
+        raise DataError("probe.kind: 'file:' needs a path, e.g. `simulate.probe.kind` = file:probe.npz")
     probe = load_probe(arg)
     if probe.shape != (N, N):
         raise DataError(
             f"{arg}: probe is {probe.shape[0]}×{probe.shape[1]} but N={N}; "
-            f"simulate with --N {probe.shape[0]} or resample the probe"
+            f"simulate with `simulate.N` = {probe.shape[0]} or resample the probe"
         )
     return probe
 

@@ -22,7 +22,7 @@ def valid_range(length: int, N: int, border: float = 0.0) -> tuple[float, float]
     if hi < lo:
         raise ConfigError(
             f"object of {length} px cannot hold a {N}-px window with a {border}-px border; "
-            f"increase --size to at least {int(math.ceil(N + 2 * border))}"
+            f"increase `simulate.object.size` to at least {int(math.ceil(N + 2 * border))}"
         )
     return lo, hi
 

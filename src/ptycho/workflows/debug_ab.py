@@ -130,7 +130,7 @@ def debug_ab(
 ) -> DebugABResult:
     """Run both arms up to ``config.last_stage`` and write the report into ``out_dir``.
 
-    ``base``: nested pipeline settings shared by both arms (config files, ``--set``, flags),
+    ``base``: nested pipeline settings shared by both arms (config files, overrides, flags),
     above the debug-ab sizing and below the variants.
 
     Raises

@@ -9,8 +9,8 @@
   metres with ``center_x_m = dx·(origin_x + (W−1)/2)``, so ``x_m = dx·x_global`` (the world frame is
   ptycho's global pixel frame, whatever crop was exported) and Ptychodus' own mapping gives back
   the pixel positions in the exported array.
-* **Metadata** — photon energy, detector distance and object pixel size from the flags, else the
-  dataset metadata, else an error naming the flag.
+* **Metadata** — photon energy, detector distance and object pixel size from the config, else the
+  dataset metadata, else an error naming the config field to set.
 * **Losses** — ``history.json`` of the bundle (``epoch``, ``loss``), else empty.
 
 ``with_diffraction`` also writes ``diffraction.h5`` beside the product (Ptychodus' diffraction
@@ -41,11 +41,8 @@ from ptycho.io.ptychodus import (
     write_ptychodus_diffraction, write_ptychodus_product,
 )
 
-#: Physical values a product needs, and the flag that supplies each.
-REQUIRED_FLAGS = {
-    "photon_energy_eV": "--photon-energy-ev", "detector_distance_m": "--detector-distance-m",
-    "pixel_size_m": "--pixel-size-m",
-}
+REQUIRED_PHYSICS = ("photon_energy_eV", "detector_distance_m", "pixel_size_m")
+"""Physical values a product needs: fields of :class:`ExportConfig`, else the dataset metadata."""
 CENTRE_TOL_PX = 0.5
 """A probe centre may lie at most half a pixel beyond the object's edge pixel centres."""
 BOUNDS_TOL_PX = 1e-6
@@ -78,20 +75,20 @@ class ExportResult:
 def resolve_physics(config: ExportConfig, metadata: dict[str, Any], dataset_path: Path) -> dict[str, float]:
     """Energy, distance and pixel size from the config, else the dataset metadata (DataError if neither)."""
     values: dict[str, float] = {}
-    for key, flag in REQUIRED_FLAGS.items():
+    for key in REQUIRED_PHYSICS:
         value = getattr(config, key)
         if value is None:
             value = metadata.get(key)
             if value is None:
                 raise DataError(f"{dataset_path}: {key} is not in the dataset metadata and was not given; "
-                                f"pass {flag} VALUE (a Ptychodus product needs it)")
+                                f"set `export.{key}` (a Ptychodus product needs it)")
             try:
                 value = float(value)
             except (TypeError, ValueError):
                 value = float("nan")
             if not math.isfinite(value) or value <= 0:
                 raise DataError(f"{dataset_path}: metadata {key} = {metadata.get(key)!r}; expected a positive "
-                                f"number, or pass {flag} VALUE")
+                                f"number, or set `export.{key}`")
         values[key] = float(value)
     return values
 
@@ -208,7 +205,7 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
     ConfigError
         Unknown format or a suffix that does not match it (exit code 2).
     DataError
-        Missing physical metadata (names the flag), unreadable inputs, a probe that does not
+        Missing physical metadata (names the field), unreadable inputs, a probe that does not
         match the patterns, positions outside the object, an object stitched from another
         dataset (exit code 3).
     """

@@ -60,7 +60,7 @@ def build_scene(config: SimulateConfig, components: Components) -> Scene:
     scan_spec, _ = components.scans.get(config.scan.kind, field_name="simulate.scan.kind")
     size = config.object_size
     if size < config.N:
-        raise ConfigError(f"simulate.object.size: {size} is smaller than N={config.N}; use --size ≥ {config.N}")
+        raise ConfigError(f"simulate.object.size: {size} is smaller than N={config.N}; use `simulate.object.size` ≥ {config.N}")
     pattern = object_spec.generate(size, seed_stream(config.seed, "object"), config.object, object_arg)
     obj = make_object(np.asarray(pattern, dtype=np.float64), config.object)
     probe = normalise_probe(np.asarray(probe_spec.make(config.N, config.probe, probe_arg)), config.photon_gauge)
@@ -70,7 +70,7 @@ def build_scene(config: SimulateConfig, components: Components) -> Scene:
     if len(x) < groups:
         raise ConfigError(
             f"simulate.scan.n_images: the scan holds {len(x)} positions but gridsize {config.gridsize} "
-            f"needs at least {groups}; raise --n-images"
+            f"needs at least {groups}; raise `simulate.scan.n_images`"
         )
     overlap = scan_overlap(x, y, effective_diameter_px(probe))
     return Scene(obj, probe, x, y, overlap)

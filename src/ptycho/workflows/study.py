@@ -96,7 +96,7 @@ class ArmRuns:
 
 def write_study_config(out_dir: Path, section: str, config: Any) -> Path:
     """Create ``out_dir`` and write the resolved study config to ``study.config.yaml`` under
-    ``section:`` (a ``--config`` file that reruns the study)."""
+    ``section:`` (a config file that reruns the study)."""
     import yaml
 
     from ptycho.config.base import to_plain

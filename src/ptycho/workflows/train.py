@@ -47,7 +47,7 @@ def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
     if config.model.N is not None and config.model.N != N:
         raise DataError(
             f"{dataset.source}: patterns are {N}×{N} but the model was asked for N={config.model.N}; "
-            f"drop --N or simulate with --N {config.model.N}"
+            f"drop `train.model.N` or simulate with `simulate.N` = {config.model.N}"
         )
     if N not in SUPPORTED_N:
         raise DataError(f"{dataset.source}: pattern size {N} is not supported; use one of {SUPPORTED_N}")
@@ -160,7 +160,7 @@ def train(
         except Diverged as exc:
             kept = f"the last good model (epoch {history.epochs}) is in {out}" if history.epochs else "no model was written"
             raise NumericalError(
-                f"training diverged: {exc}; {kept}; try a lower --learning-rate or check the data for bad patterns"
+                f"training diverged: {exc}; {kept}; try a lower `train.learning_rate` or check the data for bad patterns"
             ) from None
         if history.epochs:
             checkpoint(history.epochs, history)
@@ -175,11 +175,11 @@ def _resume_bundle(out: Path, model_config: ModelConfig, components: Components)
     from ptycho.models.bundle import load_bundle
 
     if not (out / "manifest.json").is_file():
-        raise ConfigError(f"--resume: no bundle to resume in {out}; run without --resume first")
+        raise ConfigError(f"train.resume: no bundle to resume in {out}; train once without `train.resume` first")
     bundle = load_bundle(out, components)
     stored = bundle.model.config
     if stored != model_config:
         diff = {k: (getattr(stored, k), getattr(model_config, k)) for k in type(stored).model_fields
                 if getattr(stored, k) != getattr(model_config, k)}
-        raise ConfigError(f"--resume: the bundle in {out} was built with a different model: {diff}")
+        raise ConfigError(f"train.resume: the bundle in {out} was built with a different model: {diff}")
     return bundle

@@ -152,8 +152,9 @@ def debug_ab_command(
     from ptycho.config.pipeline import DebugABConfig
     from ptycho_cli.config_io import read_config_file, resolve_config
     from ptycho_cli.errors import guard
+    from ptycho_cli.fields import COMMAND_FLAGS
 
-    with guard(verbose):
+    with guard(verbose, COMMAND_FLAGS["debug-ab"]):
         base: dict[str, Any] = {}
         debug_files: dict[str, Any] = {}
         for path in config or ():

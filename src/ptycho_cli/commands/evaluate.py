@@ -46,8 +46,9 @@ def evaluate_command(
     from ptycho_cli.config_io import resolve_config
     from ptycho_cli.console import print_summary, stdout
     from ptycho_cli.errors import guard
+    from ptycho_cli.fields import COMMAND_FLAGS
 
-    with guard(verbose):
+    with guard(verbose, COMMAND_FLAGS["evaluate"]):
         flags = {"registration": False if no_register else None, "phase_ramp": True if phase_ramp else None, "upsample": upsample}
         cfg = resolve_config(EvaluateConfig, "evaluate", files=config or (), sets=set_ or (), flags=flags)
         from ptycho.workflows.evaluate import evaluate

@@ -53,8 +53,9 @@ def export_ptychodus_command(
     from ptycho_cli.config_io import resolve_config
     from ptycho_cli.console import print_summary
     from ptycho_cli.errors import guard
+    from ptycho_cli.fields import COMMAND_FLAGS
 
-    with guard(verbose):
+    with guard(verbose, COMMAND_FLAGS["export-ptychodus"]):
         flags = {
             "format": fmt, "photon_energy_eV": photon_energy_ev, "detector_distance_m": detector_distance_m,
             "pixel_size_m": pixel_size_m, "probe_pixel_size_m": probe_pixel_size_m,

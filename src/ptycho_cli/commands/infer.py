@@ -43,8 +43,9 @@ def infer_command(
     from ptycho_cli.config_io import resolve_config
     from ptycho_cli.console import print_summary, progress_bar
     from ptycho_cli.errors import guard
+    from ptycho_cli.fields import COMMAND_FLAGS
 
-    with guard(verbose):
+    with guard(verbose, COMMAND_FLAGS["infer"]):
         flags = {"batch_size": batch_size, "n_groups": n_groups, "jit": jit}
         cfg = resolve_config(InferConfig, "infer", files=config or (), sets=set_ or (), flags=flags)
         from ptycho.workflows.infer import infer

@@ -53,8 +53,9 @@ def simulate_command(
     from ptycho_cli.config_io import resolve_config
     from ptycho_cli.console import print_summary, progress_bar
     from ptycho_cli.errors import guard
+    from ptycho_cli.fields import COMMAND_FLAGS
 
-    with guard(verbose):
+    with guard(verbose, COMMAND_FLAGS["simulate"]):
         flags = {
             "object.kind": object_kind, "probe.kind": probe_kind, "scan.kind": scan_kind,
             "gridsize": gridsize, "scan.n_images": n_images, "N": N, "object.size": size,

@@ -47,8 +47,9 @@ def stitch_command(
     from ptycho_cli.config_io import resolve_config
     from ptycho_cli.console import print_summary, progress_bar
     from ptycho_cli.errors import guard
+    from ptycho_cli.fields import COMMAND_FLAGS
 
-    with guard(verbose):
+    with guard(verbose, COMMAND_FLAGS["stitch"]):
         flags = {"crop": crop, "chunk_groups": chunk_groups, "method": method}
         cfg = resolve_config(StitchConfig, "stitch", files=config or (), sets=set_ or (), flags=flags)
         from ptycho.io.objects import object_format

@@ -59,8 +59,9 @@ def train_command(
     from ptycho_cli.config_io import resolve_config
     from ptycho_cli.console import print_summary, progress_bar
     from ptycho_cli.errors import guard
+    from ptycho_cli.fields import COMMAND_FLAGS
 
-    with guard(verbose):
+    with guard(verbose, COMMAND_FLAGS["train"]):
         flags = {
             "model.gridsize": gridsize, "epochs": epochs, "batch_size": batch_size, "loss": loss,
             "learning_rate": learning_rate, "n_groups": n_groups, "neighbors": neighbors, "model.N": N,

@@ -24,6 +24,14 @@ from ptycho_cli.api import (
 
 Opt = typer.Option
 SECTION = "iterative"
+FLAGS = {
+    f"{SECTION}.{field}": flag for field, flag in (
+        ("engine", "--engine"), ("iterations", "--iterations"), ("alpha", "--alpha"), ("beta", "--beta"),
+        ("batch_size", "--batch-size"), ("seed", "--seed"), ("probe_update", "--probe-update"),
+        ("crop_to_scan", "--crop-to-scan"),
+    )
+}
+"""Config field → flag, so the core's errors print with this command's flags (``guard``)."""
 
 
 def iterative_command(
@@ -58,7 +66,7 @@ def iterative_command(
     """
     from ptycho_cli.api import guard, print_summary, progress_bar, resolve_config
 
-    with guard(verbose):
+    with guard(verbose, FLAGS):
         flags = {
             "engine": engine, "iterations": iterations, "alpha": alpha, "beta": beta, "batch_size": batch_size,
             "seed": seed, "probe_update": True if probe_update else None, "crop_to_scan": True if crop_to_scan else None,

@@ -125,7 +125,7 @@ class PtychodusProduct:
         where = self.source or "Ptychodus product"
         if self.diffraction is None:
             raise DataError(f"{where}: a Ptychodus product holds no diffraction patterns; put the workflow's "
-                            f"{DIFFRACTION_FILE} beside it (or export with `ptycho export-ptychodus --with-diffraction`)")
+                            f"{DIFFRACTION_FILE} beside it (or export with `export.with_diffraction`)")
         for axis in ("width", "height"):
             probe_d, obj_d = getattr(self, f"probe_pixel_{axis}_m"), getattr(self, f"pixel_{axis}_m")
             if not math.isclose(probe_d, obj_d, rel_tol=PIXEL_RTOL):

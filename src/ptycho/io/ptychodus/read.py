@@ -295,7 +295,7 @@ def read_ptychodus_dataset(path: str | os.PathLike[str],
     if companion is None:
         raise DataError(f"{path}: a Ptychodus product holds no diffraction patterns and no {DIFFRACTION_FILE} lies "
                         f"beside it; put the workflow's {DIFFRACTION_FILE} in the same folder (or export with "
-                        "`ptycho export-ptychodus --with-diffraction`)")
+                        "`export.with_diffraction`)")
     product = read_ptychodus_product(path, companion)
     try:
         return product.to_dataset()

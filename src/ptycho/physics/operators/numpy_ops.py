@@ -128,7 +128,7 @@ def place(patches: np.ndarray, windows: Windows, shape: tuple[int, int]) -> np.n
 def farfield(waves: np.ndarray) -> np.ndarray:
     """Unitary 2-D DFT over the last two axes in the unshifted layout (DC at ``[0, 0]``). May
     overwrite ``waves``."""
-    import scipy.fft  # here, not at module level: `ptycho --help` must not load SciPy
+    import scipy.fft  # here, not at module level: the light commands must not load SciPy
 
     return scipy.fft.fft2(waves, norm="ortho", workers=_workers(waves), overwrite_x=True)
 
