@@ -1,6 +1,6 @@
 """The sizes of a full and a ``--quick`` run, in one place.
 
-The full sizes are the scenarios SPEC §13 and the benchmark issue name; the quick sizes only
+The full sizes are the scenarios the project's targets and the benchmark issue name; the quick sizes only
 exercise every code path (tiny N, few patterns, few epochs) and their numbers mean little.
 """
 

@@ -1,4 +1,4 @@
-"""The benchmark command (``python -m benchmarks``, SPEC §13): its report machinery in-process,
+"""The benchmark command (``python -m benchmarks``, benchmarks/README.md): its report machinery in-process,
 one real section end to end, and — marked slow — the whole ``--quick`` run in a subprocess.
 
 The full quick run takes a few minutes on 2 CPU cores (about 14 TensorFlow start-ups and a dozen

@@ -1,4 +1,4 @@
-"""``evaluate`` (SPEC §9): cropping by origin, scored region, metrics, outputs."""
+"""``evaluate`` (docs/reconstruction.md#evaluation): cropping by origin, scored region, metrics, outputs."""
 
 from __future__ import annotations
 

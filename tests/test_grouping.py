@@ -1,4 +1,4 @@
-"""Neighbour groups of scan positions (SPEC §5): KD-tree groups of ``C = gridsize²`` members with a
+"""Neighbour groups of scan positions (docs/model.md#grouping): KD-tree groups of ``C = gridsize²`` members with a
 deterministic channel order, consistent centroids and offsets, one code path for every scan."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dataset I/O (SPEC §4): canonical HDF5/NPZ, PtychoPINN NPZ, validation, atomic writes, probes."""
+"""Dataset I/O (docs/formats.md#datasets): canonical HDF5/NPZ, PtychoPINN NPZ, validation, atomic writes, probes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The PINN's physics layers (SPEC §6): per-group reassembly on a canvas sized from the actual
+"""The PINN's physics layers (docs/model.md#physics-layers): per-group reassembly on a canvas sized from the actual
 offsets, same support top and bottom, and an in-model forward path equal to ``simulate``'s."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``export-ptychodus`` and the Ptychodus import path (SPEC §10), checked against Ptychodus itself."""
+"""``export-ptychodus`` and the Ptychodus import path (docs/reconstruction.md#export), checked against Ptychodus itself."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def test_hdf5_product_reads_back_exactly_with_ptychodus(inputs, tmp_path):
     assert list(product.probe_positions.get_indexes()) == list(range(M))
     assert [(loss.epoch, loss.value) for loss in product.losses] == [(1, 3.0), (2, 2.5), (3, 2.25)]
     assert len(product.object_.layer_spacing_m) == 0
-    with h5py.File(out, "r") as f:  # SPEC §10 extras Ptychodus does not need
+    with h5py.File(out, "r") as f:  # extras of docs/formats.md#ptychodus-products that Ptychodus does not need
         assert f.attrs["probe_energy_eV"] == ENERGY_EV
         assert f["object_layer_spacing_m"].shape == (0,)
 

@@ -1,4 +1,4 @@
-"""``stitch`` and the object/patches file formats (SPEC §8)."""
+"""``stitch`` and the object/patches file formats (docs/formats.md#patches-files)."""
 
 from __future__ import annotations
 

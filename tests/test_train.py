@@ -1,4 +1,4 @@
-"""``ptycho train`` (SPEC §6–§7, §12): a tiny fit, the NaN guard, ``--resume``, model bundles,
+"""``ptycho train`` (docs/model.md#training, docs/cli.md): a tiny fit, the NaN guard, ``--resume``, model bundles,
 several models in one process, exit codes, legacy data and the ``mirrored`` strategy.
 
 Trainings are tiny (N=32, 64 positions, ``n_filters_scale=1``) and shared through module-scoped

@@ -1,4 +1,4 @@
-"""Section ``quality``: the standard scenario (SPEC §13) — PINN vs the iterative baseline.
+"""Section ``quality``: the standard scenario — PINN vs the iterative baseline.
 
 Per dose: a training scan and a separate test scan of the *same* object (``scan.seed = 1``).
 Per gridsize, the PINN is trained (``train``), reconstructs the test scan (``infer`` → ``stitch``,

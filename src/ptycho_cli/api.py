@@ -20,7 +20,7 @@ across releases, the modules behind them are not. What is here:
 - ``hookimpl`` — the marker for hook implementations (project ``ptycho``).
 - The records hooks return: ``CommandSpec``, ``ObjectSpec``, ``ProbeSpec``, ``ScanSpec``,
   ``ModelSpec``, ``VariantSpec``.
-- The options every command shares (SPEC §12), as Typer annotations: ``ConfigFiles``
+- The options every command shares (docs/cli.md#configuration), as Typer annotations: ``ConfigFiles``
   (``--config``, repeatable), ``SetItems`` (``--set dotted.key=value``), ``Quiet``, ``Verbose``,
   ``Json``.
 - Configuration: ``resolve_config(Model, section, files=, sets=, flags=, base=)`` merges defaults <

@@ -1,4 +1,4 @@
-"""Options every command shares (SPEC §12), as reusable Typer annotations."""
+"""Options every command shares (docs/cli.md#configuration), as reusable Typer annotations."""
 
 from __future__ import annotations
 

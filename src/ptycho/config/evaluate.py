@@ -1,4 +1,4 @@
-"""Configuration of ``ptycho evaluate`` (SPEC §9)."""
+"""Configuration of ``ptycho evaluate`` (docs/reconstruction.md#evaluation)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Configuration of ``ptycho export-ptychodus`` (SPEC §10)."""
+"""Configuration of ``ptycho export-ptychodus`` (docs/reconstruction.md#export)."""
 
 from __future__ import annotations
 

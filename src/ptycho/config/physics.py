@@ -41,7 +41,7 @@ class ProbeConfig(StrictModel):
     a registered plugin probe, or ``file:PATH`` (dataset, PtychoPINN NPZ or Ptychodus product).
 
     Lengths are in pixels of the ``N×N`` probe window, as fractions of ``N`` where noted.
-    The probe is always normalised so that ``Σ|P|² = nphotons`` (SPEC §2).
+    The probe is always normalised so that ``Σ|P|² = nphotons`` (docs/conventions.md#photon-gauge).
     """
 
     kind: str = "ideal"

@@ -1,5 +1,5 @@
 """Configuration of a whole pipeline run (``simulate → train → infer → stitch → evaluate``) and of
-``ptycho debug-ab``, which runs two such pipelines side by side (SPEC §11)."""
+``ptycho debug-ab``, which runs two such pipelines side by side (docs/debug-ab.md)."""
 
 from __future__ import annotations
 

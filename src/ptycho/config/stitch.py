@@ -1,4 +1,4 @@
-"""Configuration of ``ptycho stitch`` (SPEC §8)."""
+"""Configuration of ``ptycho stitch`` (docs/reconstruction.md#stitching)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The in-memory view of a ptychography dataset (SPEC §4).
+"""The in-memory view of a ptychography dataset (docs/formats.md#datasets).
 
 Diffraction may be an ``np.ndarray`` or a lazily read array (an open ``h5py.Dataset``), so a
 dataset larger than memory can be streamed in batches with :meth:`Dataset.read_patterns`.

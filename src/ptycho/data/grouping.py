@@ -1,4 +1,4 @@
-"""Neighbour groups of scan positions (SPEC §5).
+"""Neighbour groups of scan positions (docs/model.md#grouping).
 
 ``gridsize g`` processes ``C = g²`` neighbouring positions together. For each seed position the
 group is the seed plus ``C−1`` nearest neighbours (or ``C−1`` drawn from the ``K−1`` nearest when

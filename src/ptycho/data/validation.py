@@ -1,4 +1,4 @@
-"""Validation of a dataset on load (SPEC §4).
+"""Validation of a dataset on load (docs/formats.md#validation).
 
 Every failure raises :class:`~ptycho.errors.DataError` (exit code 3) with one line that names the
 file, the key, what was expected and what was found. The diffraction stack is scanned in chunks
@@ -80,7 +80,7 @@ def reduce_leading(arr: np.ndarray, key: str, where: str, *, combine: bool = Fal
 
 
 def validate_dataset(ds: Dataset, *, where: str, check_bounds: str = "warn") -> None:
-    """Check a dataset against the canonical layout and physical sanity (SPEC §4).
+    """Check a dataset against the canonical layout and physical sanity (docs/formats.md#datasets).
 
     Parameters
     ----------

@@ -33,7 +33,7 @@ DOSE_LOW = 1e4
 
 
 def builtin_variant_specs() -> list[VariantSpec]:
-    """The built-in A/B variants (SPEC §11). Paired variants set the same key, so a pair differs
+    """The built-in A/B variants (docs/debug-ab.md). Paired variants set the same key, so a pair differs
     in exactly that setting."""
     return [
         VariantSpec("grid", {"simulate.scan.kind": "grid"}, "raster scan"),

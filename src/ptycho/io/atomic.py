@@ -1,4 +1,4 @@
-"""Atomic file output: write to a temporary file beside the target, then rename (SPEC §12).
+"""Atomic file output: write to a temporary file beside the target, then rename (docs/cli.md#outputs).
 
 An interrupted or failed run never leaves a truncated file under the final name: the data go to
 ``.{name}.tmp-{pid}-{random}{suffix}`` in the same directory (same filesystem, so the rename is

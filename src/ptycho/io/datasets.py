@@ -1,4 +1,4 @@
-"""Format dispatch for datasets and probes: the one entry point commands use (SPEC §4).
+"""Format dispatch for datasets and probes: the one entry point commands use (docs/formats.md#datasets).
 
 ``load_dataset`` picks the reader from the suffix (and, for NPZ, from the keys), then validates;
 ``save_dataset`` picks the writer from ``format`` or the suffix; ``load_probe`` serves

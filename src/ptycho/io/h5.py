@@ -1,4 +1,4 @@
-"""Canonical HDF5 dataset files (SPEC §4): streamed writing, lazy reading.
+"""Canonical HDF5 dataset files (docs/formats.md#datasets): streamed writing, lazy reading.
 
 Layout (root group)::
 

@@ -1,4 +1,4 @@
-"""The earlier PtychoPINN NPZ layout (SPEC §4 compatibility), read and written.
+"""The earlier PtychoPINN NPZ layout (docs/formats.md#legacy-ptychopinn-npz), read and written.
 
 Keys of that layout:
 
@@ -16,7 +16,7 @@ key                shape                    meaning
 ``scan_index``     (M,) int                 optional
 =================  =======================  =====================================================
 
-Conversion to the canonical gauge (SPEC §2): counts = amplitude². Assumptions, stated because the
+Conversion to the canonical gauge (docs/conventions.md#photon-gauge): counts = amplitude². Assumptions, stated because the
 earlier files carry no units:
 
 - positions use the same convention as ours — object pixels, pixel ``(r, c)`` centred at

@@ -1,4 +1,4 @@
-"""Canonical NPZ dataset files (SPEC §4) and safe NPZ reading.
+"""Canonical NPZ dataset files (docs/formats.md#datasets) and safe NPZ reading.
 
 Same keys as the HDF5 layout (``diffraction``, ``x``, ``y``, ``probe``, optional ``object`` and
 ``scan_index``); ``metadata`` is a 0-d unicode array holding a JSON object. NPZ is read whole

@@ -1,4 +1,4 @@
-"""Object files (written by ``stitch``, read by ``evaluate`` and ``export-ptychodus``), SPEC §8.
+"""Object files (written by ``stitch``, read by ``evaluate`` and ``export-ptychodus``), docs/formats.md#object-files.
 
 **Object file** (``.npz`` or ``.h5``/``.hdf5``)::
 

@@ -1,9 +1,9 @@
-"""Patches files (written by ``infer``, read by ``stitch``), SPEC §8.
+"""Patches files (written by ``infer``, read by ``stitch``), docs/formats.md#patches-files.
 
 **Patches file** (HDF5)::
 
     patches  (G, C, N, N) complex64  full object patch of each of the C = gridsize² group members
-    x, y     (G, C)       float64    each member's window centre, global object pixels (SPEC §2)
+    x, y     (G, C)       float64    each member's window centre, global object pixels (docs/conventions.md#windows)
     index    (G, C)       int64      dataset pattern index of each member
     attrs: format = "ptycho-patches", format_version = 1, N, gridsize, provenance (JSON string),
            object_shape (H, W) when known

@@ -1,4 +1,4 @@
-"""ePIE and rPIE with minibatches, on ptycho's conventions (SPEC §2).
+"""ePIE and rPIE with minibatches, on ptycho's conventions (docs/conventions.md).
 
 **Model.** Pattern ``j`` is ``I_j = |F(P · E_j O)|²`` with ``E_j`` the bilinear window extraction
 at probe centre ``(x_j, y_j)`` and ``F`` the unitary DFT — the NumPy backend of

@@ -1,1 +1,1 @@
-"""Image metrics, Fourier ring correlation and registration (SPEC §9)."""
+"""Image metrics, Fourier ring correlation and registration (docs/reconstruction.md#evaluation)."""

@@ -1,4 +1,4 @@
-"""Compare a reconstructed complex object with its ground truth (SPEC §9)."""
+"""Compare a reconstructed complex object with its ground truth (docs/reconstruction.md#evaluation)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def compare_objects(
     phase_ramp: bool = False,
     register_on: RegisterOn = "complex",
 ) -> ComparisonResult:
-    """Register a reconstruction to its ground truth and compute every SPEC §9 metric.
+    """Register a reconstruction to its ground truth and compute every metric of docs/reconstruction.md#evaluation.
 
     Steps: crop both to the bounding box of ``support``; estimate the sub-pixel shift
     (:func:`~ptycho.metrics.registration.estimate_shift` on ``register_on``), Fourier-shift the

@@ -1,4 +1,4 @@
-"""Fourier ring correlation between two images (SPEC §9).
+"""Fourier ring correlation between two images (docs/reconstruction.md#evaluation).
 
 ``FRC(k) = Re Σ_{ring k} F1·conj(F2) / sqrt(Σ_{ring k} |F1|² · Σ_{ring k} |F2|²)``
 

@@ -1,4 +1,4 @@
-"""Metrics between two real images: MAE, MSE, PSNR, SSIM, MS-SSIM, and the earlier conventions (SPEC §9).
+"""Metrics between two real images: MAE, MSE, PSNR, SSIM, MS-SSIM, and the earlier conventions (docs/reconstruction.md#evaluation).
 
 Headline metrics use the **truth's own range** ``truth.max() − truth.min()`` as the data range, so
 they are comparable across objects of different contrast. The earlier implementation's conventions

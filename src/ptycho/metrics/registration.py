@@ -1,4 +1,4 @@
-"""Sub-pixel registration and phase-gauge alignment of a reconstruction to a ground truth (SPEC §9).
+"""Sub-pixel registration and phase-gauge alignment of a reconstruction to a ground truth (docs/reconstruction.md#evaluation).
 
 A ptychographic reconstruction is only defined up to a translation, a global phase offset and
 (when the probe position reference drifts) a linear phase ramp. These functions remove those

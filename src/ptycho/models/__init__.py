@@ -1,1 +1,1 @@
-"""The PINN: physics layers, network factory and model bundles (SPEC §6)."""
+"""The PINN: physics layers, network factory and model bundles (docs/model.md, docs/formats.md#model-bundles)."""

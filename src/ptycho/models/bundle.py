@@ -1,4 +1,4 @@
-"""Model bundles (SPEC §6): a directory of plain files, never pickled code.
+"""Model bundles (docs/formats.md#model-bundles): a directory of plain files, never pickled code.
 
 ``config.json``      validated train/model config + physics settings + data fingerprint
 ``model.weights.h5`` network weights (Keras ``save_weights``)

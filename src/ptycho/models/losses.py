@@ -1,4 +1,4 @@
-"""Losses on counts (SPEC §6), normalised so values are O(1) whatever the dose.
+"""Losses on counts (docs/model.md#loss), normalised so values are O(1) whatever the dose.
 
 The Poisson loss is written as the deviance ``λ − k − k·log((λ+ε)/(k+ε))``: the negative
 log-likelihood ``λ − k·log(λ+ε)`` minus its value at ``λ = k``. Same gradient, but its minimum is

@@ -1,4 +1,4 @@
-"""The built-in ``cnn`` architecture: an encoder and two decoders (amplitude, phase) (SPEC §6).
+"""The built-in ``cnn`` architecture: an encoder and two decoders (amplitude, phase) (docs/model.md#network).
 
 Built by a factory from a resolved :class:`~ptycho.config.train.ModelConfig`; no module-level
 models or variables. Input ``(B, N, N, C·k)`` features (normalised √counts, optionally Re/Im of a global or group estimate); output the

@@ -1,4 +1,4 @@
-"""The PINN's physics layers (SPEC §6), as differentiable TensorFlow functions.
+"""The PINN's physics layers (docs/model.md#physics-layers), as differentiable TensorFlow functions.
 
 Per group: place the ``C`` member patches on the group's own canvas at their offsets, average
 them with the *same* support in numerator and denominator, re-extract each member's window, then

@@ -21,7 +21,7 @@ class PhysicsSettings:
     """What the physics layers need besides the network, fixed when a model is created.
 
     ``input_scale`` maps √counts to network inputs of O(1): ``N / √(Σ|P|²)``, from the probe gauge
-    (SPEC §2), so a dataset recorded with the same probe and dose is normalised identically.
+    (docs/conventions.md#photon-gauge), so a dataset recorded with the same probe and dose is normalised identically.
     ``canvas_size`` is the group canvas side (None for ``gridsize = 1``).
     """
 

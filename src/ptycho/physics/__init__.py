@@ -1,1 +1,1 @@
-"""Physics core: probes, objects, scans, the forward model and noise (SPEC §2–§3)."""
+"""Physics core: probes, objects, scans, the forward model and noise (docs/conventions.md, docs/simulation.md)."""

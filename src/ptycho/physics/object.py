@@ -1,4 +1,4 @@
-"""Synthetic objects (SPEC §3). Each generator returns a real pattern ``p ∈ [0, 1]``;
+"""Synthetic objects (docs/simulation.md#objects). Each generator returns a real pattern ``p ∈ [0, 1]``;
 :func:`make_object` maps it to ``a(p)·exp(i·φ(p))`` with the configured ranges."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ complex64). ``resources/make_probe_aberrated.py`` is the script that wrote it.
 ``N0×N0`` probe is read as samples of one band-limited field over the window, and the ``N×N``
 result samples that same field on a coarser (``N < N0``) or finer (``N > N0``) grid. It is done in
 Fourier space — crop (``N < N0``, an ideal low-pass) or zero-pad (``N > N0``) the centred spectrum
-— after a sub-pixel Fourier shift that keeps the window centre ``(N−1)/2`` (SPEC §2) on the old
+— after a sub-pixel Fourier shift that keeps the window centre ``(N−1)/2`` (docs/conventions.md#windows) on the old
 centre ``(N0−1)/2``. At ``N = 32`` the crop drops 0.2 % of the probe's energy. The probe is then
 normalised to the photon budget by the simulation, like every probe.
 """

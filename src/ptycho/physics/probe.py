@@ -1,7 +1,7 @@
-"""Probes (SPEC §3): an ideal smoothed disk with optional defocus, a Gaussian, or a file.
+"""Probes (docs/simulation.md#probes): an ideal smoothed disk with optional defocus, a Gaussian, or a file.
 
 Every maker returns a complex ``(N, N)`` probe of arbitrary scale; :func:`normalise_probe`
-then fixes the photon gauge ``Σ|P|² = nphotons`` (SPEC §2).
+then fixes the photon gauge ``Σ|P|² = nphotons`` (docs/conventions.md#photon-gauge).
 """
 
 from __future__ import annotations

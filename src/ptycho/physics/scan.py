@@ -1,7 +1,7 @@
-"""Scan patterns (SPEC §3) and overlap statistics.
+"""Scan patterns (docs/simulation.md#scans) and overlap statistics.
 
 A window of size ``N`` at position ``x`` covers pixel centres ``x − (N−1)/2 … x + (N−1)/2``
-(SPEC §2), so the valid range of probe centres in an object of width ``W`` is
+(docs/conventions.md#windows), so the valid range of probe centres in an object of width ``W`` is
 ``[(N−1)/2, W − 1 − (N−1)/2]``.
 """
 

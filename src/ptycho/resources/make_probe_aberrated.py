@@ -6,7 +6,7 @@ The probe imitates what a defocused Fresnel zone plate with a central stop puts 
 ring-shaped (annular) beam whose wavefront carries defocus, astigmatism, coma and a little
 trefoil, with Fresnel fringes at its edges and a few per cent of smooth amplitude structure.
 
-Construction on an ``N0 = 64`` grid, window centre at ``((N0−1)/2, (N0−1)/2)`` (SPEC §2):
+Construction on an ``N0 = 64`` grid, window centre at ``((N0−1)/2, (N0−1)/2)`` (docs/conventions.md#windows):
 
 1. Annular aperture: outer diameter ``OUTER_FRAC·N0``, central stop ``INNER_FRAC·N0``, edges
    smoothed over ``EDGE_PX`` pixels (erf).

@@ -1,5 +1,5 @@
 """``debug-ab``: run the pipeline for two variants side by side and say where they first diverge
-(SPEC §11).
+(docs/debug-ab.md).
 
 Both arms start from the same base config and seeds and differ only in their variant settings
 (:mod:`ptycho.debug.variants`). Stage by stage (``simulate → group → train → infer → stitch →

@@ -1,4 +1,4 @@
-"""``evaluate``: score a reconstruction against its ground truth (SPEC §9).
+"""``evaluate``: score a reconstruction against its ground truth (docs/reconstruction.md#evaluation).
 
 1. Read the reconstruction (an object file) and the truth (a dataset's ``object`` or an object
    file); both carry an origin in global object pixels (a dataset's object has origin 0).
@@ -131,7 +131,7 @@ def supported_rectangle(support: np.ndarray) -> tuple[int, int, int, int] | None
 
 def score_objects(recon: ObjectImage, truth: ObjectImage, config: EvaluateConfig,
                   where: str = "reconstruction") -> tuple[ComparisonResult, tuple[int, int, int, int], ObjectImage]:
-    """Compare ``recon`` with ``truth`` on their common fully supported rectangle (SPEC §9):
+    """Compare ``recon`` with ``truth`` on their common fully supported rectangle (docs/reconstruction.md#evaluation):
     returns the :func:`~ptycho.metrics.compare.compare_objects` result, the rectangle
     ``(r0, r1, c0, c1)`` and the reconstruction cut to the overlap canvas the rectangle refers to.
 

@@ -1,4 +1,4 @@
-"""``infer``: a trained bundle and a dataset → per-group complex object patches (SPEC §8)."""
+"""``infer``: a trained bundle and a dataset → per-group complex object patches (docs/reconstruction.md#inference)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``simulate``: object, probe and scan → diffraction counts, written in chunks (SPEC §3–§4)."""
+"""``simulate``: object, probe and scan → diffraction counts, written in chunks (docs/simulation.md, docs/formats.md#datasets)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _scan_key(config: SimulateConfig) -> tuple[int, ...]:
 
 
 def dataset_metadata(config: SimulateConfig, scene: Scene) -> dict[str, Any]:
-    """What a simulated dataset records about its origin (SPEC §4 ``metadata``)."""
+    """What a simulated dataset records about its origin (docs/formats.md#datasets ``metadata``)."""
     import h5py
 
     from ptycho._tf import tf

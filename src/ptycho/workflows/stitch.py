@@ -1,4 +1,4 @@
-"""``stitch``: per-position object patches → one object image (SPEC §8).
+"""``stitch``: per-position object patches → one object image (docs/reconstruction.md#stitching).
 
 Each member patch ``(N, N)`` contributes its central ``M×M`` crop, placed where its pixels came
 from with :func:`~ptycho.physics.operators.numpy_ops.place` (bilinear, the adjoint of window

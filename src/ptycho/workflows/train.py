@@ -1,4 +1,4 @@
-"""``train``: fit the PINN on a dataset and write a model bundle (SPEC §5–§7)."""
+"""``train``: fit the PINN on a dataset and write a model bundle (docs/model.md)."""
 
 from __future__ import annotations
 

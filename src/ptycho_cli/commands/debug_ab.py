@@ -168,7 +168,7 @@ def debug_ab_command(
                  "stop_on_divergence": True if stop_on_divergence else None, "figure": False if no_figure else None}
         cfg = resolve_config(DebugABConfig, DEBUG_SECTION, sets=debug_sets, flags=flags, base=debug_files)
         for key, value in (("train.epochs", epochs), ("simulate.scan.n_images", n_images)):
-            if value is not None:  # typed flags beat --config and --set (SPEC §12)
+            if value is not None:  # typed flags beat --config and --set (docs/cli.md#configuration)
                 base = deep_merge(base, dotted_to_nested(key, value))
         arm_a, arm_b = _arm_spec("A", a, a_set or []), _arm_spec("B", b, b_set or [])
         out_dir = out if out is not None else Path(f"debug-ab-{_slug(a)}-vs-{_slug(b)}")

@@ -1,4 +1,4 @@
-"""Ptychodus product files and the diffraction companion of a Ptychodus workflow directory (SPEC §10).
+"""Ptychodus product files and the diffraction companion of a Ptychodus workflow directory (docs/formats.md#ptychodus-products).
 
 Written to match what Ptychodus 1.7.0 itself writes (``ptychodus.api.io.save_product``,
 ``ptychodus.plugins.npz_product_file.NPZProductFileIO.write``) and reads (``load_product``,
@@ -25,7 +25,7 @@ unicode arrays, so no pickle is needed to read it.
 
 **Positions.** Ptychodus maps metres to object-array pixels as
 ``x_px = (x_m − center_x_m)/dx + (W−1)/2`` (``ObjectGeometry.map_probe_positions_to_object_x_px``):
-pixel centres at integers and the object centre at ``(W−1)/2`` — the SPEC §2 convention — so
+pixel centres at integers and the object centre at ``(W−1)/2`` — the convention of docs/conventions.md#windows — so
 ``x_m = center_x_m + dx·(x_px − (W−1)/2)`` with ``x_px`` relative to the object array is exact.
 
 **Gauge.** Ptychodus normalises a probe to ``Σ|P|² = probe_photon_count`` and propagates with a

@@ -45,7 +45,7 @@ class PtychodusProduct:
     probe : (N, N) complex64
         √counts; the first mode of a multi-mode probe.
     x, y : (M,) float64
-        Probe centres in pixels of ``object`` (SPEC §2).
+        Probe centres in pixels of ``object`` (docs/conventions.md#windows).
     indexes : (M,) int64
         Ptychodus scan index of each position (pairs positions with patterns).
     pixel_width_m, pixel_height_m : float
