@@ -21,7 +21,7 @@ from ptycho_cli.api import ConfigFiles
 from ptycho_cli.app import build_app
 from ptycho_cli.plugins import get_plugin_manager
 
-BUILTIN_COMMANDS = {"simulate", "train", "infer", "stitch", "evaluate", "export-ptychodus", "debug-ab", "plugins"}
+BUILTIN_COMMANDS = {"simulate", "train", "infer", "stitch", "evaluate", "export-ptychodus", "debug-ab", "import", "plugins"}
 
 
 def _rings(size, rng, config, arg):

@@ -247,9 +247,7 @@ def _ptychodus_written_product(tmp_path, *, shuffle_patterns=False, bad_pixel=Fa
 def test_product_written_by_ptychodus_loads_into_ptycho(tmp_path, shuffle, bad):
     folder, obj, probe, counts, ex, ey = _ptychodus_written_product(tmp_path, shuffle_patterns=shuffle, bad_pixel=bad)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a consistent product loads silently …
-        if bad:  # … except for the bad pixel ptycho cannot mask
-            warnings.filterwarnings("ignore", ".*bad pixels set to 0", UserWarning)
+        warnings.simplefilter("error")  # a consistent product loads silently, a bad pixel included
         ds = load_dataset(folder / "product.h5")
     with ds:
         np.testing.assert_array_equal(ds.object, obj)
@@ -257,9 +255,11 @@ def test_product_written_by_ptychodus_loads_into_ptycho(tmp_path, shuffle, bad):
         np.testing.assert_allclose(ds.x, ex, atol=1e-12)
         np.testing.assert_allclose(ds.y, ey, atol=1e-12)
         expected = counts.astype(np.float32)
-        if bad:
-            expected[:, 3, 4] = 0
-        np.testing.assert_array_equal(ds.read_patterns(), expected)  # paired by scan index
+        np.testing.assert_array_equal(ds.read_patterns(), expected)  # paired by scan index, stored counts kept
+        if bad:  # the bad pixel becomes the one invalid pixel of the dataset's mask
+            assert ds.mask is not None and not ds.mask[3, 4] and int(ds.mask.sum()) == ds.mask.size - 1
+        else:
+            assert ds.mask is None
         assert ds.metadata["photon_energy_eV"] == 10000.0 and ds.metadata["pixel_size_m"] == 2e-8
     product = read_ptychodus_product(folder / "product.h5")
     assert list(product.loss_values) == [1.0, 0.5] and product.exposure_time_s == 0.5

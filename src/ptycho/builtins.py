@@ -1,4 +1,4 @@
-"""The built-in objects, probes, scans, models and A/B variants as registry records. The shell
+"""The built-in objects, probes, scans, models, A/B variants and importers as registry records. The shell
 exposes these through its built-in plugins; library users get them from ``Components.builtin()``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from ptycho.physics import object as objects
 from ptycho.physics import probe as probes
 from ptycho.physics import scan as scans
 from ptycho.physics.packaged_probe import aberrated_probe
-from ptycho.registry import ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
+from ptycho.registry import ImporterSpec, ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
 
 
 def builtin_object_specs() -> list[ObjectSpec]:
@@ -54,6 +54,13 @@ def builtin_variant_specs() -> list[VariantSpec]:
     return variants()
 
 
+def builtin_importer_specs() -> list[ImporterSpec]:
+    """The formats ``ptycho import`` reads out of the box (sniffed in this order)."""
+    from ptycho.io.importers import builtin_importer_specs as importers
+
+    return importers()
+
+
 def builtin_specs() -> dict[str, list[Any]]:
     """Every built-in record, keyed like :meth:`ptycho.registry.Components.from_specs`."""
     return {
@@ -62,4 +69,5 @@ def builtin_specs() -> dict[str, list[Any]]:
         "scans": builtin_scan_specs(),
         "models": builtin_model_specs(),
         "variants": builtin_variant_specs(),
+        "importers": builtin_importer_specs(),
     }

@@ -2,7 +2,7 @@
 
 The core never discovers plugins itself: the shell collects these records from the
 ``ptycho_objects`` / ``ptycho_probes`` / ``ptycho_scans`` / ``ptycho_models`` /
-``ptycho_ab_variants`` hooks and hands a :class:`Components` to the workflows. Library users
+``ptycho_ab_variants`` / ``ptycho_importers`` hooks and hands a :class:`Components` to the workflows. Library users
 call :meth:`Components.builtin`.
 """
 
@@ -73,6 +73,25 @@ class VariantSpec:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class ImporterSpec:
+    """A file format ``ptycho import`` reads.
+
+    ``sniff(path) -> bool`` tells cheaply whether ``path`` is in this format (it must never
+    raise: ``False`` when in doubt). ``read(path) -> ImportedScan``
+    (:class:`ptycho.io.importers.ImportedScan`) returns the scan *in the source's conventions*,
+    saying which they are (zero-frequency layout, positions in object pixels or metres, probe
+    modes, mask of valid pixels, physical quantities); the import workflow does every conversion
+    and records it. ``suffixes`` are the file endings the format uses (for help texts).
+    """
+
+    name: str
+    sniff: Callable[[Any], bool]
+    read: Callable[[Any], Any]
+    description: str = ""
+    suffixes: tuple[str, ...] = ()
+
+
 S = TypeVar("S")
 
 
@@ -118,6 +137,7 @@ class Components:
     scans: Table[ScanSpec]
     models: Table[ModelSpec]
     variants: Table[VariantSpec]
+    importers: Table[ImporterSpec] = field(default_factory=lambda: Table("importer"))
 
     @classmethod
     def from_specs(
@@ -127,6 +147,7 @@ class Components:
         scans: Iterable[ScanSpec] = (),
         models: Iterable[ModelSpec] = (),
         variants: Iterable[VariantSpec] = (),
+        importers: Iterable[ImporterSpec] = (),
     ) -> "Components":
         return cls(
             objects=_table("object", objects),
@@ -134,11 +155,12 @@ class Components:
             scans=_table("scan", scans),
             models=_table("model", models),
             variants=_table("variant", variants),
+            importers=_table("importer", importers),
         )
 
     @classmethod
     def builtin(cls) -> "Components":
-        """The built-in objects, probes, scans, models and variants, without any plugin."""
+        """The built-in objects, probes, scans, models, variants and importers, without any plugin."""
         from ptycho.builtins import builtin_specs
 
         return cls.from_specs(**builtin_specs())

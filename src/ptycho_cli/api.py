@@ -19,7 +19,7 @@ across releases, the modules behind them are not. What is here:
 
 - ``hookimpl`` — the marker for hook implementations (project ``ptycho``).
 - The records hooks return: ``CommandSpec``, ``ObjectSpec``, ``ProbeSpec``, ``ScanSpec``,
-  ``ModelSpec``, ``VariantSpec``.
+  ``ModelSpec``, ``VariantSpec``, ``ImporterSpec``.
 - The options every command shares (docs/cli.md#configuration), as Typer annotations: ``ConfigFiles``
   (``--config``, repeatable), ``SetItems`` (``--set dotted.key=value``), ``Quiet``, ``Verbose``,
   ``Json``.
@@ -59,6 +59,7 @@ from ptycho_cli.options import ConfigFiles, Json, Quiet, SetItems, Verbose
 from ptycho_cli.plugins import PluginHost
 from ptycho_cli.specs import (
     CommandSpec,
+    ImporterSpec,
     ModelSpec,
     ObjectSpec,
     ProbeSpec,
@@ -74,6 +75,7 @@ __all__ = [
     "ConfigFiles",
     "DataError",
     "ExitCode",
+    "ImporterSpec",
     "Json",
     "ModelSpec",
     "NumericalError",

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import pluggy
 
-from ptycho_cli.specs import CommandSpec, ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
+from ptycho_cli.specs import CommandSpec, ImporterSpec, ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
 
 PROJECT = "ptycho"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -94,4 +94,20 @@ def ptycho_ab_variants() -> Iterable[VariantSpec]:
         @hookimpl
         def ptycho_ab_variants():
             return [VariantSpec("big-probe", {"simulate.probe.diameter_frac": 0.7})]
+    """
+
+
+@hookspec
+def ptycho_importers() -> Iterable[ImporterSpec]:
+    """File formats ``ptycho import`` reads (``--format NAME``, or recognised by ``sniff``).
+
+    ``read(path)`` returns a :class:`ptycho.io.importers.ImportedScan` in the source's own
+    conventions, naming them; the host converts and records every step.
+
+    Example::
+
+        @hookimpl
+        def ptycho_importers():
+            return [ImporterSpec("mybeamline", sniff_mybeamline, read_mybeamline,
+                                 "MyBeamline HDF5: /scan/frames, /scan/xy_m", (".h5",))]
     """

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ptycho_cli.commands.evaluate",
     "ptycho_cli.commands.export_ptychodus",
     "ptycho_cli.commands.debug_ab",
+    "ptycho_cli.commands.import_data",
     "ptycho_cli.commands.plugins",
 )
 
@@ -41,6 +42,7 @@ COMPONENT_HOOKS = {
     "scans": "ptycho_scans",
     "models": "ptycho_models",
     "variants": "ptycho_ab_variants",
+    "importers": "ptycho_importers",
 }
 
 

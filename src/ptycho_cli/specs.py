@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ptycho.registry import ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
+from ptycho.registry import ImporterSpec, ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
 
 
 @dataclass(frozen=True)
@@ -31,4 +31,4 @@ class CommandSpec:
     config_section: str | None = None
 
 
-__all__ = ["CommandSpec", "ModelSpec", "ObjectSpec", "ProbeSpec", "ScanSpec", "VariantSpec"]
+__all__ = ["CommandSpec", "ImporterSpec", "ModelSpec", "ObjectSpec", "ProbeSpec", "ScanSpec", "VariantSpec"]

@@ -35,6 +35,14 @@ class Dataset:
     object : (H, W) complex64 or None
         Ground truth, when known.
     scan_index : (M,) int64 or None
+    mask : (N, N) bool or None
+        Detector pixels that were measured (True = valid). Invalid pixels (beamstop, gaps, dead,
+        hot or saturated pixels) are excluded from every loss and modulus update; ``None`` means
+        all pixels are valid. Same layout as the patterns (DC-centred).
+    probe_modes : (K, N, N) complex64 or None
+        All incoherent modes of an imported multi-mode probe (√counts). Until the forward model
+        takes mixed states, ``probe`` holds the dominant mode scaled to the modes' total power
+        (the photon gauge) and this stack is kept for later use; ``None`` for a single mode.
     metadata : dict
         Config that produced it, seeds, versions, physical quantities if known.
     source : str or None
@@ -48,6 +56,8 @@ class Dataset:
     object: np.ndarray | None = None
     scan_index: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    mask: np.ndarray | None = None
+    probe_modes: np.ndarray | None = None
     source: str | None = None
     _closer: Any = field(default=None, repr=False, compare=False)
 
@@ -63,6 +73,13 @@ class Dataset:
     def positions(self) -> np.ndarray:
         """(M, 2) float64 array of ``(x, y)``."""
         return np.stack([self.x, self.y], axis=1)
+
+    @property
+    def valid_pixels(self) -> np.ndarray:
+        """``(N, N)`` bool: the mask, or all True when the dataset has none."""
+        if self.mask is None:
+            return np.ones((self.N, self.N), dtype=bool)
+        return np.asarray(self.mask, dtype=bool)
 
     def read_patterns(self, index: slice | np.ndarray | None = None) -> np.ndarray:
         """Read patterns into memory as float32.
@@ -101,6 +118,8 @@ class Dataset:
         digest.update(np.asarray(self.diffraction.shape, dtype=np.int64).tobytes())
         for arr in (self.x, self.y, self.probe):
             digest.update(np.ascontiguousarray(arr).tobytes())
+        if self.mask is not None:  # only then: unmasked datasets keep their earlier fingerprints
+            digest.update(np.ascontiguousarray(self.mask, dtype=bool).tobytes())
         sample = np.unique(np.linspace(0, self.n_patterns - 1, min(self.n_patterns, 16)).astype(np.int64))
         digest.update(self.read_patterns(sample).tobytes())
         return digest.hexdigest()

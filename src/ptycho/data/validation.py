@@ -16,7 +16,7 @@ import numpy as np
 from ptycho.data.dataset import Dataset
 from ptycho.errors import ConfigError, DataError
 
-__all__ = ["CHECK_BOUNDS_MODES", "VALIDATION_CHUNK", "coerce_array", "reduce_leading", "validate_dataset"]
+__all__ = ["CHECK_BOUNDS_MODES", "VALIDATION_CHUNK", "coerce_array", "coerce_mask", "reduce_leading", "validate_dataset"]
 
 #: Patterns read at a time when scanning the diffraction stack for NaN/Inf/negative values.
 VALIDATION_CHUNK = 1024
@@ -61,6 +61,25 @@ def coerce_array(value: Any, dtype: Any, *, key: str, where: str) -> np.ndarray:
         raise DataError(f"{where}: key '{key}' has dtype {arr.dtype}; expected {target.name}")
     return arr.astype(target, copy=False)
 
+
+def coerce_mask(value: Any, *, key: str = "mask", where: str) -> np.ndarray:
+    """A stored valid-pixel mask as bool: ``bool``, or integers holding only 0 and 1 (1 = valid).
+
+    Raises
+    ------
+    DataError
+        Another dtype, or integers other than 0/1 (a bit-field mask such as CXI's, whose set bits
+        mean *bad*, must be converted on import, not guessed here).
+    """
+    arr = np.asarray(value)
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind not in "iu":
+        raise DataError(f"{where}: key '{key}' has dtype {arr.dtype}; expected bool or uint8 (True/1 = valid pixel)")
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        raise DataError(f"{where}: key '{key}' holds values other than 0 and 1; expected a valid-pixel mask "
+                        "(1 = valid); convert a bit-field detector mask with `ptycho import`")
+    return arr.astype(bool)
 
 
 def reduce_leading(arr: np.ndarray, key: str, where: str, *, combine: bool = False) -> np.ndarray:
@@ -114,6 +133,7 @@ def validate_dataset(ds: Dataset, *, where: str, check_bounds: str = "warn") -> 
         _check_rank(ds.object, "object", 2, "(H, W)", where)
     if ds.scan_index is not None:
         _check_vector(ds.scan_index, "scan_index", M, where, what="indices")
+    _check_detector_extras(ds, N, where)
     for key in ("x", "y", "probe", "object"):
         value = getattr(ds, key)
         if value is not None:
@@ -178,6 +198,22 @@ def _check_probe(probe: Any, N: int, where: str) -> None:
             f"{where}: key 'probe' has shape {shape} but the patterns are {N}×{N}; "
             "the probe must match the pattern size"
         )
+
+
+def _check_detector_extras(ds: Dataset, N: int, where: str) -> None:
+    """The optional ``mask`` ``(N, N)`` (some pixel valid) and ``probe_modes`` ``(K, N, N)``."""
+    if ds.mask is not None:
+        shape = _check_rank(ds.mask, "mask", 2, "(N, N)", where)
+        if shape != (N, N):
+            raise DataError(f"{where}: key 'mask' has shape {shape} but the patterns are {N}×{N}; "
+                            "the mask must match the pattern size")
+        if not np.asarray(ds.mask, dtype=bool).any():
+            raise DataError(f"{where}: key 'mask' marks no pixel as valid; expected True/1 for measured pixels")
+    if ds.probe_modes is not None:
+        shape = _check_rank(ds.probe_modes, "probe_modes", 3, "(K, N, N)", where)
+        if shape[1:] != (N, N):
+            raise DataError(f"{where}: key 'probe_modes' has shape {shape}; expected (K, {N}, {N})")
+        _check_finite(np.asarray(ds.probe_modes), "probe_modes", where)
 
 
 def _nonfinite_counts(arr: np.ndarray) -> tuple[int, int]:

@@ -15,14 +15,14 @@ import h5py
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.data.validation import coerce_array, reduce_leading, validate_dataset
+from ptycho.data.validation import coerce_array, coerce_mask, reduce_leading, validate_dataset
 from ptycho.errors import ConfigError, DataError
 from ptycho.io.atomic import one_line
 from ptycho.io.h5 import H5_SUFFIXES, read_h5, write_h5
 from ptycho.io.legacy import LEGACY_FORMAT, read_ptychopinn_npz, write_ptychopinn_npz
 from ptycho.io.npz import NpzReader, read_npz, write_npz
 
-__all__ = ["SAVE_FORMATS", "load_dataset", "load_probe", "save_dataset"]
+__all__ = ["SAVE_FORMATS", "load_dataset", "load_mask", "load_probe", "save_dataset"]
 
 NPZ_SUFFIXES = (".npz",)
 SAVE_FORMATS = ("h5", "npz", LEGACY_FORMAT)
@@ -58,7 +58,7 @@ def _npz_layout(path: Path) -> str:
     raise DataError(
         f"{path}: not a recognised NPZ dataset (keys: {', '.join(sorted(keys)) or 'none'}); "
         "expected canonical keys diffraction, x, y, probe or the PtychoPINN keys "
-        "diff3d/diffraction, xcoords, ycoords, probeGuess"
+        "diff3d/diffraction, xcoords, ycoords, probeGuess; convert other layouts (tike, CXI) with `ptycho import`"
     )
 
 
@@ -227,3 +227,47 @@ def load_probe(path: str | os.PathLike[str]) -> np.ndarray:
     if not np.isfinite(probe).all():
         raise DataError(f"{path}: key 'probe' contains NaN or Inf values; expected finite numbers")
     return np.ascontiguousarray(probe)
+
+
+def load_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a valid-pixel mask (True/1 = measured pixel) for ``--mask FILE``.
+
+    Accepted: ``.npy`` (the array itself), ``.npz`` or ``.h5``/``.hdf5`` with a key ``mask``
+    (any ptycho dataset holding one). Polarity is always *valid* pixels; a bit-field mask whose
+    set bits mean *bad* (CXI) is converted by ``ptycho import``, not here.
+
+    Returns
+    -------
+    (n, n) bool
+
+    Raises
+    ------
+    DataError
+        Missing file or key, not 2-D, not bool/0-1 integers, or no valid pixel.
+    """
+    p = _existing_file(path)
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        try:
+            raw: Any = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: cannot read as .npy ({one_line(exc)})") from None
+    elif suffix in NPZ_SUFFIXES:
+        with NpzReader(p) as npz:
+            raw = npz.array("mask")
+    elif suffix in H5_SUFFIXES:
+        try:
+            with h5py.File(p, "r") as f:
+                if not isinstance(f.get("mask"), h5py.Dataset):
+                    raise DataError(f"{path}: no dataset 'mask' at the root; expected valid pixels (True = measured)")
+                raw = f["mask"][()]
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read as HDF5 ({one_line(exc)})") from None
+    else:
+        raise DataError(f"{path}: unknown mask format for suffix {suffix or '(none)'}; use .npy, .npz or .h5")
+    mask = coerce_mask(raw, where=str(path))
+    if mask.ndim != 2:
+        raise DataError(f"{path}: mask has shape {mask.shape}; expected (N, N) valid pixels")
+    if not mask.any():
+        raise DataError(f"{path}: mask marks no pixel as valid; expected True/1 for measured pixels")
+    return mask

@@ -7,6 +7,8 @@ Layout (root group)::
     probe        (N, N)    complex64 √counts
     object       (H, W)    complex64 optional ground truth
     scan_index   (M,)      int64     optional
+    mask         (N, N)    bool      optional; True = valid detector pixel
+    probe_modes  (K, N, N) complex64 optional; every mode of a multi-mode probe
     metadata     scalar UTF-8 string holding a JSON object
     attrs: format = "ptycho-dataset", format_version = 1
 
@@ -26,7 +28,7 @@ import h5py
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.data.validation import coerce_array
+from ptycho.data.validation import coerce_array, coerce_mask
 from ptycho.errors import DataError
 from ptycho.io.atomic import (
     discard_temp,
@@ -132,6 +134,10 @@ class H5DatasetWriter(StreamingH5Writer):
         Ground-truth object, stored complex64.
     scan_index : (M,) array-like, optional
         Stored int64.
+    mask : (N, N) array-like, optional
+        Valid detector pixels, stored bool.
+    probe_modes : (K, N, N) array-like, optional
+        Every mode of a multi-mode probe, stored complex64.
     metadata : mapping, optional
         JSON-serialisable; stored as a JSON string.
     compression : {None, "gzip", "lzf"}
@@ -159,6 +165,8 @@ class H5DatasetWriter(StreamingH5Writer):
         scan_index: Any = None,
         metadata: Mapping[str, Any] | None = None,
         compression: str | None = None,
+        mask: Any = None,
+        probe_modes: Any = None,
     ) -> None:
         self.n_patterns = int(n_patterns)
         self.N = int(N)
@@ -174,6 +182,10 @@ class H5DatasetWriter(StreamingH5Writer):
             self._arrays["object"] = np.asarray(object, dtype=np.complex64)
         if scan_index is not None:
             self._arrays["scan_index"] = np.asarray(scan_index, dtype=np.int64)
+        if mask is not None:
+            self._arrays["mask"] = np.asarray(mask, dtype=bool)
+        if probe_modes is not None:
+            self._arrays["probe_modes"] = np.asarray(probe_modes, dtype=np.complex64)
         for key in ("x", "y", "scan_index"):
             if key in self._arrays and self._arrays[key].shape != (self.n_patterns,):
                 raise ValueError(
@@ -253,6 +265,8 @@ def write_h5(
         scan_index=dataset.scan_index,
         metadata=dataset.metadata,
         compression=compression,
+        mask=dataset.mask,
+        probe_modes=dataset.probe_modes,
     ) as writer:
         for start in range(0, M, chunk):
             writer.write(start, dataset.read_patterns(slice(start, min(start + chunk, M))))
@@ -306,7 +320,7 @@ def _read_open_file(f: h5py.File, where: str) -> Dataset:
                 f"{where}: missing key '{key}'; a canonical dataset needs "
                 + ", ".join(f"'{k}'" for k in REQUIRED_KEYS)
             )
-    for key in (*REQUIRED_KEYS, "object", "scan_index"):
+    for key in (*REQUIRED_KEYS, "object", "scan_index", "mask", "probe_modes"):
         if key in f and not isinstance(f[key], h5py.Dataset):
             raise DataError(f"{where}: key '{key}' is an HDF5 group; expected a dataset")
     diffraction = f["diffraction"]
@@ -332,5 +346,7 @@ def _read_open_file(f: h5py.File, where: str) -> Dataset:
         scan_index=eager("scan_index", np.int64),
         metadata=parse_json_metadata(raw, where=where),
         source=where,
+        mask=coerce_mask(f["mask"][()], where=where) if "mask" in f else None,
+        probe_modes=eager("probe_modes", np.complex64),
         _closer=f.close,
     )

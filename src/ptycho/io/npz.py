@@ -1,7 +1,7 @@
 """Canonical NPZ dataset files (docs/formats.md#datasets) and safe NPZ reading.
 
 Same keys as the HDF5 layout (``diffraction``, ``x``, ``y``, ``probe``, optional ``object`` and
-``scan_index``); ``metadata`` is a 0-d unicode array holding a JSON object. NPZ is read whole
+``scan_index``, ``mask``, ``probe_modes``); ``metadata`` is a 0-d unicode array holding a JSON object. NPZ is read whole
 into memory, so it suits small datasets. Files are always opened with ``allow_pickle=False``:
 an object (pickled) array is reported as a :class:`~ptycho.errors.DataError`, never unpickled.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.data.validation import coerce_array
+from ptycho.data.validation import coerce_array, coerce_mask
 from ptycho.errors import DataError
 from ptycho.io.atomic import atomic_output, one_line, parse_json_metadata, to_json
 
@@ -160,6 +160,7 @@ def read_npz(path: str | os.PathLike[str]) -> Dataset:
                     + ", ".join(f"'{k}'" for k in REQUIRED_KEYS)
                 )
         metadata = npz.optional("metadata")
+        mask = npz.optional("mask")
         return Dataset(
             diffraction=npz.array("diffraction", np.float32),
             x=npz.array("x", np.float64),
@@ -169,6 +170,8 @@ def read_npz(path: str | os.PathLike[str]) -> Dataset:
             scan_index=npz.optional("scan_index", np.int64),
             metadata={} if metadata is None else read_metadata_array(metadata, where=npz.where),
             source=npz.where,
+            mask=None if mask is None else coerce_mask(mask, where=npz.where),
+            probe_modes=npz.optional("probe_modes", np.complex64),
         )
 
 
@@ -205,4 +208,8 @@ def write_npz(path: str | os.PathLike[str], dataset: Dataset, *, compress: bool 
         arrays["object"] = np.asarray(dataset.object, dtype=np.complex64)
     if dataset.scan_index is not None:
         arrays["scan_index"] = np.asarray(dataset.scan_index, dtype=np.int64)
+    if dataset.mask is not None:
+        arrays["mask"] = np.asarray(dataset.mask, dtype=bool)
+    if dataset.probe_modes is not None:
+        arrays["probe_modes"] = np.asarray(dataset.probe_modes, dtype=np.complex64)
     return save_npz_arrays(path, arrays, compress=compress)

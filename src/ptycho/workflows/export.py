@@ -250,7 +250,7 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
         diffraction_path = out.with_name(DIFFRACTION_FILE) if config.with_diffraction else None
         if diffraction_path is not None:
             with atomic_output(diffraction_path) as tmp:  # both files or neither
-                write_ptychodus_diffraction(tmp, ds.diffraction, product.indexes, (det_dx, det_dx))
+                write_ptychodus_diffraction(tmp, ds.diffraction, product.indexes, (det_dx, det_dx), ds.mask)
                 write_ptychodus_product(out, product, format=fmt)
         else:
             write_ptychodus_product(out, product, format=fmt)

@@ -58,6 +58,8 @@ class PtychodusProduct:
     loss_epochs : (K,) int64 ; loss_values : (K,) float64
     diffraction : (M, N, N) array-like or None
         Counts of each position, when a diffraction companion was read.
+    mask : (N, N) bool or None
+        Valid detector pixels (the companion's ``bad_pixels`` inverted), None when none is bad.
     """
 
     object: np.ndarray
@@ -85,6 +87,7 @@ class PtychodusProduct:
     loss_epochs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     loss_values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     diffraction: Any = None
+    mask: np.ndarray | None = None
     source: str | None = None
     _closer: Any = field(default=None, repr=False)
 
@@ -132,7 +135,7 @@ class PtychodusProduct:
                 raise DataError(f"{where}: probe pixel {axis} {probe_d:g} m differs from the object's {obj_d:g} m; "
                                 "ptycho needs both sampled alike (resample the probe in Ptychodus)")
         return Dataset(diffraction=self.diffraction, x=self.x, y=self.y, probe=self.probe, object=self.object,
-                       metadata=self.metadata, source=self.source, _closer=self._closer)
+                       metadata=self.metadata, source=self.source, mask=self.mask, _closer=self._closer)
 
 
 def world_center_m(origin_px: float, size_px: int, pixel_m: float) -> float:

@@ -202,16 +202,15 @@ def _read_companion(product: PtychodusProduct, path: Path) -> PtychodusProduct:
                             f"is {product.N}×{product.N}; they must match")
         _warn_detector_geometry(product, patterns, where)
         bad = np.asarray(f["bad_pixels"][()], bool) if "bad_pixels" in f else np.zeros(patterns.shape[1:], bool)
-        if np.array_equal(indexes, product.indexes) and not bad.any():
-            return replace(product, diffraction=patterns, _closer=f.close)  # lazy: same order, nothing to mask
+        if bad.shape != patterns.shape[1:]:
+            raise DataError(f"{where}: bad_pixels has shape {bad.shape}; expected {patterns.shape[1:]}")
+        mask = ~bad if bad.any() else None  # ptycho keeps valid pixels; bad ones leave the loss
+        if np.array_equal(indexes, product.indexes):
+            return replace(product, diffraction=patterns, mask=mask, _closer=f.close)  # lazy: same order
         rows = _match_indexes(indexes, product.indexes, where)
         data = np.asarray(patterns[()], np.float32)[rows]
-        if bad.any():
-            warnings.warn(f"{where}: {int(bad.sum())} bad pixels set to 0 counts (ptycho has no detector mask)",
-                          UserWarning, stacklevel=3)
-            data[:, bad] = 0
         f.close()
-        return replace(product, diffraction=data)
+        return replace(product, diffraction=data, mask=mask)
     except BaseException:
         f.close()
         raise
@@ -255,8 +254,8 @@ def read_ptychodus_product(path: str | os.PathLike[str],
     path : path-like
     diffraction : path-like, optional
         A Ptychodus diffraction file (workflow ``diffraction.h5`` layout). Its patterns are
-        matched to the positions by scan index; bad pixels are set to 0 with a warning. When the
-        indexes already match and nothing is masked the patterns stay on disk (close with
+        matched to the positions by scan index; its bad pixels become the dataset's ``mask``
+        (valid = not bad). When the indexes already match the patterns stay on disk (close with
         ``to_dataset().close()``).
 
     Returns

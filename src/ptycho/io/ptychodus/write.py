@@ -47,7 +47,7 @@ def write_ptychodus_product(path: str | os.PathLike[str], product: PtychodusProd
 
 
 def write_ptychodus_diffraction(path: str | os.PathLike[str], patterns: Any, indexes: Any,
-                                detector_pixel_m: tuple[float, float]) -> Path:
+                                detector_pixel_m: tuple[float, float], mask: Any = None) -> Path:
     """Write the diffraction companion (``load_diffraction_data`` layout), streamed and atomic.
 
     Parameters
@@ -58,6 +58,8 @@ def write_ptychodus_diffraction(path: str | os.PathLike[str], patterns: Any, ind
     indexes : (M,) int
         Scan index of each pattern (the product's ``probe_position_indexes``).
     detector_pixel_m : (width, height)
+    mask : (N, N) bool, optional
+        Valid pixels (ptycho's ``mask``); written inverted as ``bad_pixels``. Default: none bad.
     """
     shape = tuple(int(s) for s in patterns.shape)
     indexes = np.asarray(indexes, np.int64)
@@ -72,7 +74,8 @@ def write_ptychodus_diffraction(path: str | os.PathLike[str], patterns: Any, ind
         for start in range(0, M, WRITE_CHUNK):
             stop = min(start + WRITE_CHUNK, M)
             dset[start:stop] = np.asarray(patterns[start:stop], np.float32)
-        f.create_dataset("bad_pixels", data=np.zeros((h, w), bool))
+        bad = np.zeros((h, w), bool) if mask is None else ~np.asarray(mask, bool)
+        f.create_dataset("bad_pixels", data=bad)
     return Path(path)
 
 
