@@ -23,7 +23,7 @@ class ImportedScan:
     dc : {"centre", "corner"} or None
         Where the format puts the zero frequency; ``None``: no convention, detect it.
     x, y : (M,) float64 or None
-        Probe centres in object pixels (SPEC §2), when the format stores pixels.
+        Probe centres in object pixels (docs/conventions.md#windows), when the format stores pixels.
     x_m, y_m : (M,) float64 or None
         Probe centres in metres, when the format stores physical positions.
     probe : (K, n, n) complex or None

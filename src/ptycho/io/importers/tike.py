@@ -14,7 +14,7 @@ key        shape                   meaning (tike's conventions)
 ``mask``   (n, n)                  optional valid pixels (True = measured), corner layout
 =========  ======================  ===========================================================
 
-Conversion to SPEC §2 (pixel centres at integers, windows given by their centres): a window
+Conversion to docs/conventions.md#windows (pixel centres at integers, windows given by their centres): a window
 whose first pixel is ``s`` has its centre at ``s + (n−1)/2``, so ``x = scan[:, 1] + (n−1)/2`` and
 ``y = scan[:, 0] + (n−1)/2``; tike's own docs put the centre at ``s + n/2`` in its
 pixel-edge coordinates, the same point.
