@@ -52,6 +52,7 @@ def test_no_flag_text_in_the_core():
 def _config_model(section):
     from ptycho.config.evaluate import EvaluateConfig
     from ptycho.config.export import ExportConfig
+    from ptycho.config.importing import ImportConfig
     from ptycho.config.infer import InferConfig
     from ptycho.config.pipeline import DebugABConfig
     from ptycho.config.simulate import SimulateConfig
@@ -59,7 +60,8 @@ def _config_model(section):
     from ptycho.config.train import TrainConfig
 
     return {"simulate": SimulateConfig, "train": TrainConfig, "infer": InferConfig, "stitch": StitchConfig,
-            "evaluate": EvaluateConfig, "export": ExportConfig, "debug_ab": DebugABConfig}[section]
+            "evaluate": EvaluateConfig, "export": ExportConfig, "debug_ab": DebugABConfig,
+            "import": ImportConfig}[section]
 
 
 def _is_field(model, path):

@@ -205,7 +205,7 @@ def test_bad_inputs_exit_3_with_one_line_and_no_file(invoke, sim32, tmp_path):
     rng = np.random.default_rng(1)
     flat = rng.poisson(50.0, (6, 32, 32)).astype(np.float32)
     write_cxi(tmp_path / "flat.cxi", flat, np.arange(6.0), np.zeros(6))
-    expect_refusal(invoke("import", tmp_path / "flat.cxi", "--out", out), out, "ambiguous zero frequency", "import.dc")
+    expect_refusal(invoke("import", tmp_path / "flat.cxi", "--out", out), out, "ambiguous zero frequency", "set --dc to")
     result = invoke("import", tmp_path / "flat.cxi", "--out", out, "--dc", "centre")  # told: accepted
     assert result.exit_code == 0, result.output
     assert "given (import.dc)" in result.output and "guess" in result.output  # no probe in the file: a guess
@@ -216,7 +216,7 @@ def test_output_is_never_the_input_or_an_existing_file(invoke, sim32, tmp_path):
     assert invoke("import", tmp_path / "t.npz", "--out", tmp_path / "t.npz").exit_code == 2
     (tmp_path / "done.h5").write_bytes(b"finished result")
     result = invoke("import", tmp_path / "t.npz", "--out", tmp_path / "done.h5")
-    assert result.exit_code == 2 and "import.overwrite" in result.output
+    assert result.exit_code == 2 and "set --overwrite to replace it" in result.output
     assert (tmp_path / "done.h5").read_bytes() == b"finished result"
     assert invoke("import", tmp_path / "t.npz", "--out", tmp_path / "done.h5", "--overwrite").exit_code == 0
 

@@ -42,6 +42,12 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
         "export.exposure_time_s": "--exposure-time-s", "export.name": "--name", "export.comments": "--comments",
         "export.with_diffraction": "--with-diffraction",
     },
+    "import": {
+        "import.format": "--format", "import.dc": "--dc", "import.N": "--N", "import.reduce": "--reduce",
+        "import.probe": "--probe", "import.mask": "--mask", "import.probe_power": "--probe-power",
+        "import.photon_energy_eV": "--photon-energy-ev", "import.detector_distance_m": "--detector-distance-m",
+        "import.detector_pixel_size_m": "--detector-pixel-size-m", "import.overwrite": "--overwrite",
+    },
     "debug-ab": {
         "debug_ab.stages": "--stages", "debug_ab.epochs": "--epochs", "debug_ab.n_images": "--n-images",
         "debug_ab.stop_on_divergence": "--stop-on-divergence", "debug_ab.figure": "--no-figure",

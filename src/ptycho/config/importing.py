@@ -26,7 +26,7 @@ class ImportConfig(StrictModel):
                                     "or auto (the format's convention, else detected)")
     N: int | None = Field(default=None, gt=0, description="output pattern size (default: the source's)")
     reduce: Literal["crop", "bin"] = Field(default="crop", description="how patterns larger than N shrink")
-    probe: Path | None = Field(default=None, description="probe file (any `simulate --probe file:` source)")
+    probe: Path | None = Field(default=None, description="probe file (a dataset, PtychoPINN NPZ or Ptychodus product)")
     mask: Path | None = Field(default=None, description="valid-pixel mask in the source's layout (.npy, or key 'mask')")
     probe_power: Literal["auto", "keep", "counts"] = Field(
         default="auto", description="the probe's Σ|P|²: keep the file's, set it to the photons estimated from the "

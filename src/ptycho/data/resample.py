@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ptycho.errors import ConfigError
+from ptycho.errors import ConfigError, field
 
 __all__ = ["REDUCTIONS", "Reduction", "plan_reduction"]
 
@@ -114,7 +114,8 @@ def plan_reduction(n_y: int, n_x: int, N: int | None, method: str) -> Reduction:
         raise ConfigError(f"import.reduce: unknown method {method!r}; expected one of {', '.join(REDUCTIONS)}")
     if N is None:
         if n_y != n_x:
-            raise ConfigError(f"patterns are {n_y}×{n_x}, not square; set import.N to crop or bin them to N×N")
+            raise ConfigError(f"patterns are {n_y}×{n_x}, not square; set {field('import.N')} to crop or bin them "
+                              "to N×N")
         return Reduction(n_y, n_x, n_y, "none")
     smallest = min(n_y, n_x)
     if N > smallest:
@@ -126,5 +127,5 @@ def plan_reduction(n_y: int, n_x: int, N: int | None, method: str) -> Reduction:
     factor = smallest // N
     if factor < 2:
         raise ConfigError(f"import.N = {N}: {n_y}×{n_x} patterns hold fewer than 2×2 pixels per binned pixel; "
-                          "set import.reduce to crop, or a smaller import.N")
+                          f"set {field('import.reduce')} to crop, or a smaller {field('import.N')}")
     return Reduction(n_y, n_x, N, "bin", factor)

@@ -230,7 +230,7 @@ def load_probe(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def load_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a valid-pixel mask (True/1 = measured pixel) for ``--mask FILE``.
+    """Read a valid-pixel mask (True/1 = measured pixel): the mask file of train, infer, iterative, import.
 
     Accepted: ``.npy`` (the array itself), ``.npz`` or ``.h5``/``.hdf5`` with a key ``mask``
     (any ptycho dataset holding one). Polarity is always *valid* pixels; a bit-field mask whose

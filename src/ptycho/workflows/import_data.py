@@ -30,7 +30,7 @@ import numpy as np
 from ptycho.config.importing import ImportConfig
 from ptycho.data.detector import find_bad_pixels, photon_estimate
 from ptycho.data.resample import plan_reduction
-from ptycho.errors import ConfigError, DataError
+from ptycho.errors import ConfigError, DataError, field
 from ptycho.io.importers.record import ImportedScan
 from ptycho.registry import Components, ImporterSpec, Table
 from ptycho.workflows.import_steps import (
@@ -83,7 +83,7 @@ def _check_paths(source: Path, out: Path, config: ImportConfig) -> str:
     if out.exists() and out.resolve() == source.resolve():
         raise ConfigError(f"{out}: the output is the input file; choose another output name")
     if out.exists() and not config.overwrite:
-        raise ConfigError(f"{out}: exists; choose another output or set import.overwrite=true to replace it")
+        raise ConfigError(f"{out}: exists; choose another output or set {field('import.overwrite')} to replace it")
     return fmt
 
 
@@ -109,7 +109,7 @@ def choose_importer(source: Path, name: str | None, importers: Table[ImporterSpe
         if spec.sniff(source):
             return spec
     raise DataError(f"{source}: unknown layout ({_file_keys(source)}); no importer recognises it (tried "
-                    f"{', '.join(importers.names())}); name one with import.format if it is one of them")
+                    f"{', '.join(importers.names())}); name one with {field('import.format')} if it is one of them")
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 from ptycho.config.importing import ImportConfig
 from ptycho.data.detector import detect_dc
 from ptycho.data.resample import Reduction
-from ptycho.errors import DataError
+from ptycho.errors import DataError, field
 from ptycho.io.importers.record import ImportedScan
 from ptycho.io.ptychodus.product import detector_pixel_size_m
 
@@ -71,13 +71,13 @@ def zero_frequency(config: ImportConfig, scan: ImportedScan, sample: np.ndarray,
     if scan.dc is not None:
         if found.layout is not None and found.layout != scan.dc:
             warnings.warn(f"{where}: the patterns look DC-{found.layout} (ratio {found.ratio:.3g}) but the "
-                          f"{scan.format} format puts the zero frequency at the {scan.dc}; set import.dc if the "
-                          "file breaks its format's convention", UserWarning, stacklevel=3)
+                          f"{scan.format} format puts the zero frequency at the {scan.dc}; set "
+                          f"{field('import.dc')} if the file breaks its format's convention", UserWarning, stacklevel=3)
         return scan.dc, f"{scan.format} convention"
     if found.layout is None:
         raise DataError(f"{where}: ambiguous zero frequency: the patterns' counts near the centre and near the "
-                        f"corners differ only {found.ratio:.3g}-fold (need ≥ 4 either way); set import.dc to "
-                        "centre or corner")
+                        f"corners differ only {found.ratio:.3g}-fold (need ≥ 4 either way); set "
+                        f"{field('import.dc')} to centre or corner")
     return found.layout, f"detected (centre/corner counts {found.ratio:.3g})"
 
 
@@ -89,7 +89,7 @@ def source_valid(scan: ImportedScan, config: ImportConfig, n_y: int, n_x: int, s
         extra = load_mask(config.mask)
         if extra.shape != (n_y, n_x):
             raise DataError(f"{config.mask}: inconsistent shapes: mask {extra.shape} but the source patterns "
-                            f"are {n_y}×{n_x}; import.mask is in the source's layout")
+                            f"are {n_y}×{n_x}; {field('import.mask')} is in the source's layout")
         valid &= extra
         steps.append(f"mask from {config.mask} applied ({int((~extra).sum())} invalid pixels)")
     return valid
@@ -139,7 +139,7 @@ def probe_positions(scan: ImportedScan, reduction: Reduction, physical: dict[str
             dx = float(scan.probe_pixel_m) * sx
         return x, y, dx, {}
     if not known:
-        missing = [f"import.{k}" for k in ("photon_energy_eV", "detector_distance_m", "detector_pixel_size_m")
+        missing = [field(f"import.{k}") for k in ("photon_energy_eV", "detector_distance_m", "detector_pixel_size_m")
                    if physical[k] is None]
         raise DataError(f"{where}: positions are in metres but the object pixel λz/(N·dx) needs "
                         f"{', '.join(missing)}, which the file does not give; set them")

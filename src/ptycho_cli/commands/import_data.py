@@ -68,8 +68,9 @@ def import_command(
     from ptycho_cli.config_io import resolve_config
     from ptycho_cli.console import print_summary
     from ptycho_cli.errors import guard
+    from ptycho_cli.fields import COMMAND_FLAGS
 
-    with guard(verbose):
+    with guard(verbose, COMMAND_FLAGS["import"]):
         flags = {
             "format": fmt, "dc": dc, "N": N, "reduce": reduce, "probe": probe, "mask": mask,
             "probe_power": probe_power, "photon_energy_eV": photon_energy_ev,
