@@ -27,9 +27,10 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
         "train.loss": "--loss", "train.learning_rate": "--learning-rate", "train.n_groups": "--n-groups",
         "train.neighbors": "--neighbors", "train.model.N": "--N", "train.model.n_filters_scale": "--n-filters-scale",
         "train.model.estimate": "--estimate", "train.strategy": "--strategy", "train.jit": "--jit",
-        "train.seed": "--seed", "train.resume": "--resume",
+        "train.seed": "--seed", "train.resume": "--resume", "train.mask": "--mask",
     },
-    "infer": {"infer.batch_size": "--batch-size", "infer.n_groups": "--n-groups", "infer.jit": "--jit"},
+    "infer": {"infer.batch_size": "--batch-size", "infer.n_groups": "--n-groups", "infer.jit": "--jit",
+              "infer.mask": "--mask"},
     "stitch": {"stitch.crop": "--crop", "stitch.chunk_groups": "--chunk-groups", "stitch.method": "--method"},
     "evaluate": {
         "evaluate.phase_ramp": "--phase-ramp", "evaluate.registration": "--no-register",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from ptycho.config.base import StrictModel
@@ -15,3 +17,4 @@ class InferConfig(StrictModel):
     n_groups: int | None = Field(default=None, gt=0, description="default: one group per position")
     dose_tolerance: float = Field(default=2.0, gt=1, description="largest photon-scale ratio accepted")
     jit: bool = True
+    mask: Path | None = Field(default=None, description="valid-pixel mask file replacing the dataset's mask")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -71,3 +72,4 @@ class TrainConfig(StrictModel):
     jit: bool = Field(default=True, description="XLA-compile the training step")
     max_nan_recoveries: int = Field(default=4, ge=0)
     loss_epsilon: float = Field(default=1e-8, gt=0, description="ε inside the Poisson log")
+    mask: Path | None = Field(default=None, description="valid-pixel mask file replacing the dataset's mask")

@@ -46,10 +46,13 @@ def estimate_channels(estimate: GlobalEstimate | None, index: np.ndarray, N: int
 
 
 def read_group_batch(dataset: Dataset, groups: Groups, rows: np.ndarray, estimate: GlobalEstimate | None = None) -> Batch:
-    """The batch (module docstring) of group ``rows``."""
+    """The batch (module docstring) of group ``rows``. Pixels outside the dataset's ``mask`` read 0
+    counts, so nothing measured there (a beamstop, a hot pixel) reaches the network or the loss."""
     index = groups.index[rows]
     B, C = index.shape
     patterns = dataset.read_patterns(index.ravel()).reshape(B, C, dataset.N, dataset.N)
+    if dataset.mask is not None:
+        patterns = np.where(dataset.valid_pixels, patterns, np.float32(0))
     return (np.ascontiguousarray(patterns.transpose(0, 2, 3, 1)), groups.offset_x[rows], groups.offset_y[rows],
             estimate_channels(estimate, index, dataset.N))
 

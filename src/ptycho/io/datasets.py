@@ -68,6 +68,7 @@ def load_dataset(
     validate: bool = True,
     check_bounds: str = "warn",
     diffraction: str | os.PathLike[str] | None = None,
+    mask: str | os.PathLike[str] | None = None,
 ) -> Dataset:
     """Load a dataset in any supported format, converted to the canonical gauge.
 
@@ -84,6 +85,8 @@ def load_dataset(
         Policy for probe windows reaching outside the object (see ``validate_dataset``).
     diffraction : str or path-like, optional
         For a Ptychodus product: its diffraction file (default: ``diffraction.h5`` beside it).
+    mask : str or path-like, optional
+        A valid-pixel mask file (:func:`load_mask`) that replaces the dataset's own ``mask``.
 
     Returns
     -------
@@ -113,6 +116,12 @@ def load_dataset(
         ds = read_npz(path) if _npz_layout(p) == "canonical" else read_ptychopinn_npz(path)
     else:
         raise _unknown_suffix(path)
+    if mask is not None:
+        try:
+            ds.mask = load_mask(mask)
+        except BaseException:
+            ds.close()
+            raise
     if validate:
         try:
             validate_dataset(ds, where=str(path), check_bounds=check_bounds)

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ptycho.config.iterative import IterativeConfig
-from ptycho.iterative.modulus import measured_modulus, modulus_correction
+from ptycho.iterative.modulus import fft_valid, measured_modulus, modulus_correction
 from ptycho.physics.operators.geometry import Windows, block_extent, window_geometry
 from ptycho.physics.operators.numpy_ops import backfield, extract, farfield, place
 
@@ -169,6 +169,7 @@ def reconstruct_arrays(
     config: IterativeConfig | None = None,
     initial_object: np.ndarray | None = None,
     callback: Callable[[IterationState], None] | None = None,
+    mask: np.ndarray | None = None,
     **options: Any,
 ) -> ReconstructionResult:
     """ePIE / rPIE on in-memory arrays (the engine behind :func:`reconstruct`).
@@ -190,6 +191,9 @@ def reconstruct_arrays(
         instead of ones.
     callback : callable, optional
         Called with an :class:`IterationState` after every iteration.
+    mask : (N, N) bool, optional
+        Valid detector pixels (DC-centred); the modulus update keeps the predicted modulus
+        elsewhere and the error leaves them out (docs/measured-data.md#masks).
     """
     from ptycho.errors import NumericalError
 
@@ -201,7 +205,7 @@ def reconstruct_arrays(
     if np.shape(probe) != (N, N) or np.shape(x) != (M,) or np.shape(y) != (M,):
         raise ValueError(f"probe {np.shape(probe)}, x {np.shape(x)}, y {np.shape(y)} do not match "
                          f"{M} patterns of {N}×{N}: expected ({N}, {N}), ({M},), ({M},)")
-    modulus = measured_modulus(counts)
+    modulus, valid = measured_modulus(counts), fft_valid(mask)
     canvas = canvas_for(x, y, N, object_shape)
     windows = window_geometry(x, y, N, canvas.origin_x, canvas.origin_y)
     probe = np.array(probe, np.complex64)
@@ -213,7 +217,8 @@ def reconstruct_arrays(
         if obj.shape != canvas.shape:
             raise ValueError(f"initial_object has shape {obj.shape}; this scan needs {canvas.shape}")
     rng = np.random.default_rng(cfg.seed)
-    total = float(np.sum(modulus.astype(np.float64) ** 2)) or 1.0
+    measured = modulus if valid is None else np.where(valid, modulus, np.float32(0))
+    total = float(np.sum(measured.astype(np.float64) ** 2)) or 1.0
     errors = np.zeros(cfg.iterations)
     if object_shape is None:
         frame = (0, canvas.shape[0], 0, canvas.shape[1])
@@ -237,7 +242,7 @@ def reconstruct_arrays(
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # non-finite → NumericalError below
             for start in range(0, M, cfg.batch_size):
                 batch = order[start:start + cfg.batch_size]
-                sq_error += minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg)
+                sq_error += minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg, valid)
         if cfg.probe_update:
             scale = math.sqrt(probe_power / max(float(np.sum(np.abs(probe.astype(np.complex128)) ** 2)), 1e-300))
             probe *= np.float32(scale)
@@ -256,14 +261,16 @@ def reconstruct_arrays(
     return finish(cfg.iterations, time.perf_counter() - t0)
 
 
-def minibatch_step(obj: np.ndarray, probe: np.ndarray, windows: Windows, modulus: np.ndarray, cfg: IterativeConfig) -> float:
-    """Update ``obj`` (and ``probe``) in place from one minibatch; return its ``Σ(|Ψ| − A)²``.
+def minibatch_step(obj: np.ndarray, probe: np.ndarray, windows: Windows, modulus: np.ndarray, cfg: IterativeConfig,
+                   valid: np.ndarray | None = None) -> float:
+    """Update ``obj`` (and ``probe``) in place from one minibatch; return its ``Σ(|Ψ| − A)²``
+    (over ``valid`` pixels, unshifted layout, when given: :func:`~ptycho.iterative.modulus.fft_valid`).
 
     The object step is formed on the sub-canvas the batch's windows span (a view of ``obj``).
     """
     patches = extract(obj, windows)  # (B, N, N) O_j
     spectra = farfield(patches * probe)
-    delta, sq_error = modulus_correction(spectra, modulus)
+    delta, sq_error = modulus_correction(spectra, modulus, valid)
     dpsi = backfield(delta)  # (B, N, N) Δψ_j = ψ'_j − ψ_j
     r0, r1, c0, c1 = block_extent(windows)
     local = windows.shifted(-r0, -c0)
@@ -334,7 +341,7 @@ def reconstruct(
         counts = ds.read_patterns()
         object_shape = None if ds.object is None else tuple(int(s) for s in ds.object.shape[-2:])
         return reconstruct_arrays(counts, ds.x, ds.y, ds.probe, object_shape=object_shape, config=cfg,
-                                  initial_object=initial_object, callback=callback)
+                                  initial_object=initial_object, callback=callback, mask=ds.mask)
     finally:
         if owned:
             ds.close()

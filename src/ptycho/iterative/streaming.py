@@ -22,7 +22,7 @@ from ptycho.config.iterative import IterativeConfig
 from ptycho.data.dataset import Dataset
 from ptycho.errors import NumericalError
 from ptycho.iterative.engines import canvas_for, minibatch_step
-from ptycho.iterative.modulus import measured_modulus
+from ptycho.iterative.modulus import fft_valid, measured_modulus
 from ptycho.physics.operators.geometry import Windows, window_geometry
 from ptycho.physics.operators.numpy_ops import extract
 
@@ -72,6 +72,7 @@ def global_estimate(dataset: Dataset, passes: int, *, chunk: int = STREAM_CHUNK,
     obj = np.ones(canvas.shape, np.complex64)
     probe = np.array(dataset.probe, np.complex64)
     rng = np.random.default_rng(seed)
+    valid = fft_valid(dataset.mask)  # masked pixels keep their predicted modulus
     for _ in range(passes):
         for start in range(0, dataset.n_patterns, chunk):
             stop = min(start + chunk, dataset.n_patterns)
@@ -80,7 +81,7 @@ def global_estimate(dataset: Dataset, passes: int, *, chunk: int = STREAM_CHUNK,
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # checked below
                 for b in range(0, len(order), config.batch_size):
                     rows = order[b:b + config.batch_size]
-                    minibatch_step(obj, probe, windows.take(rows + start), modulus[rows], config)
+                    minibatch_step(obj, probe, windows.take(rows + start), modulus[rows], config, valid)
         if not np.isfinite(obj).all():
             raise NumericalError("the global rPIE estimate became non-finite; check the data for bad patterns "
                                  "or train with `train.model.estimate` = group")

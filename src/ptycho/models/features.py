@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ptycho._tf import tf as _tf
 from ptycho.physics.operators.tf_ops import back_propagate, extract_patches, place_patches, propagate
 
@@ -35,7 +37,8 @@ def input_estimate(config: ModelConfig, dataset: Dataset) -> GlobalEstimate | No
     return global_estimate(dataset, config.global_passes, seed=config.seed)
 
 
-def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, canvas_size: int, iterations: int) -> Any:
+def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, canvas_size: int, iterations: int,
+                  valid: Any = None) -> Any:
     """Object estimate of every group member from measured far-field amplitudes.
 
     Parameters
@@ -45,6 +48,8 @@ def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, can
     offset_x, offset_y : (B, C) float, member offsets from the group centroid
     canvas_size : side of the group canvas (≥ N + 2·max|offset|)
     iterations : int ≥ 1
+    valid : (N, N) bool, optional
+        Valid detector pixels (DC-centred); elsewhere each wave keeps its own modulus.
 
     Returns
     -------
@@ -59,6 +64,7 @@ def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, can
     step = tf.math.conj(probe) / tf.complex(tf.reduce_max(intensity), 0.0)
     canvas = tf.complex(tf.ones([B, canvas_size, canvas_size]), tf.zeros([B, canvas_size, canvas_size]))
     modulus = tf.complex(amplitudes, tf.zeros_like(amplitudes))
+    keep = None if valid is None else tf.constant(np.asarray(valid, bool))
 
     def sweep(i: Any, canvas: Any) -> tuple[Any, Any]:
         for c in range(C):  # members in turn (ePIE), unrolled: C ≤ 16
@@ -66,7 +72,10 @@ def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, can
             exit_wave = probe * extract_patches(canvas, x, y, N)
             farfield = propagate(exit_wave)
             phase = farfield / tf.complex(tf.maximum(tf.abs(farfield), 1e-12), 0.0)
-            update = step * (back_propagate(modulus[:, c:c + 1] * phase) - exit_wave)
+            target = modulus[:, c:c + 1] * phase
+            if keep is not None:  # unmeasured pixels: the wave keeps what it predicts
+                target = tf.where(keep, target, farfield)
+            update = step * (back_propagate(target) - exit_wave)
             canvas = canvas + place_patches(update, x, y, canvas_size, canvas_size)
         return i + 1, canvas
 

@@ -25,11 +25,21 @@ def amplitude_abs_error(predicted: Any, counts: Any, epsilon: float) -> Any:
     return tf.abs(tf.sqrt(predicted + epsilon) - tf.sqrt(counts))
 
 
-def per_group_loss(kind: str, predicted: Any, counts: Any, *, norm: float, epsilon: float) -> Any:
+def per_group_loss(kind: str, predicted: Any, counts: Any, *, norm: float, epsilon: float, mask: Any = None) -> Any:
     """Mean loss per group ``(B,)``; ``norm`` divides the Poisson loss by the mean counts per pixel
-    of a unit object (and the amplitude loss by its square root) so both read in O(1) units."""
+    of a unit object (and the amplitude loss by its square root) so both read in O(1) units.
+
+    ``mask`` ``(N, N)`` bool (True = valid pixel, docs/measured-data.md#masks) restricts the mean to
+    valid pixels of the ``(B, N, N, C)`` counts: an invalid pixel is *selected away*, not multiplied
+    by 0, so even absurd or infinite counts there change neither the loss nor its gradient."""
     tf = _tf()
+    per_pixel = poisson_excess(predicted, counts, epsilon) if kind == "nll" else amplitude_abs_error(
+        predicted, counts, epsilon)
+    scale = norm if kind == "nll" else norm**0.5
     axes = list(range(1, len(predicted.shape)))
-    if kind == "nll":
-        return tf.reduce_mean(poisson_excess(predicted, counts, epsilon), axis=axes) / norm
-    return tf.reduce_mean(amplitude_abs_error(predicted, counts, epsilon), axis=axes) / norm**0.5
+    if mask is None:
+        return tf.reduce_mean(per_pixel, axis=axes) / scale
+    valid = tf.broadcast_to(tf.reshape(tf.constant(mask, tf.bool), [1, *mask.shape, 1]), tf.shape(per_pixel))
+    total = tf.reduce_sum(tf.where(valid, per_pixel, tf.zeros_like(per_pixel)), axis=axes)
+    count = tf.reduce_sum(tf.cast(valid, per_pixel.dtype), axis=axes)
+    return total / count / scale

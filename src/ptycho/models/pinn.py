@@ -68,6 +68,9 @@ class PINN:
         self.probe_real = tf.Variable(probe.real, trainable=config.probe_trainable, name="probe_real")
         self.probe_imag = tf.Variable(probe.imag, trainable=config.probe_trainable, name="probe_imag")
         self.scale = tf.Variable(1.0, trainable=config.scale_trainable, name="scale_correction")
+        self.valid_pixels: np.ndarray | None = None
+        """(N, N) bool detector mask of the data in hand (set by train/infer, not stored in a bundle):
+        the group estimate keeps its own modulus on invalid pixels."""
 
     @property
     def probe(self) -> Any:
@@ -98,7 +101,7 @@ class PINN:
             # an input, not a path for gradients: a trainable probe learns through the forward model
             # (and XLA cannot differentiate the estimate's loop)
             group = epie_estimate(tf.transpose(amplitudes, [0, 3, 1, 2]), tf.stop_gradient(self.probe),
-                                  offset_x, offset_y, size, self.config.epie_iterations)
+                                  offset_x, offset_y, size, self.config.epie_iterations, valid=self.valid_pixels)
             group = tf.transpose(group, [0, 2, 3, 1])
             channels += [tf.math.real(group), tf.math.imag(group)]
         if self.config.uses_global_estimate:

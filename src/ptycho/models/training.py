@@ -56,9 +56,11 @@ class Trainer:
     model : PINN, created inside ``strategy.scope()``
     config : TrainConfig
     strategy : the ``tf.distribute`` strategy the model was created under
+    mask : (N, N) bool, optional
+        Valid detector pixels: the loss is their mean only (docs/measured-data.md#masks).
     """
 
-    def __init__(self, model: PINN, config: TrainConfig, strategy: Any):
+    def __init__(self, model: PINN, config: TrainConfig, strategy: Any, mask: np.ndarray | None = None):
         tf = _tf()
         import keras
 
@@ -73,7 +75,7 @@ class Trainer:
             # this replica's share of the global-batch mean: the optimizer sums replica gradients
             with tf.GradientTape() as tape:
                 lam = model.predict_counts(counts, ox, oy, est, training=True)
-                per_group = per_group_loss(kind, lam, counts, norm=norm, epsilon=eps)
+                per_group = per_group_loss(kind, lam, counts, norm=norm, epsilon=eps, mask=mask)
                 loss = tf.reduce_sum(per_group) / global_batch
             return loss, tape.gradient(loss, self.variables)
 
@@ -97,7 +99,7 @@ class Trainer:
         @tf.function(reduce_retracing=True)
         def eval_step(counts: Any, ox: Any, oy: Any, est: Any) -> Any:
             lam = model.predict_counts(counts, ox, oy, est, training=False)
-            return tf.reduce_sum(per_group_loss(kind, lam, counts, norm=norm, epsilon=eps))
+            return tf.reduce_sum(per_group_loss(kind, lam, counts, norm=norm, epsilon=eps, mask=mask))
 
         self._train_step, self._eval_step = train_step, eval_step
 

@@ -82,12 +82,13 @@ def infer(
     tf_ = tf()
     bundle = load_bundle(Path(model_dir), components or Components.builtin())
     model, physics, trained = bundle.model, bundle.model.physics, bundle.train_config
-    with load_dataset(dataset_path) as dataset:
+    with load_dataset(dataset_path, mask=config.mask) as dataset:
         check_compatible(dataset, physics, config.dose_tolerance)
         groups = make_groups(dataset.x, dataset.y, physics.gridsize, n_groups=config.n_groups,
                              neighbors=trained.neighbors, oversample=trained.oversample, seed=trained.seed)
         batch = min(config.batch_size, groups.n_groups)
         size = max(canvas_size(groups.max_offset, physics.N), physics.canvas_size or 0) if physics.C > 1 else None
+        model.valid_pixels = dataset.mask
         estimate = input_estimate(model.config, dataset)
         forward = tf_.function(lambda c, ox, oy, est: model.object_patches(c, ox, oy, est, canvas_size=size),
                                jit_compile=config.jit)

@@ -111,7 +111,7 @@ def train(
     t0 = time.perf_counter()
     components = components or Components.builtin()
     out = Path(out)
-    with load_dataset(dataset_path) as dataset:
+    with load_dataset(dataset_path, mask=config.mask) as dataset:
         model_config = resolve_model_config(config, dataset)
         gridsize = int(model_config.gridsize)
         try:
@@ -133,7 +133,8 @@ def train(
             else:
                 physics = PhysicsSettings.from_probe(dataset.probe, gridsize, canvas_size(groups.max_offset, dataset.N))
                 model = PINN(model_config, physics, dataset.probe, components)
-            trainer = Trainer(model, config, strategy)
+            model.valid_pixels = dataset.mask
+            trainer = Trainer(model, config, strategy, mask=dataset.mask)
         if resume and (state := bundle.optimizer_state()) is not None:
             trainer.load_optimizer_state(state)
             if history.learning_rate:

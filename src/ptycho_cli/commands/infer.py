@@ -22,6 +22,7 @@ def infer_command(
     batch_size: Annotated[Optional[int], Opt("--batch-size", help="Groups per forward pass.")] = None,
     n_groups: Annotated[Optional[int], Opt("--n-groups", help="Groups to reconstruct (default one per position).")] = None,
     jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the forward pass.", show_default=False)] = None,
+    mask: Annotated[Optional[Path], Opt("--mask", help="Valid-pixel mask (True = measured) replacing the dataset's.")] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     quiet: Quiet = False,
@@ -46,7 +47,7 @@ def infer_command(
     from ptycho_cli.fields import COMMAND_FLAGS
 
     with guard(verbose, COMMAND_FLAGS["infer"]):
-        flags = {"batch_size": batch_size, "n_groups": n_groups, "jit": jit}
+        flags = {"batch_size": batch_size, "n_groups": n_groups, "jit": jit, "mask": mask}
         cfg = resolve_config(InferConfig, "infer", files=config or (), sets=set_ or (), flags=flags)
         from ptycho.workflows.infer import infer
 

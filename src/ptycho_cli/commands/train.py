@@ -33,6 +33,8 @@ def train_command(
     jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the training step.", show_default=False)] = None,
     seed: Annotated[Optional[int], Opt("--seed", help="Seed for grouping, split, shuffling and weights.")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue the bundle in --out from its last epoch.")] = False,
+    mask: Annotated[Optional[Path], Opt("--mask", help="Valid-pixel mask (True = measured; .npy, or .npz/.h5 key "
+                                        "'mask') replacing the dataset's: masked pixels leave the loss.")] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     quiet: Quiet = False,
@@ -66,7 +68,7 @@ def train_command(
             "model.gridsize": gridsize, "epochs": epochs, "batch_size": batch_size, "loss": loss,
             "learning_rate": learning_rate, "n_groups": n_groups, "neighbors": neighbors, "model.N": N,
             "model.n_filters_scale": n_filters_scale, "model.estimate": estimate, "strategy": strategy, "jit": jit,
-            "seed": seed,
+            "seed": seed, "mask": mask,
         }
         cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags)
         from ptycho.workflows.train import train

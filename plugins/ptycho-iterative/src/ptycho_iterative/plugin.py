@@ -46,6 +46,8 @@ def iterative_command(
     seed: Annotated[Optional[int], Opt("--seed", help="Seed of the random minibatch order (default 0).", show_default=False)] = None,
     crop_to_scan: Annotated[bool, Opt("--crop-to-scan", help="Write only the supported (illuminated) bounding box, not the full object frame.")] = False,
     no_figures: Annotated[bool, Opt("--no-figures", help="Skip the amplitude and phase PNGs.")] = False,
+    mask: Annotated[Optional[Path], Opt("--mask", help="Valid-pixel mask (True = measured; .npy, or .npz/.h5 key 'mask') "
+                                        "replacing the dataset's: masked pixels keep the predicted modulus.")] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     quiet: Quiet = False,
@@ -80,7 +82,7 @@ def iterative_command(
         from ptycho_iterative.workflow import run_iterative
 
         object_format(out)  # a bad suffix fails before any work
-        with load_dataset(dataset) as ds, progress_bar(cfg.engine, quiet=quiet or as_json, extra="error {task.fields[error]}", error="-") as update:
+        with load_dataset(dataset, mask=mask) as ds, progress_bar(cfg.engine, quiet=quiet or as_json, extra="error {task.fields[error]}", error="-") as update:
             def on_iteration(state: Any) -> None:
                 update(state.iteration, state.iterations, error=f"{state.error:.3e}")
 

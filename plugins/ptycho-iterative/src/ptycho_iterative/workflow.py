@@ -73,6 +73,7 @@ def run_iterative(
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     try:
         n_patterns, N, source = ds.n_patterns, ds.N, ds.source or str(dataset)
+        invalid = int((~ds.valid_pixels).sum())  # masked detector pixels: predicted modulus kept
         result = reconstruct(ds, config=config, callback=callback)
     finally:
         if ds is not dataset:
@@ -80,6 +81,7 @@ def run_iterative(
     metadata: dict[str, Any] = {
         "created_by": "ptycho iterative", "ptycho_iterative_version": __version__, "ptycho_version": ptycho_version,
         "dataset": source, "n_patterns": n_patterns, "N": N, "options": config.model_dump(),
+        "invalid_pixels": invalid,
         "update": f"minibatch {config.engine} (see ptycho.iterative.engines)",
         "interpolation": "bilinear (ptycho.physics.operators convention)",
         "errors": [float(e) for e in result.errors], "seconds": result.seconds,
