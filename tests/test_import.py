@@ -291,3 +291,74 @@ def test_importer_hook_adds_a_format(invoke, sim32, tmp_path):
     assert builtin["provides"]["importers"] == ["ptycho", "ptychodus", "ptychopinn-npz", "tike-npz", "cxi"]
     result = invoke("import", tmp_path / "beam.h5", "--out", tmp_path / "c.h5", "--format", "nosuch")
     assert result.exit_code == 2 and "import.format: unknown importer 'nosuch'" in result.output
+
+
+def test_a_masked_centre_is_ambiguous_not_a_corner(sim32):
+    from ptycho.data.detector import detect_dc
+
+    with load_dataset(sim32) as ds:
+        mean = ds.read_patterns().mean(axis=0)
+    beamstop = np.hypot(*np.mgrid[-16:16, -16:16]) > 5  # False over the central disc
+    found = detect_dc(mean, beamstop)
+    assert found.layout is None and np.isnan(found.ratio)
+    assert detect_dc(mean, np.hypot(*np.mgrid[-16:16, -16:16]) > 2).layout == "centre"  # a small stop still tells
+
+
+def test_ptychopinn_and_ptychodus_files_import_through_their_readers(invoke, sim32, tmp_path):
+    with load_dataset(sim32) as ds:
+        expected = ds.read_patterns()
+        from ptycho.io.legacy import write_ptychopinn_npz
+
+        write_ptychopinn_npz(tmp_path / "pinn.npz", ds)
+    result = invoke("import", tmp_path / "pinn.npz", "--out", tmp_path / "from_pinn.h5", "--json")
+    assert result.exit_code == 0, result.output
+    with load_dataset(tmp_path / "from_pinn.h5") as back:
+        np.testing.assert_allclose(back.read_patterns(), expected, rtol=1e-6)  # amplitudes² = counts
+        assert back.metadata["imported_from"]["format"] == "ptychopinn-npz"
+    valid = np.ones((32, 32), bool)
+    valid[7, 8] = False
+    with load_dataset(sim32) as ds:
+        ds.mask = valid
+        from ptycho.io.datasets import save_dataset
+
+        save_dataset(tmp_path / "masked.npz", ds)
+    stitched = tmp_path / "obj.npz"
+    from ptycho.io.objects import ObjectImage, write_object
+
+    with load_dataset(sim32) as ds:
+        write_object(stitched, ObjectImage(ds.object, np.ones(ds.object.shape, bool), 0.0, 0.0, {}))
+    result = invoke("export-ptychodus", stitched, "--dataset", tmp_path / "masked.npz", "--out",
+                    tmp_path / "run" / "product.h5", "--with-diffraction", "--photon-energy-ev", "8000",
+                    "--detector-distance-m", "2", "--pixel-size-m", "1e-8", "-q")
+    assert result.exit_code == 0, result.output
+    result = invoke("import", tmp_path / "run", "--out", tmp_path / "from_ptychodus.h5", "--json")
+    assert result.exit_code == 0, result.output
+    with load_dataset(tmp_path / "from_ptychodus.h5") as back:
+        np.testing.assert_array_equal(back.read_patterns(), expected)
+        np.testing.assert_array_equal(back.mask, valid)  # bad_pixels written and read back as the mask
+        assert back.metadata["imported_from"]["format"] == "ptychodus" and back.metadata["pixel_size_m"] == 1e-8
+
+
+def test_ptychodus_reads_our_test_cxi_as_we_do(sim32, tmp_path):
+    """Cross-check the CXI conventions against Ptychodus 1.7's own CXI readers."""
+    from ptycho.io.importers.cxi import read_cxi
+    from ptychodus.plugins.cxi_file import CXIDiffractionFileReader, CXIProductFileIO
+
+    patterns, x, y, probe = known_arrays(sim32)
+    bits = np.zeros((32, 32), np.uint32)
+    bits[3, 5] = 0x2
+    pixel = write_cxi(tmp_path / "scan.cxi", patterns, x - 15.5, y - 15.5, probe, bits)
+    theirs = CXIDiffractionFileReader().read(tmp_path / "scan.cxi")
+    meta = theirs.get_metadata()
+    ours = read_cxi(tmp_path / "scan.cxi")
+    try:
+        assert meta.photon_energy_eV == pytest.approx(ours.photon_energy_eV, rel=1e-12)
+        assert meta.detector_distance_m == ours.detector_distance_m
+        assert meta.detector_pixel_geometry.width_m == ours.detector_pixel_m == pixel
+        np.testing.assert_array_equal(~theirs.get_bad_pixels(), ours.mask)
+        with h5py.File(tmp_path / "scan.cxi", "r") as f:
+            positions = CXIProductFileIO()._read_positions(f)
+        np.testing.assert_array_equal(positions.get_coordinates_x_m(), ours.x_m)
+        np.testing.assert_array_equal(positions.get_coordinates_y_m(), ours.y_m)
+    finally:
+        ours.close()

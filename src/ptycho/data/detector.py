@@ -41,6 +41,9 @@ DC_RATIO = 4.0
 is taken to be at the centre (or, inverted, at the corner); anything between is ambiguous."""
 DC_RADIUS_FRACTION = 1 / 8
 """Radius of the discs (at the centre and at the four corners) compared, as a fraction of N."""
+DC_MIN_VALID_FRACTION = 0.25
+"""A disc with fewer valid pixels than this (a beamstop over the centre) cannot testify: the
+patterns are then ambiguous rather than wrongly called DC-at-corner."""
 
 
 def neighbour_extremes(image: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +152,8 @@ def detect_dc(mean_pattern: np.ndarray, valid: np.ndarray) -> DcDetection:
     -------
     DcDetection
         ``"centre"`` when the valid counts near ``(H//2, W//2)`` exceed those near the corners
-        ``DC_RATIO``-fold, ``"corner"`` for the reverse, else ``None``.
+        ``DC_RATIO``-fold, ``"corner"`` for the reverse, else ``None`` (also when either disc is
+        mostly masked: ratio NaN).
     """
     H, W = mean_pattern.shape
     yy, xx = np.mgrid[0:H, 0:W]
@@ -161,9 +165,13 @@ def detect_dc(mean_pattern: np.ndarray, valid: np.ndarray) -> DcDetection:
 
     def level(region: np.ndarray) -> float:
         use = region & valid
-        return float(mean_pattern[use].mean()) if use.any() else 0.0
+        if use.sum() < DC_MIN_VALID_FRACTION * region.sum():
+            return np.nan
+        return float(mean_pattern[use].mean())
 
     centre, corner = level(near_centre), level(near_corner)
+    if np.isnan(centre) or np.isnan(corner):
+        return DcDetection(None, np.nan)
     ratio = centre / corner if corner > 0 else (np.inf if centre > 0 else 1.0)
     if ratio >= DC_RATIO:
         return DcDetection("centre", ratio)

@@ -29,6 +29,7 @@ earlier files carry no units:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,10 @@ def write_ptychopinn_npz(path: str | os.PathLike[str], dataset: Dataset) -> Path
     DataError
         If some counts are negative (they have no real amplitude).
     """
+    dropped = [key for key in ("mask", "probe_modes") if getattr(dataset, key) is not None]
+    if dropped:
+        warnings.warn(f"{path}: the PtychoPINN NPZ layout has no slot for {' and '.join(dropped)}; not written "
+                      "(use the canonical .h5 or .npz to keep them)", UserWarning, stacklevel=2)
     M = dataset.n_patterns
     amplitudes = np.empty((M, dataset.N, dataset.N), dtype=np.float32)
     for start in range(0, M, CONVERT_CHUNK):

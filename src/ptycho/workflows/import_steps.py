@@ -75,9 +75,10 @@ def zero_frequency(config: ImportConfig, scan: ImportedScan, sample: np.ndarray,
                           f"{field('import.dc')} if the file breaks its format's convention", UserWarning, stacklevel=3)
         return scan.dc, f"{scan.format} convention"
     if found.layout is None:
-        raise DataError(f"{where}: ambiguous zero frequency: the patterns' counts near the centre and near the "
-                        f"corners differ only {found.ratio:.3g}-fold (need ≥ 4 either way); set "
-                        f"{field('import.dc')} to centre or corner")
+        evidence = ("the centre or the corners are mostly masked (a beamstop?)" if np.isnan(found.ratio) else
+                    f"the patterns' counts near the centre and near the corners differ only {found.ratio:.3g}-fold "
+                    "(need ≥ 4 either way)")
+        raise DataError(f"{where}: ambiguous zero frequency: {evidence}; set {field('import.dc')} to centre or corner")
     return found.layout, f"detected (centre/corner counts {found.ratio:.3g})"
 
 

@@ -69,6 +69,7 @@ def _from_dataset(ds: Dataset, fmt: str) -> ImportedScan:
         patterns=ds.diffraction, format=fmt, dc="centre", x=np.asarray(ds.x), y=np.asarray(ds.y),
         probe=np.asarray(probe, np.complex64), probe_pixel_m=meta.get("pixel_size_m"), object=ds.object,
         mask=None if ds.mask is None else np.asarray(ds.mask, bool), scan_index=ds.scan_index, metadata=meta,
+        conversions=[str(step) for step in meta.get("conversions", [])],  # a re-import keeps the history
         **{k: (None if v is None else float(v)) for k, v in physical.items()}, closer=ds.close,
     )
 
