@@ -362,3 +362,24 @@ def test_ptychodus_reads_our_test_cxi_as_we_do(sim32, tmp_path):
         np.testing.assert_array_equal(positions.get_coordinates_y_m(), ours.y_m)
     finally:
         ours.close()
+
+
+def test_probe_file_and_its_power_set_from_the_counts(invoke, sim32, tmp_path):
+    patterns, x, y, probe = known_arrays(sim32)
+    dim = (patterns / 20).astype(np.float32)  # 20× fewer photons than the probe file says
+    write_cxi(tmp_path / "dim.cxi", dim, x - 15.5, y - 15.5)  # no probe in the file
+    result = invoke("import", tmp_path / "dim.cxi", "--out", tmp_path / "dim.h5", "--probe", sim32)
+    assert result.exit_code == 0, result.output
+    with load_dataset(tmp_path / "dim.h5") as ds:
+        gauge = ds.metadata["probe"]
+        assert gauge["source"] == f"file {sim32}" and gauge["rescaled"] and not ds.metadata["probe_is_guess"]
+        assert np.sum(np.abs(ds.probe.astype(np.complex128)) ** 2) == pytest.approx(gauge["photons_estimated"], rel=1e-6)
+        np.testing.assert_allclose(ds.probe, probe * np.sqrt(gauge["photons_estimated"] / gauge["power_in_file"]),
+                                   rtol=1e-5, atol=1e-6)
+        totals = np.sort(dim.sum(axis=(1, 2)))
+        assert totals[0] <= gauge["photons_estimated"] <= totals[-1]  # the median of the pattern totals
+    result = invoke("import", tmp_path / "dim.cxi", "--out", tmp_path / "kept.h5", "--probe", sim32,
+                    "--probe-power", "keep")
+    assert result.exit_code == 0, result.output
+    with load_dataset(tmp_path / "kept.h5") as ds:
+        np.testing.assert_array_equal(ds.probe, probe)

@@ -47,10 +47,12 @@ def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
     if config.model.N is not None and config.model.N != N:
         raise DataError(
             f"{dataset.source}: patterns are {N}×{N} but the model was asked for N={config.model.N}; "
-            f"drop `train.model.N` or simulate with `simulate.N` = {config.model.N}"
+            f"drop `train.model.N`, simulate with `simulate.N` = {config.model.N}, or crop or bin larger patterns "
+            f"with `import.N` = {config.model.N} (`ptycho import`)"
         )
     if N not in SUPPORTED_N:
-        raise DataError(f"{dataset.source}: pattern size {N} is not supported; use one of {SUPPORTED_N}")
+        raise DataError(f"{dataset.source}: pattern size {N} is not supported; use one of {SUPPORTED_N} "
+                        f"(crop or bin the patterns with `import.N`)")
     gridsize = config.model.gridsize or int(dataset.metadata.get("gridsize", 1))
     return config.model.model_copy(update={"N": N, "gridsize": gridsize, "seed": config.seed})
 
