@@ -1,17 +1,17 @@
 """Detector realities: valid-pixel masks, bad-pixel detection, the photon gauge of measured data,
 and where the zero frequency of a pattern lies.
 
-**Mask polarity** (docs/measured-data.md#masks). A mask marks the pixels that were *measured*:
-``True`` (or 1) = valid, as pty-chi's ``valid_pixel_mask``. It multiplies a loss directly and needs no inversion at the point
-of use; formats that flag *bad* pixels (CXI's bit field, Ptychodus' ``bad_pixels``) are inverted
-when read.
+**Mask polarity** (docs/measured-data.md#masks). A mask marks the pixels that were
+*measured*: ``True`` (or 1) = valid, as pty-chi's ``valid_pixel_mask``. It selects the pixels of a
+loss directly and needs no inversion at the point of use; formats that flag *bad* pixels (CXI's
+bit field, Ptychodus' ``bad_pixels``) are inverted when read.
 
 **Photon gauge.** The probe carries ``Σ|P|² =`` expected photons per pattern for a unit object
 (docs/conventions.md#photon-gauge). For measured data that number is estimated from the counts
-(:func:`photon_estimate`): the median over patterns of each pattern's total over valid pixels, divided by the share of the
-probe's far-field power those pixels receive. Masked pixels never enter the totals, pixels that
-:func:`find_bad_pixels` flags (hot, saturated or dead) neither, and a few patterns with cosmic
-rays or missing frames cannot move a median.
+(:func:`photon_estimate`): the median over patterns of each pattern's total over valid pixels,
+divided by the share of the probe's far-field power those pixels receive. Masked pixels never
+enter the totals, pixels that :func:`find_bad_pixels` flags (hot, saturated or dead) neither, and
+a few patterns with cosmic rays or missing frames cannot move a median.
 """
 
 from __future__ import annotations

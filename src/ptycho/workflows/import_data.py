@@ -106,7 +106,11 @@ def choose_importer(source: Path, name: str | None, importers: Table[ImporterSpe
     if name is not None:
         return importers.get(name, field_name="import.format")[0]
     for spec in importers.entries.values():
-        if spec.sniff(source):
+        try:
+            recognised = spec.sniff(source)
+        except Exception:  # noqa: BLE001 - a sniff must not raise; a plugin's that does just says no
+            recognised = False
+        if recognised:
             return spec
     raise DataError(f"{source}: unknown layout ({_file_keys(source)}); no importer recognises it (tried "
                     f"{', '.join(importers.names())}); name one with {field('import.format')} if it is one of them")
@@ -156,22 +160,38 @@ def _plan(config: ImportConfig, scan: ImportedScan, where: str) -> _Plan:
         steps.append("object dropped: its pixels no longer match the resampled object pixel")
         obj = None
     detector = {"source_shape": [n_y, n_x], "reduce": reduction.method, "factor": reduction.factor,
-                "valid_pixels": int(valid.sum()), "hot_pixels_found": int(hot.sum()), "dead_pixels_found": int(dead.sum())}
-    if physical["detector_pixel_size_m"] is not None:
-        physical["detector_pixel_size_m"] = physical["detector_pixel_size_m"] * reduction.factor
-    metadata = {**scan.metadata, **{k: v for k, v in physical.items() if v is not None}, **origin,
-                "imported_from": {"path": where, "format": scan.format}, "zero_frequency": {"source": layout, "how": how},
-                "detector": detector, "probe": {"source": probe_source, **mode_info, **gauge},
-                "probe_is_guess": probe_source == "guess", "conversions": steps}
-    if dx is not None:
-        metadata["pixel_size_m"] = dx
-    result = {"zero_frequency": f"{layout} ({how})", "reduction": reduction.method if reduction.method == "none" else
-              f"{reduction.method} {n_y}×{n_x} → {reduction.N}×{reduction.N}", "pixel_size_m": dx,
+                "valid_pixels": int(valid.sum()), "hot_pixels_found": int(hot.sum()),
+                "dead_pixels_found": int(dead.sum())}
+    probe_info = {"source": probe_source, **mode_info, **gauge}
+    metadata = _metadata(scan, where, physical, reduction.factor, dx, origin, layout, how, detector, probe_info, steps)
+    result = {"zero_frequency": f"{layout} ({how})", "reduction": _reduction_text(reduction), "pixel_size_m": dx,
               "probe": probe_source, "probe_modes": len(modes), "probe_photons": gauge["power"],
-              "photons_estimated": estimate, "valid_pixels": int(valid.sum()), "bad_pixels": int(hot.sum() + dead.sum())}
+              "photons_estimated": estimate, "valid_pixels": int(valid.sum()),
+              "bad_pixels": int(hot.sum() + dead.sum())}
     return _Plan(convert, x, y, (probe * factor).astype(np.complex64),
                  None if len(modes) == 1 else (modes * factor).astype(np.complex64), obj,
                  None if valid.all() else valid, metadata, result)
+
+
+def _reduction_text(reduction: Any) -> str:
+    if reduction.method == "none":
+        return "none"
+    return f"{reduction.method} {reduction.n_y}×{reduction.n_x} → {reduction.N}×{reduction.N}"
+
+
+def _metadata(scan: ImportedScan, where: str, physical: dict[str, float | None], factor: int, dx: float | None,
+              origin: dict[str, float], layout: str, how: str, detector: dict[str, Any], probe: dict[str, Any],
+              steps: list[str]) -> dict[str, Any]:
+    """The written dataset's metadata: the source's own, then what the import found and did."""
+    known = {k: v for k, v in physical.items() if v is not None}
+    if "detector_pixel_size_m" in known:  # the pixel of the written (binned) patterns
+        known["detector_pixel_size_m"] *= factor
+    metadata = {**scan.metadata, **known, **origin, "imported_from": {"path": where, "format": scan.format},
+                "zero_frequency": {"source": layout, "how": how}, "detector": detector, "probe": probe,
+                "probe_is_guess": probe["source"] == "guess", "conversions": steps}
+    if dx is not None:
+        metadata["pixel_size_m"] = dx
+    return metadata
 
 
 def _checked(block: np.ndarray, start: int, where: str) -> np.ndarray:
@@ -194,8 +214,8 @@ def _write(out: Path, fmt: str, scan: ImportedScan, plan: _Plan, where: str) -> 
     M, N = scan.n_patterns, plan.convert.reduction.N
     arrays = {"x": plan.x, "y": plan.y, "probe": plan.probe, "object": plan.object, "scan_index": scan.scan_index,
               "metadata": plan.metadata, "mask": plan.mask, "probe_modes": plan.probe_modes}
-    blocks = ((start, _checked(plan.convert.patterns(np.asarray(scan.patterns[start:start + WRITE_CHUNK])), start,
-                               where)) for start in range(0, M, WRITE_CHUNK))
+    blocks = ((start, _checked(plan.convert.patterns(np.asarray(scan.patterns[start:start + WRITE_CHUNK])),
+                               start, where)) for start in range(0, M, WRITE_CHUNK))
     if fmt == "h5":
         with H5DatasetWriter(out, n_patterns=M, N=N, **arrays) as writer:
             for start, block in blocks:

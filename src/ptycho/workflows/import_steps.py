@@ -63,7 +63,7 @@ def sample_patterns(scan: ImportedScan, config: ImportConfig) -> np.ndarray:
 
 
 def zero_frequency(config: ImportConfig, scan: ImportedScan, sample: np.ndarray, valid: np.ndarray,
-                    where: str) -> tuple[str, str]:
+                   where: str) -> tuple[str, str]:
     """The source layout (``"centre"``/``"corner"``) and how it was decided."""
     found = detect_dc(sample.mean(axis=0), valid)
     if config.dc != "auto":
@@ -83,6 +83,7 @@ def zero_frequency(config: ImportConfig, scan: ImportedScan, sample: np.ndarray,
 
 
 def source_valid(scan: ImportedScan, config: ImportConfig, n_y: int, n_x: int, steps: list[str]) -> np.ndarray:
+    """``(n_y, n_x)`` valid pixels in the source's layout: the file's mask and ``import.mask``."""
     from ptycho.io.datasets import load_mask
 
     valid = np.ones((n_y, n_x), bool) if scan.mask is None else np.asarray(scan.mask, bool).copy()
@@ -123,7 +124,7 @@ def physical_quantities(config: ImportConfig, scan: ImportedScan) -> dict[str, f
 
 
 def probe_positions(scan: ImportedScan, reduction: Reduction, physical: dict[str, float | None], where: str,
-               steps: list[str]) -> tuple[np.ndarray, np.ndarray, float | None, dict[str, float]]:
+                    steps: list[str]) -> tuple[np.ndarray, np.ndarray, float | None, dict[str, float]]:
     """Probe centres in object pixels, the object pixel (m, if known) and the world origin."""
     N, b = reduction.N, reduction.factor
     energy, distance, pixel = (physical[k] for k in ("photon_energy_eV", "detector_distance_m",
@@ -163,7 +164,7 @@ def probe_guess(sample: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def probe_modes(config: ImportConfig, scan: ImportedScan, convert: Converter, sample: np.ndarray,
-                 valid: np.ndarray, steps: list[str]) -> tuple[np.ndarray, str]:
+                valid: np.ndarray, steps: list[str]) -> tuple[np.ndarray, str]:
     """``(K, N, N)`` modes in the output sampling and where they came from."""
     from ptycho.io.datasets import load_probe
 
@@ -207,7 +208,7 @@ def dominant_mode(modes: np.ndarray, steps: list[str]) -> tuple[np.ndarray, dict
 
 
 def probe_gauge(config: ImportConfig, probe: np.ndarray, source: str, estimate: float,
-           steps: list[str]) -> tuple[float, dict[str, Any]]:
+                steps: list[str]) -> tuple[float, dict[str, Any]]:
     """Factor applied to the probe amplitude so ``Σ|P|²`` follows ``import.probe_power``."""
     power = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
     ratio = power / estimate

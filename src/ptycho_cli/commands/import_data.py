@@ -37,7 +37,8 @@ def import_command(
     probe_power: Annotated[Optional[str], Opt("--probe-power", help="keep, counts, or auto (keep unless far "
                                               "from the photons estimated from the counts).")] = None,
     photon_energy_ev: Annotated[Optional[float], Opt("--photon-energy-ev", help="Photon energy in eV.")] = None,
-    detector_distance_m: Annotated[Optional[float], Opt("--detector-distance-m", help="Sample–detector distance, m.")] = None,
+    detector_distance_m: Annotated[Optional[float], Opt("--detector-distance-m",
+                                                        help="Sample–detector distance, m.")] = None,
     detector_pixel_size_m: Annotated[Optional[float], Opt("--detector-pixel-size-m", help="Detector pixel, m.")] = None,
     overwrite: Annotated[bool, Opt("--overwrite", help="Replace an existing output file.")] = False,
     config: ConfigFiles = None,

@@ -21,8 +21,9 @@ path                                            meaning (CXI: SI units, no excep
 
 Ptychodus 1.7 takes any non-zero mask value as bad; here, following the CXI specification, the two
 bits that describe good pixels do not make a pixel invalid (``tests/test_import.py`` checks the
-rest against Ptychodus' own CXI readers). Not applied: the detector's ``basis_vectors`` / ``corner_position`` (patterns are used as stored,
-rows first) and any sign convention of the translation beyond Ptychodus' (x → columns, y → rows).
+rest against Ptychodus' own CXI readers). Not applied: the detector's ``basis_vectors`` /
+``corner_position`` (patterns are used as stored, rows first) and any sign convention of the
+translation beyond Ptychodus' (x → columns, y → rows).
 """
 
 from __future__ import annotations
