@@ -30,8 +30,10 @@ def per_group_loss(kind: str, predicted: Any, counts: Any, *, norm: float, epsil
     of a unit object (and the amplitude loss by its square root) so both read in O(1) units.
 
     ``mask`` ``(N, N)`` bool (True = valid pixel, docs/measured-data.md#masks) restricts the mean to
-    valid pixels of the ``(B, N, N, C)`` counts: an invalid pixel is *selected away*, not multiplied
-    by 0, so even absurd or infinite counts there change neither the loss nor its gradient."""
+    valid pixels of the ``(B, N, N, C)`` counts: an invalid pixel is *selected away* (not multiplied
+    by 0), so absurd counts there change neither the loss nor its gradient. (Non-finite ones would
+    still poison the gradient through ``tf.where``; datasets refuse them, and the batches of
+    :mod:`ptycho.data.pipeline` read masked pixels as 0 anyway.)"""
     tf = _tf()
     per_pixel = poisson_excess(predicted, counts, epsilon) if kind == "nll" else amplitude_abs_error(
         predicted, counts, epsilon)
