@@ -202,6 +202,11 @@ def test_bad_inputs_exit_3_with_one_line_and_no_file(invoke, sim32, tmp_path):
         np.savez(tmp_path / "short.npz", data=np.fft.ifftshift(ds.read_patterns(), axes=(-2, -1)),
                  scan=np.zeros((ds.n_patterns - 1, 2)), probe=ds.probe)
     expect_refusal(invoke("import", tmp_path / "short.npz", "--out", out), out, "inconsistent shapes", "scan")
+    with load_dataset(sim32) as ds:
+        broken = np.asarray(ds.probe).copy()
+        broken[0, 0] = np.nan
+        tike_npz(tmp_path / "nanprobe.npz", sim32, probe=broken)
+    expect_refusal(invoke("import", tmp_path / "nanprobe.npz", "--out", out), out, "probe contains NaN")
     rng = np.random.default_rng(1)
     flat = rng.poisson(50.0, (6, 32, 32)).astype(np.float32)
     write_cxi(tmp_path / "flat.cxi", flat, np.arange(6.0), np.zeros(6))

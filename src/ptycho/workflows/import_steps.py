@@ -51,6 +51,9 @@ def check_shapes(scan: ImportedScan, where: str) -> tuple[int, int, int]:
         raise DataError(f"{where}: inconsistent shapes: mask {np.shape(scan.mask)} but patterns are {n_y}×{n_x}")
     if scan.object is not None and np.ndim(scan.object) != 2:
         raise DataError(f"{where}: object has shape {np.shape(scan.object)}; expected (H, W)")
+    for key, values in (("probe", scan.probe), ("object", scan.object)):
+        if values is not None and not np.isfinite(values).all():
+            raise DataError(f"{where}: the {key} contains NaN or Inf; expected finite numbers")
     return M, n_y, n_x
 
 
