@@ -157,8 +157,15 @@ def test_disable_plugins_env_removes_a_plugin_command(runner):
 
 
 def test_installed_entry_points_group_is_ptycho():
-    # the real lookup must not fail even when no third-party plugin is installed
-    assert isinstance(list(metadata.entry_points(group="ptycho")), list)
+    """Every study plugin of this repository (installed by scripts/test.sh) is found through the
+    real entry-point lookup of the group ``ptycho``."""
+    import tomllib
+    from pathlib import Path
+
+    declared = set()
+    for pyproject in (Path(__file__).resolve().parents[1] / "plugins").glob("*/pyproject.toml"):
+        declared |= set(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["entry-points"]["ptycho"])
+    assert declared and declared <= {ep.name for ep in metadata.entry_points(group="ptycho")}
 
 
 def test_command_name_conflict_is_reported_not_fatal(invoke):
@@ -210,3 +217,17 @@ def test_debug_ab_skips_a_declared_plugin_section_and_still_refuses_unknown_ones
     result = invoke("debug-ab", "base", "base", "--config", shared, plugins=[_level_plugin("mytool")])
     assert result.exit_code == 2 and "unknown section 'simulation'" in result.output, result.output
     assert "'mytool'" not in result.output
+
+
+def test_config_sections_are_passed_in_not_looked_up(tmp_path):
+    """resolve_config reads no command-line context: the caller says which top-level keys are
+    sections, and the same call resolves the same way inside and outside a command."""
+    from ptycho.config.stitch import StitchConfig
+    from ptycho.errors import ConfigError
+    from ptycho_cli.config_io import SECTIONS, resolve_config
+
+    shared = tmp_path / "study.yaml"
+    shared.write_text("mytool:\n  level: 3\n")
+    assert resolve_config(StitchConfig, "stitch", files=[shared], sections=(*SECTIONS, "mytool")) == StitchConfig()
+    with pytest.raises(ConfigError, match="mytool"):  # without it, the file reads as flat stitch settings
+        resolve_config(StitchConfig, "stitch", files=[shared])

@@ -16,7 +16,8 @@ from ptycho.data.dataset import Dataset
 from ptycho.errors import DataError
 from ptycho.io.datasets import save_dataset
 from ptycho.io.objects import ObjectImage, write_object
-from ptycho.workflows.evaluate import evaluate, json_safe, supported_rectangle
+from ptycho.io.atomic import json_safe
+from ptycho.workflows.evaluate import evaluate, supported_rectangle
 
 N = 16
 SIZE = 96

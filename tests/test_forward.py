@@ -8,8 +8,9 @@ import pytest
 
 from ptycho.config import ProbeConfig
 from ptycho.physics.operators.tf_ops import simulate_patterns
-from ptycho.physics.noise import poisson_counts, seed_stream
+from ptycho.physics.noise import poisson_counts
 from ptycho.physics.probe import gaussian_probe, ideal_probe, normalise_probe
+from ptycho.seeding import seed_stream
 
 N = 32
 RTOL = 1e-5

@@ -66,13 +66,31 @@ def test_every_hook_is_exercised_by_a_test(name):
     assert users, f"no test implements or calls {name}"
 
 
+def _signature(cls) -> str:
+    """``Record(a, b, c=None)`` as the docs write a record's constructor."""
+    from dataclasses import MISSING
+
+    shown = lambda v: f'"{v}"' if isinstance(v, str) else repr(v)  # noqa: E731 - the docs quote with "
+    parts = [f.name if f.default is MISSING else f"{f.name}={shown(f.default)}" for f in fields(cls)]
+    return f"`{cls.__name__}({', '.join(parts)})`"
+
+
+def _hook_section(docs: str, record: str) -> str:
+    """The text of the ``### `ptycho_…() -> Iterable[record]``` section of the docs."""
+    match = re.search(rf"^### `ptycho_\w+\(\) -> Iterable\[{record}\]`$(.*?)(?=^##)", docs, flags=re.M | re.S)
+    assert match, f"docs/plugins.md has no hook section returning {record}"
+    return match.group(1)
+
+
 @pytest.mark.parametrize("record", specs.__all__)
 def test_every_record_field_is_documented(record):
-    docs = DOCS.read_text(encoding="utf-8")
+    """Each record's hook section shows its exact constructor (every field, in order, with its
+    default) and explains every field but ``name`` in a bullet of its own."""
     cls = getattr(specs, record)
-    assert f"`{record}(" in docs, f"docs/plugins.md does not show {record}(…)"
-    for field in fields(cls):
-        assert re.search(rf"\b{field.name}\b", docs), f"{record}.{field.name} is not documented"
+    section = _hook_section(DOCS.read_text(encoding="utf-8"), record)
+    assert _signature(cls) in section, f"{record}: the docs should show {_signature(cls)}"
+    for field in fields(cls)[1:]:
+        assert re.search(rf"^- `{field.name}\b", section, flags=re.M), f"{record}.{field.name} has no bullet"
 
 
 def test_public_api_is_documented_and_light():

@@ -1,5 +1,7 @@
-"""The built-in objects, probes, scans, models, A/B variants and importers as registry records. The shell
-exposes these through its built-in plugins; library users get them from ``Components.builtin()``."""
+"""The built-in objects, probes, scans, models, A/B variants and importers as registry records. The
+shell exposes these through its built-in plugins; library users get them from
+``Components.builtin()``. This module imports only the records (:mod:`ptycho.records`), the
+physics and the importers, so the registry can load it without an import cycle."""
 
 from __future__ import annotations
 
@@ -9,7 +11,12 @@ from ptycho.physics import object as objects
 from ptycho.physics import probe as probes
 from ptycho.physics import scan as scans
 from ptycho.physics.packaged_probe import aberrated_probe
-from ptycho.registry import ImporterSpec, ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
+from ptycho.records import ImporterSpec, ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
+
+DOSE_HIGH = 1e9
+"""Photons per pattern of the ``dose-high`` variant (the default dose of ``simulate``)."""
+DOSE_LOW = 1e4
+"""Photons per pattern of the ``dose-low`` variant."""
 
 
 def builtin_object_specs() -> list[ObjectSpec]:
@@ -47,11 +54,21 @@ def builtin_model_specs() -> list[ModelSpec]:
 
 
 def builtin_variant_specs() -> list[VariantSpec]:
-    """The built-in ``debug-ab`` variants (grid/nongrid, gs1/gs2, nll/mae, probe-ideal/probe-file,
-    dose-high/dose-low)."""
-    from ptycho.debug.variants import builtin_variant_specs as variants
-
-    return variants()
+    """The built-in ``debug-ab`` variants (docs/debug-ab.md#variants). Paired variants set the same
+    key, so a pair differs in exactly that setting."""
+    return [
+        VariantSpec("grid", {"simulate.scan.kind": "grid"}, "raster scan"),
+        VariantSpec("nongrid", {"simulate.scan.kind": "random"}, "uniform random scan"),
+        VariantSpec("gs1", {"simulate.gridsize": 1}, "no grouping (gridsize 1)"),
+        VariantSpec("gs2", {"simulate.gridsize": 2}, "groups of 2×2 neighbours (gridsize 2)"),
+        VariantSpec("nll", {"train.loss": "nll"}, "Poisson negative log-likelihood on counts"),
+        VariantSpec("mae", {"train.loss": "mae"}, "mean absolute error on amplitudes"),
+        VariantSpec("probe-ideal", {"simulate.probe.kind": "ideal"}, "ideal smoothed-disk probe with defocus"),
+        VariantSpec("probe-file", {"simulate.probe.kind": "aberrated"},
+                    "structured, aberrated probe shipped with ptycho (resources/probe_aberrated.npz)"),
+        VariantSpec("dose-high", {"simulate.nphotons": DOSE_HIGH}, f"{DOSE_HIGH:.0e} photons per pattern"),
+        VariantSpec("dose-low", {"simulate.nphotons": DOSE_LOW}, f"{DOSE_LOW:.0e} photons per pattern"),
+    ]
 
 
 def builtin_importer_specs() -> list[ImporterSpec]:

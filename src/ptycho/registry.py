@@ -1,4 +1,5 @@
-"""Typed records for the pluggable parts of the core, and the collection a workflow receives.
+"""The collection of pluggable parts a workflow receives (the records themselves:
+:mod:`ptycho.records`, re-exported here).
 
 The core never discovers plugins itself: the shell collects these records from the
 ``ptycho_objects`` / ``ptycho_probes`` / ``ptycho_scans`` / ``ptycho_models`` /
@@ -8,88 +9,15 @@ call :meth:`Components.builtin`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-import numpy as np
-
 from ptycho.errors import ConfigError
+from ptycho.records import ImporterSpec, ModelSpec, ObjectSpec, ProbeSpec, ScanSpec, VariantSpec
 
-
-@dataclass(frozen=True)
-class ObjectSpec:
-    """A synthetic object generator.
-
-    ``generate(size, rng, config, arg)`` returns a real ``(size, size)`` pattern in ``[0, 1]``;
-    ``config`` is the :class:`~ptycho.config.ObjectConfig`, ``arg`` the text after ``name:`` in
-    the object kind (``image:PATH`` → ``"PATH"``), else ``None``.
-    """
-
-    name: str
-    generate: Callable[[int, np.random.Generator, Any, str | None], np.ndarray]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class ProbeSpec:
-    """A probe maker. ``make(N, config, arg)`` returns a complex ``(N, N)`` probe of any
-    scale; the core normalises it to the photon budget."""
-
-    name: str
-    make: Callable[[int, Any, str | None], np.ndarray]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class ScanSpec:
-    """A scan pattern. ``make(object_shape, N, config, rng)`` returns ``(x, y)`` float64 arrays
-    of probe-centre positions in object pixels, every window inside the object."""
-
-    name: str
-    make: Callable[[tuple[int, int], int, Any, np.random.Generator], tuple[np.ndarray, np.ndarray]]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A network architecture. ``build(config)`` returns an uncompiled Keras model mapping the
-    features ``(B, N, N, k·C)`` (``k = config.input_channels``: normalised √counts, then Re and Im
-    of the global or group estimate, if the model reads one) to ``(amplitude, phase)``, each
-    ``(B, N, N, C)``."""
-
-    name: str
-    build: Callable[[Any], Any]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class VariantSpec:
-    """A named A/B variant for ``debug-ab``: dotted config keys and their values."""
-
-    name: str
-    settings: Mapping[str, Any]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class ImporterSpec:
-    """A file format ``ptycho import`` reads.
-
-    ``sniff(path) -> bool`` tells cheaply whether ``path`` is in this format (it must never
-    raise: ``False`` when in doubt). ``read(path) -> ImportedScan``
-    (:class:`ptycho.io.importers.ImportedScan`) returns the scan *in the source's conventions*,
-    saying which they are (zero-frequency layout, positions in object pixels or metres, probe
-    modes, mask of valid pixels, physical quantities); the import workflow does every conversion
-    and records it. ``suffixes`` are the file endings the format uses (for help texts).
-    """
-
-    name: str
-    sniff: Callable[[Any], bool]
-    read: Callable[[Any], Any]
-    description: str = ""
-    suffixes: tuple[str, ...] = ()
+__all__ = ["Components", "ImporterSpec", "ModelSpec", "ObjectSpec", "ProbeSpec", "ScanSpec", "Table", "VariantSpec"]
 
 
 S = TypeVar("S")

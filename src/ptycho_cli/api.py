@@ -23,10 +23,11 @@ across releases, the modules behind them are not. What is here:
 - The options every command shares (docs/cli.md#configuration), as Typer annotations: ``ConfigFiles``
   (``--config``, repeatable), ``SetItems`` (``--set dotted.key=value``), ``Quiet``, ``Verbose``,
   ``Json``.
-- Configuration: ``resolve_config(Model, section, files=, sets=, flags=, base=)`` merges defaults <
-  ``base`` < config files (their ``section:`` part) < ``--set`` < flags and validates once
-  (``ConfigError`` → exit code 2); ``read_config_file``, ``section_of`` and ``known_sections`` for
-  custom layering. Declare your section as ``CommandSpec(..., config_section=...)``.
+- Configuration: ``resolve_config(Model, section, files=, sets=, flags=, base=, sections=)`` merges
+  defaults < ``base`` < config files (their ``section:`` part) < ``--set`` < flags and validates
+  once (``ConfigError`` → exit code 2); pass ``sections=ctx.obj.config_sections()`` so a shared
+  file's other sections (plugins' included) are skipped. ``read_config_file`` and ``section_of``
+  for custom layering. Declare your section as ``CommandSpec(..., config_section=...)``.
 - Errors: ``guard(verbose, flags)`` — a context manager that turns exceptions into one ``error: …``
   line and the exit codes of ``ExitCode``, printing the config fields the core names
   (`` `iterative.alpha` ``) as the command's flags given in ``flags`` (``{"iterative.alpha":
@@ -51,7 +52,7 @@ None of this imports TensorFlow; import heavy modules inside command bodies so t
 from __future__ import annotations
 
 from ptycho.errors import ConfigError, DataError, NumericalError, PtychoError
-from ptycho_cli.config_io import known_sections, read_config_file, resolve_config, section_of
+from ptycho_cli.config_io import read_config_file, resolve_config, section_of
 from ptycho_cli.console import print_summary, progress_bar
 from ptycho_cli.errors import ExitCode, fail, guard
 from ptycho_cli.hookspecs import hookimpl
@@ -91,7 +92,6 @@ __all__ = [
     "fail",
     "guard",
     "hookimpl",
-    "known_sections",
     "metrics_table",
     "print_study",
     "print_summary",

@@ -19,8 +19,7 @@ from ptycho.config.merge import deep_merge, dotted_to_nested, validation_message
 from ptycho.errors import ConfigError
 
 __all__ = [
-    "SECTIONS", "deep_merge", "dotted_to_nested", "known_sections", "parse_set", "read_config_file", "resolve_config",
-    "section_of",
+    "SECTIONS", "deep_merge", "dotted_to_nested", "parse_set", "read_config_file", "resolve_config", "section_of",
 ]
 
 SECTIONS = ("simulate", "train", "infer", "stitch", "evaluate", "export", "debug_ab")
@@ -60,17 +59,6 @@ def section_of(data: Mapping[str, Any], section: str, known: Iterable[str] = SEC
     return dict(data)
 
 
-def known_sections() -> tuple[str, ...]:
-    """The config sections of the running ``ptycho`` (built-ins and what plugins declare), read
-    from the command line's plugin host; the built-in ones outside a command line."""
-    from typer.main import get_current_context
-
-    ctx = get_current_context(silent=True)
-    host = ctx.find_root().obj if ctx is not None else None
-    sections = getattr(host, "config_sections", None)
-    return sections() if callable(sections) else SECTIONS
-
-
 def parse_set(item: str, section: str) -> dict[str, Any]:
     """Parse one ``--set dotted.key=value``; the value is read as a YAML scalar (numbers, bools,
     lists). A leading ``section.`` is accepted and dropped."""
@@ -95,15 +83,19 @@ def resolve_config(
     sets: Iterable[str] = (),
     flags: Mapping[str, Any] | None = None,
     base: Mapping[str, Any] | None = None,
+    sections: Iterable[str] = SECTIONS,
 ) -> M:
     """Merge every source in precedence order and validate once.
 
     ``flags`` maps dotted keys to values; ``None`` values (flag not given) are ignored.
     ``base`` is a starting dict below the files (e.g. a bundle's stored config).
+    ``sections`` are the top-level keys that mark a file as sectioned (:func:`section_of`): the
+    built-in commands' by default; a command passes ``ctx.obj.config_sections()`` so that the
+    sections plugins declare count too. Nothing is looked up behind the caller's back, so the
+    same call resolves the same way inside and outside a command.
     """
     merged: dict[str, Any] = dict(base or {})
-    files = list(files)
-    known = known_sections() if files else SECTIONS
+    known = tuple(sections)
     for path in files:
         merged = deep_merge(merged, section_of(read_config_file(Path(path)), section, known))
     for item in sets:

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ptycho.errors import ConfigError, DataError
-from ptycho.physics.noise import seed_stream
+from ptycho.seeding import seed_stream
 
 
 @dataclass(frozen=True)

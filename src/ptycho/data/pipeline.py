@@ -14,7 +14,7 @@ import numpy as np
 
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import Groups
-from ptycho.physics.noise import seed_stream
+from ptycho.seeding import seed_stream
 
 if TYPE_CHECKING:
     from ptycho.iterative.streaming import GlobalEstimate

@@ -1,1 +1,2 @@
-"""``debug-ab`` internals: variants and arms, taps and tolerances, the report."""
+"""``debug-ab`` internals: variants and arms, taps and tolerances (the workflow and its report:
+:mod:`ptycho.workflows.debug_ab`, :mod:`ptycho.workflows.debug_ab_report`)."""

@@ -23,31 +23,11 @@ from ptycho.config.base import to_plain
 from ptycho.config.merge import deep_merge, flatten, merge_dotted, validation_message
 from ptycho.config.pipeline import PipelineConfig
 from ptycho.errors import ConfigError
-from ptycho.registry import Components, VariantSpec
+from ptycho.registry import Components
 
 BASE_VARIANT = "base"
 """The arm name meaning "no variant": the base config plus that arm's overrides only."""
 COMBINE = "+"
-DOSE_HIGH = 1e9
-DOSE_LOW = 1e4
-
-
-def builtin_variant_specs() -> list[VariantSpec]:
-    """The built-in A/B variants (docs/debug-ab.md). Paired variants set the same key, so a pair differs
-    in exactly that setting."""
-    return [
-        VariantSpec("grid", {"simulate.scan.kind": "grid"}, "raster scan"),
-        VariantSpec("nongrid", {"simulate.scan.kind": "random"}, "uniform random scan"),
-        VariantSpec("gs1", {"simulate.gridsize": 1}, "no grouping (gridsize 1)"),
-        VariantSpec("gs2", {"simulate.gridsize": 2}, "groups of 2×2 neighbours (gridsize 2)"),
-        VariantSpec("nll", {"train.loss": "nll"}, "Poisson negative log-likelihood on counts"),
-        VariantSpec("mae", {"train.loss": "mae"}, "mean absolute error on amplitudes"),
-        VariantSpec("probe-ideal", {"simulate.probe.kind": "ideal"}, "ideal smoothed-disk probe with defocus"),
-        VariantSpec("probe-file", {"simulate.probe.kind": "aberrated"},
-                    "structured, aberrated probe shipped with ptycho (resources/probe_aberrated.npz)"),
-        VariantSpec("dose-high", {"simulate.nphotons": DOSE_HIGH}, f"{DOSE_HIGH:.0e} photons per pattern"),
-        VariantSpec("dose-low", {"simulate.nphotons": DOSE_LOW}, f"{DOSE_LOW:.0e} photons per pattern"),
-    ]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ adds ``.npz``) do not rename the file behind our back.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from collections.abc import Iterator
@@ -115,6 +116,20 @@ def json_default(obj: Any) -> Any:
     if isinstance(obj, complex):
         return {"real": obj.real, "imag": obj.imag}
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with numpy types made plain and NaN/±inf replaced by ``None``: strict JSON, for
+    results other programs read (``metrics.json``, reports), where :func:`to_json` keeps them."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def to_json(obj: Any, *, indent: int | None = 2) -> str:

@@ -1,4 +1,4 @@
-"""Poisson noise by photon budget, and the seed streams every random choice comes from."""
+"""Poisson noise by photon budget (its generators come from :func:`ptycho.seeding.seed_stream`)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,6 @@ NOISE_SPLIT = 2  # each chunk's noise is drawn in this many independent, fixed s
 def poisson_counts(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw photon counts with mean ``expected`` (float32 out, integer valued)."""
     return rng.poisson(np.maximum(expected, 0.0).astype(np.float64)).astype(np.float32)
-
-
-def seed_stream(seed: int, purpose: str, *keys: int) -> np.random.Generator:
-    """An independent generator per purpose (``object``, ``scan``, ``noise``, …) and optional
-    integer keys (e.g. a chunk number) from one seed, so changing the scan never changes the
-    object drawn for the same seed, and noise does not depend on how chunks are scheduled."""
-    tag = int.from_bytes(purpose.encode()[:8].ljust(8, b"\0"), "little")
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, tag, *keys])))
 
 
 def chunk_noise_slices(n: int) -> list[slice]:

@@ -19,7 +19,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,64 +27,14 @@ import yaml
 
 from ptycho.config.base import to_plain
 from ptycho.config.pipeline import DebugABConfig
-from ptycho.debug.taps import TapComparison, compare_taps
+from ptycho.debug.taps import compare_taps
 from ptycho.debug.variants import Arm, ArmSpec, base_settings, config_diff, resolve_arm
 from ptycho.errors import ConfigError
 from ptycho.io.atomic import write_text_atomic
 from ptycho.registry import Components
-from ptycho.workflows.pipeline import PipelinePaths, run_stage
-
-
-@dataclass(frozen=True)
-class Event:
-    """Progress of one arm in one stage. ``kind``: start, progress, done, failed."""
-
-    arm: str
-    title: str
-    stage: str
-    kind: str
-    done: int = 0
-    total: int = 0
-    detail: str = ""
-    seconds: float = 0.0
-
-
-OnEvent = Callable[[Event], None]
-
-
-@dataclass
-class ArmRun:
-    """One arm's state while the stages run: its files, taps, timings and figure material."""
-
-    arm: Arm
-    dir: Path
-    taps: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    error: tuple[str, str, int] | None = None  # (stage, one-line message, exit code)
-    artefacts: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def paths(self) -> PipelinePaths:
-        return PipelinePaths(self.dir)
-
-    def path(self, name: str) -> Path:
-        return self.paths[name]
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """One stage compared: ``status`` is ``same``, ``diverged`` (taps beyond tolerance, or one arm
-    failed) or ``failed`` (both arms failed)."""
-
-    stage: str
-    status: str
-    taps: list[TapComparison]
-    errors: dict[str, str]
-    seconds: dict[str, float]
-
-    @property
-    def diverged_taps(self) -> list[TapComparison]:
-        return [t for t in self.taps if t.diverged]
+from ptycho.workflows.debug_ab_report import build_report, write_figure, write_report
+from ptycho.workflows.debug_ab_runs import ArmRun, Event, OnEvent, StageResult
+from ptycho.workflows.pipeline import run_stage
 
 
 @dataclass(frozen=True)
@@ -138,8 +88,6 @@ def debug_ab(
     ConfigError
         Unknown variant or an invalid arm config (before anything runs).
     """
-    from ptycho.debug.report import build_report, write_figure, write_report
-
     t0 = time.perf_counter()
     components = components or Components.builtin()
     if a.label == b.label:

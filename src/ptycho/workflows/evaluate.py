@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from ptycho.config.evaluate import EvaluateConfig
 from ptycho.errors import DataError
+from ptycho.io.atomic import json_safe
 from ptycho.io.objects import ObjectImage, read_object
 from ptycho.metrics.compare import MIN_SIDE_PX, ComparisonResult, compare_objects
 from ptycho.metrics.frc import THRESHOLD_HALF, THRESHOLD_ONE_SEVENTH, FRCResult
@@ -49,19 +49,6 @@ class EvaluateResult:
     metrics: dict[str, Any]
     region: tuple[int, int, int, int]
     comparison: ComparisonResult
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with numpy types made plain and NaN/±inf replaced by ``None`` (valid JSON)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [json_safe(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def overlap_canvases(recon: ObjectImage, truth: ObjectImage) -> tuple[ObjectImage, ObjectImage]:

@@ -14,11 +14,12 @@ from ptycho import __version__
 from ptycho.config.base import to_plain
 from ptycho.config.simulate import SimulateConfig
 from ptycho.errors import ConfigError
-from ptycho.physics.noise import chunk_noise_slices, poisson_counts, seed_stream
+from ptycho.physics.noise import chunk_noise_slices, poisson_counts
 from ptycho.physics.object import make_object
 from ptycho.physics.probe import effective_diameter_px, normalise_probe, probe_energy
 from ptycho.physics.scan import scan_overlap
 from ptycho.registry import Components
+from ptycho.seeding import seed_stream
 
 Progress = Callable[[int, int], None]
 PREVIEW_PATTERNS = 3

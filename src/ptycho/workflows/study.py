@@ -303,7 +303,7 @@ def write_metrics_json(out_dir: Path, *, format: str, split: str, config: Any, r
     (the rows, under the study's own keys), ``figures`` and ``seconds``; NaN is written as null."""
     from ptycho.config.base import to_plain
     from ptycho.io.atomic import write_text_atomic
-    from ptycho.workflows.evaluate import json_safe
+    from ptycho.io.atomic import json_safe
 
     data = json_safe({"format": format, "format_version": 1, "split": split, "config": to_plain(config),
                       **results, "figures": {k: str(v) for k, v in figures.items()}, "seconds": seconds})

@@ -14,7 +14,7 @@ from ptycho.config.train import SUPPORTED_N, ModelConfig, TrainConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import Groups, make_groups
 from ptycho.errors import ConfigError, DataError, NumericalError
-from ptycho.physics.noise import seed_stream
+from ptycho.seeding import seed_stream
 from ptycho.registry import Components
 
 BatchHook = Callable[[int, int, np.ndarray], np.ndarray]

@@ -6,6 +6,7 @@ Also the built-in plugin that registers the built-in A/B variants (hook ``ptycho
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -32,14 +33,13 @@ def _pipeline_keys() -> set[str]:
     return set(PipelineConfig.model_fields)
 
 
-def _split_sections(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A config file's ``(pipeline part, debug_ab part)``. Other commands' sections (``export``, a
-    plugin's) are skipped; unknown top-level keys are an error."""
+def _split_sections(data: dict[str, Any], where: str, sections: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A config file's ``(pipeline part, debug_ab part)``. Other commands' ``sections`` (``export``,
+    a plugin's) are skipped; unknown top-level keys are an error."""
     from ptycho.errors import ConfigError
-    from ptycho_cli.config_io import known_sections
 
     keys = _pipeline_keys()
-    others = set(known_sections())
+    others = set(sections)
     pipeline: dict[str, Any] = {}
     debug: dict[str, Any] = {}
     for key, value in data.items():
@@ -70,7 +70,7 @@ def _dotted_overrides(items: list[str], option: str) -> dict[str, Any]:
     return out
 
 
-def _arm_spec(label: str, name: str, sets: list[str]) -> Any:
+def _arm_spec(label: str, name: str, sets: list[str], sections: Iterable[str]) -> Any:
     """An arm from a variant name (``grid``, ``gs2+mae``, ``base``) or a YAML/TOML file of pipeline settings."""
     from ptycho.debug.variants import ArmSpec
     from ptycho.errors import ConfigError
@@ -81,7 +81,7 @@ def _arm_spec(label: str, name: str, sets: list[str]) -> Any:
         path = Path(name)
         if not path.is_file():
             raise ConfigError(f"arm {label}: variant file {name} not found")
-        pipeline, debug = _split_sections(read_config_file(path), f"arm {label} ({name})")
+        pipeline, debug = _split_sections(read_config_file(path), f"arm {label} ({name})", sections)
         if debug:
             raise ConfigError(f"arm {label} ({name}): a variant file holds pipeline settings only; "
                               f"put the {DEBUG_SECTION} section in --config")
@@ -155,10 +155,11 @@ def debug_ab_command(
     from ptycho_cli.fields import COMMAND_FLAGS
 
     with guard(verbose, COMMAND_FLAGS["debug-ab"]):
+        sections = ctx.obj.config_sections()
         base: dict[str, Any] = {}
         debug_files: dict[str, Any] = {}
         for path in config or ():
-            pipeline, debug = _split_sections(read_config_file(Path(path)), f"--config {path}")
+            pipeline, debug = _split_sections(read_config_file(Path(path)), f"--config {path}", sections)
             base = deep_merge(base, pipeline)
             debug_files = deep_merge(debug_files, debug)
         debug_sets = [s for s in set_ or () if s.strip().startswith(DEBUG_SECTION + ".")]
@@ -170,7 +171,7 @@ def debug_ab_command(
         for key, value in (("train.epochs", epochs), ("simulate.scan.n_images", n_images)):
             if value is not None:  # typed flags beat --config and --set (docs/cli.md#configuration)
                 base = deep_merge(base, dotted_to_nested(key, value))
-        arm_a, arm_b = _arm_spec("A", a, a_set or []), _arm_spec("B", b, b_set or [])
+        arm_a, arm_b = _arm_spec("A", a, a_set or [], sections), _arm_spec("B", b, b_set or [], sections)
         out_dir = out if out is not None else Path(f"debug-ab-{_slug(a)}-vs-{_slug(b)}")
         components = ctx.obj.components()
 
@@ -236,9 +237,9 @@ def _cell(value: Any) -> str:
     """A value as terminal text, safe from rich markup."""
     from rich.markup import escape
 
-    from ptycho.debug.report import _num
+    from ptycho.workflows.debug_ab_report import format_value
 
-    return escape(_num(value))
+    return escape(format_value(value))
 
 
 def print_result(result: Any, *, as_json: bool, quiet: bool, verbose: bool) -> None:

@@ -18,6 +18,7 @@ __all__ = ["evaluate_command", "metrics_table"]
 
 
 def evaluate_command(
+    ctx: typer.Context,
     obj: Annotated[Path, typer.Argument(metavar="OBJECT", help="Object file written by `ptycho stitch`.", show_default=False)],
     truth: Annotated[Path, Opt("--truth", "-t", help="Ground truth: a dataset with an object, or an object file.")],
     out: Annotated[Path, Opt("--out", "-o", help="Output directory for metrics.json and the figures.")],
@@ -50,7 +51,8 @@ def evaluate_command(
 
     with guard(verbose, COMMAND_FLAGS["evaluate"]):
         flags = {"registration": False if no_register else None, "phase_ramp": True if phase_ramp else None, "upsample": upsample}
-        cfg = resolve_config(EvaluateConfig, "evaluate", files=config or (), sets=set_ or (), flags=flags)
+        cfg = resolve_config(EvaluateConfig, "evaluate", files=config or (), sets=set_ or (), flags=flags,
+                             sections=ctx.obj.config_sections())
         from ptycho.workflows.evaluate import evaluate
 
         result = evaluate(cfg, obj, truth, out)

@@ -15,6 +15,7 @@ Opt = typer.Option
 
 
 def export_ptychodus_command(
+    ctx: typer.Context,
     object_path: Annotated[Path, typer.Argument(metavar="OBJECT", help="Object file from `ptycho stitch` (or a dataset with ground truth).", show_default=False)],
     dataset: Annotated[Path, Opt("--dataset", "-d", help="The dataset the object was reconstructed from (positions, probe, metadata).", show_default=False)],
     out: Annotated[Path, Opt("--out", "-o", help="Output product: .h5 (HDF5) or .npz; DIR/product.h5 for a workflow directory.")],
@@ -62,7 +63,8 @@ def export_ptychodus_command(
             "probe_photon_count": probe_photon_count, "exposure_time_s": exposure_time_s, "name": name,
             "comments": comments, "with_diffraction": True if with_diffraction else None,
         }
-        cfg = resolve_config(ExportConfig, "export", files=config or (), sets=set_ or (), flags=flags)
+        cfg = resolve_config(ExportConfig, "export", files=config or (), sets=set_ or (), flags=flags,
+                             sections=ctx.obj.config_sections())
         from ptycho.workflows.export import export_ptychodus
 
         result = export_ptychodus(cfg, object_path, dataset, out, model_dir=model)

@@ -48,7 +48,8 @@ def infer_command(
 
     with guard(verbose, COMMAND_FLAGS["infer"]):
         flags = {"batch_size": batch_size, "n_groups": n_groups, "jit": jit, "mask": mask}
-        cfg = resolve_config(InferConfig, "infer", files=config or (), sets=set_ or (), flags=flags)
+        cfg = resolve_config(InferConfig, "infer", files=config or (), sets=set_ or (), flags=flags,
+                             sections=ctx.obj.config_sections())
         from ptycho.workflows.infer import infer
 
         with progress_bar("inferring", quiet=quiet or as_json) as update:

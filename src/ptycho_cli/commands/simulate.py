@@ -62,7 +62,8 @@ def simulate_command(
             "nphotons": nphotons, "seed": seed, "noise": False if no_noise else None,
             "scan.step_px": step, "scan.jitter_px": jitter,
         }
-        cfg = resolve_config(SimulateConfig, "simulate", files=config or (), sets=set_ or (), flags=flags)
+        cfg = resolve_config(SimulateConfig, "simulate", files=config or (), sets=set_ or (), flags=flags,
+                             sections=ctx.obj.config_sections())
         from ptycho.workflows.simulate import simulate
 
         with progress_bar("simulating", quiet=quiet or as_json) as update:

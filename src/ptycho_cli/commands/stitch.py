@@ -15,6 +15,7 @@ Opt = typer.Option
 
 
 def stitch_command(
+    ctx: typer.Context,
     patches: Annotated[Path, typer.Argument(metavar="PATCHES", help="Patches file written by `ptycho infer` (HDF5).", show_default=False)],
     out: Annotated[Path, Opt("--out", "-o", help="Output object file: .npz or .h5.")],
     crop: Annotated[Optional[int], Opt("--crop", help="Side M of the central M×M crop of each patch (default N/2).")] = None,
@@ -51,7 +52,8 @@ def stitch_command(
 
     with guard(verbose, COMMAND_FLAGS["stitch"]):
         flags = {"crop": crop, "chunk_groups": chunk_groups, "method": method}
-        cfg = resolve_config(StitchConfig, "stitch", files=config or (), sets=set_ or (), flags=flags)
+        cfg = resolve_config(StitchConfig, "stitch", files=config or (), sets=set_ or (), flags=flags,
+                             sections=ctx.obj.config_sections())
         from ptycho.io.objects import object_format
         from ptycho.io.patches import read_patches
         from ptycho.workflows.stitch import stitch

@@ -70,7 +70,8 @@ def train_command(
             "model.n_filters_scale": n_filters_scale, "model.estimate": estimate, "strategy": strategy, "jit": jit,
             "seed": seed, "mask": mask,
         }
-        cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags)
+        cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags,
+                             sections=ctx.obj.config_sections())
         from ptycho.workflows.train import train
 
         with progress_bar("training", quiet=quiet or as_json, extra="loss {task.fields[loss]}", loss="-") as update:

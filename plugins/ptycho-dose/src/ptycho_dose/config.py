@@ -12,13 +12,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ptycho.builtins import DOSE_HIGH, DOSE_LOW  # the doses of the dose-high / dose-low variants
 from ptycho.workflows.study import name_list, number_list, study_pipeline
 
 SECTION = "dose"
 """The section of a ``--config`` file this study reads (and writes to ``study.config.yaml``)."""
 
-DOSE_HIGH = 1e9
-DOSE_LOW = 1e4
 LOSSES = ("nll", "mae")
 Loss = Literal["nll", "mae"]
 

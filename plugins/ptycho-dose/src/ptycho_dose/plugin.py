@@ -72,7 +72,7 @@ def dose_command(
                  "n_images": n_images, "epochs": epochs, "seed": seed}
         # --full < --config files (their dose: section, or flat) < --set < flags
         cfg = resolve_config(DoseConfig, SECTION, files=config or (), sets=set_ or (), flags=flags,
-                             base=FULL_SETTINGS if full else {})
+                             base=FULL_SETTINGS if full else {}, sections=ctx.obj.config_sections())
         from ptycho_dose.study import TERMINAL_COLUMNS, plan, run_study, table_rows
 
         plan(cfg)  # every arm's pipeline config is valid before anything runs

@@ -35,6 +35,7 @@ FLAGS = {
 
 
 def iterative_command(
+    ctx: typer.Context,
     dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Dataset (.h5/.npz) with diffraction, positions and probe.", show_default=False)],
     out: Annotated[Path, Opt("--out", "-o", help="Output object file: .npz or .h5 (the `ptycho stitch` format).")],
     engine: Annotated[Optional[str], Opt("--engine", "-e", help="rpie (default) or epie.", show_default=False)] = None,
@@ -76,7 +77,8 @@ def iterative_command(
         from ptycho.config.iterative import IterativeConfig
 
         # defaults < --config files (their iterative: section, or flat) < --set < flags
-        cfg = resolve_config(IterativeConfig, SECTION, files=config or (), sets=set_ or (), flags=flags)
+        cfg = resolve_config(IterativeConfig, SECTION, files=config or (), sets=set_ or (), flags=flags,
+                             sections=ctx.obj.config_sections())
         from ptycho.io.datasets import load_dataset
         from ptycho.io.objects import object_format
         from ptycho_iterative.workflow import run_iterative

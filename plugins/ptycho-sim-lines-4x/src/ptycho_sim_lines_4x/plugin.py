@@ -83,7 +83,7 @@ def sim_lines_4x_command(
                  "object_size": size, "n_images": n_images, "epochs": epochs, "nphotons": nphotons, "seed": seed}
         # --full < --config files (their sim_lines_4x: section, or flat) < --set < flags
         cfg = resolve_config(SimLines4xConfig, SECTION, files=config or (), sets=set_ or (), flags=flags,
-                             base=FULL_SETTINGS if full else {})
+                             base=FULL_SETTINGS if full else {}, sections=ctx.obj.config_sections())
         from ptycho_sim_lines_4x.study import (
             TERMINAL_COLUMNS,
             plan,

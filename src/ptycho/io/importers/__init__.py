@@ -8,7 +8,7 @@ The built-ins are registered through the ``ptycho_importers`` hook like third-pa
 from __future__ import annotations
 
 from ptycho.io.importers.record import ImportedScan, probe_modes_of
-from ptycho.registry import ImporterSpec
+from ptycho.records import ImporterSpec
 
 __all__ = ["ImportedScan", "builtin_importer_specs", "probe_modes_of"]
 

@@ -7,25 +7,24 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ptycho import __version__
 from ptycho.config.base import to_plain
 from ptycho.config.pipeline import DebugABConfig
-from ptycho.io.atomic import json_default, write_text_atomic
-from ptycho.workflows.evaluate import json_safe
+from ptycho.io.atomic import json_default, json_safe, write_text_atomic
 
-if TYPE_CHECKING:
-    from ptycho.workflows.debug_ab import ArmRun, StageResult
+from ptycho.workflows.debug_ab_runs import ArmRun, StageResult
 
 REPORT_FORMAT = "ptycho-debug-ab"
 SHOWN_DIVERGED = 4
 """Diverged taps named in the one-line verdict."""
 
 
-def _num(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A tap value as report text: ``–`` for none, lower-case booleans, 6 significant digits."""
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -39,7 +38,7 @@ def _num(value: Any) -> str:
 
 def _cell(value: Any) -> str:
     """A Markdown table cell: the number formatted, ``|`` escaped."""
-    return _num(value).replace("|", "\\|")
+    return format_value(value).replace("|", "\\|")
 
 
 def _secs(value: Any) -> str:
@@ -63,7 +62,7 @@ def verdict(runs: Sequence[ArmRun], results: Sequence[StageResult]) -> tuple[str
             line = f"first divergence at {result.stage}: arm {label} failed ({message})"
         else:
             taps = result.diverged_taps
-            shown = ", ".join(f"{t.name} (A {_num(t.a)} vs B {_num(t.b)})" for t in taps[:SHOWN_DIVERGED])
+            shown = ", ".join(f"{t.name} (A {format_value(t.a)} vs B {format_value(t.b)})" for t in taps[:SHOWN_DIVERGED])
             more = f" and {len(taps) - SHOWN_DIVERGED} more" if len(taps) > SHOWN_DIVERGED else ""
             line = f"first divergence at {result.stage}: {shown}{more}"
     if first is None:
