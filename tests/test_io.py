@@ -436,6 +436,30 @@ def test_lazy_read_patterns_with_unsorted_and_duplicated_indices(tmp_path):
     assert not lazy.diffraction.id.valid  # closed with the dataset
 
 
+@pytest.mark.parametrize("lazy", [True, False])
+@pytest.mark.parametrize("bad", [M, M + 3, -1])
+def test_out_of_range_pattern_indices_raise_instead_of_wrapping(tmp_path, lazy, bad):
+    ds = make_dataset()
+    write_h5(tmp_path / "l.h5", ds)
+    with read_h5(tmp_path / "l.h5") if lazy else ds as source:
+        with pytest.raises(IndexError, match=f"pattern index {bad} is out of range for {M} patterns"):
+            source.read_patterns(np.array([0, bad]))
+        np.testing.assert_array_equal(source.read_patterns(np.array([M - 1, 0])), ds.diffraction[[M - 1, 0]])
+
+
+def test_a_closed_file_is_not_read_from_its_cache(tmp_path):
+    """h5py keeps a closed dataset's shape: reading it after close must fail, not quietly work."""
+    write_h5(tmp_path / "l.h5", make_dataset())
+    with read_h5(tmp_path / "l.h5") as lazy:
+        assert lazy.n_patterns == M
+    for read in (lambda: lazy.n_patterns, lambda: lazy.N, lambda: lazy.read_patterns(slice(0, 1))):
+        with pytest.raises(ValueError, match="the file is closed"):
+            read()
+    in_memory = make_dataset()
+    in_memory.close()  # nothing to close: stays readable
+    assert in_memory.n_patterns == M
+
+
 # --------------------------------------------------------------------------- probes
 
 

@@ -60,14 +60,22 @@ class Dataset:
     probe_modes: np.ndarray | None = None
     source: str | None = None
     _closer: Any = field(default=None, repr=False, compare=False)
+    _closed: bool = field(default=False, repr=False, compare=False)
 
     @property
     def n_patterns(self) -> int:
-        return int(self.diffraction.shape[0])
+        return int(self._open_patterns().shape[0])
 
     @property
     def N(self) -> int:
-        return int(self.diffraction.shape[-1])
+        return int(self._open_patterns().shape[-1])
+
+    def _open_patterns(self) -> PatternArray:
+        """The pattern array, refusing a closed file (h5py would still answer from its cache,
+        hiding a read after close that fails for any other backend)."""
+        if self._closed:
+            raise ValueError(f"{self.source or 'dataset'}: the file is closed; read what you need inside its `with` block")
+        return self.diffraction
 
     @property
     def positions(self) -> np.ndarray:
@@ -86,12 +94,25 @@ class Dataset:
 
         ``index`` may be a slice or a 1-D integer array in any order (h5py needs sorted,
         unique indices; this handles the reordering). Always returns a new array.
+
+        Raises
+        ------
+        IndexError
+            An integer index outside ``0 … n_patterns − 1`` (indices are never wrapped).
+        ValueError
+            The file behind the dataset was closed.
         """
+        patterns = self._open_patterns()
         if index is None:
             index = slice(None)
         if isinstance(index, slice):
-            return np.array(self.diffraction[index], dtype=np.float32)
-        index = np.asarray(index, dtype=np.int64).ravel() % self.n_patterns
+            return np.array(patterns[index], dtype=np.float32)
+        index = np.asarray(index, dtype=np.int64).ravel()
+        M = int(patterns.shape[0])
+        if index.size and (index.min() < 0 or index.max() >= M):
+            bad = index[(index < 0) | (index >= M)][0]
+            raise IndexError(f"{self.source or 'dataset'}: pattern index {bad} is out of range for "
+                             f"{M} patterns (0 … {M - 1})")
         if isinstance(self.diffraction, np.ndarray):
             return self.diffraction[index].astype(np.float32, copy=False)
         unique, inverse = np.unique(index, return_inverse=True)
@@ -129,6 +150,7 @@ class Dataset:
         if self._closer is not None:
             self._closer()
             self._closer = None
+            self._closed = True
 
     def __enter__(self) -> "Dataset":
         return self

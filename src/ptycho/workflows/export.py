@@ -33,6 +33,7 @@ import numpy as np
 from ptycho import __version__
 from ptycho.config.export import ExportConfig
 from ptycho.data.dataset import Dataset
+from ptycho.data.validation import BOUNDS_TOL_PX
 from ptycho.errors import DataError
 from ptycho.io.atomic import atomic_output, one_line
 from ptycho.io.objects import ObjectImage, read_object
@@ -45,7 +46,6 @@ REQUIRED_PHYSICS = ("photon_energy_eV", "detector_distance_m", "pixel_size_m")
 """Physical values a product needs: fields of :class:`ExportConfig`, else the dataset metadata."""
 CENTRE_TOL_PX = 0.5
 """A probe centre may lie at most half a pixel beyond the object's edge pixel centres."""
-BOUNDS_TOL_PX = 1e-6
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def relative_positions(image: ObjectImage, ds: Dataset, object_path: Path) -> tu
             f"object at origin ({image.origin_x:g}, {image.origin_y:g}) (first at x={ds.x[out][0]:g}, "
             f"y={ds.y[out][0]:g}); the object and the dataset do not belong together")
     half = (ds.N - 1) / 2
-    tol = BOUNDS_TOL_PX
+    tol = BOUNDS_TOL_PX  # the same slack the dataset validation allows
     outside = (x - half < -tol) | (x + half > W - 1 + tol) | (y - half < -tol) | (y + half > H - 1 + tol)
     return x, y, int(outside.sum())
 
@@ -217,6 +217,7 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
     fmt = product_format(out, config.format)
     image = read_object(object_path)
     ds = load_dataset(dataset_path, check_bounds="off")
+    N = ds.N  # the result reports it after the file is closed
     try:
         physics = resolve_physics(config, ds.metadata, dataset_path)
         _check_provenance(image, ds, object_path, dataset_path)
@@ -246,7 +247,7 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
             exposure_time_s=exposure, mass_attenuation_m2_per_kg=config.mass_attenuation_m2_per_kg,
             tomography_angle_deg=config.tomography_angle_deg, loss_epochs=epochs, loss_values=losses,
         )
-        det_dx = detector_pixel_size_m(product.photon_energy_eV, product.detector_distance_m, ds.N, probe_dx)
+        det_dx = detector_pixel_size_m(product.photon_energy_eV, product.detector_distance_m, N, probe_dx)
         diffraction_path = out.with_name(DIFFRACTION_FILE) if config.with_diffraction else None
         if diffraction_path is not None:
             with atomic_output(diffraction_path) as tmp:  # both files or neither
@@ -267,7 +268,7 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
                       f"(HDF5); {diffraction_path.name} was written beside it", UserWarning, stacklevel=2)
     return ExportResult(
         path=out, format=fmt, config_path=config_path, diffraction_path=diffraction_path, workflow_directory=workflow,
-        n_positions=len(x), object_shape=(H, W), N=ds.N, photon_energy_eV=product.photon_energy_eV,
+        n_positions=len(x), object_shape=(H, W), N=N, photon_energy_eV=product.photon_energy_eV,
         detector_distance_m=product.detector_distance_m, pixel_size_m=dx, probe_pixel_size_m=probe_dx,
         detector_pixel_size_m=det_dx, probe_photon_count=photons, probe_source=probe_source,
         loss_epochs=int(epochs.size), windows_outside=windows_outside, seconds=time.perf_counter() - t0,

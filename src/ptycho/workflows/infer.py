@@ -84,6 +84,7 @@ def infer(
     model, physics, trained = bundle.model, bundle.model.physics, bundle.train_config
     with load_dataset(dataset_path, mask=config.mask) as dataset:
         check_compatible(dataset, physics, config.dose_tolerance)
+        n_patterns = dataset.n_patterns  # read while the file is open
         groups = make_groups(dataset.x, dataset.y, physics.gridsize, n_groups=config.n_groups,
                              neighbors=trained.neighbors, oversample=trained.oversample, seed=trained.seed)
         batch = min(config.batch_size, groups.n_groups)
@@ -114,5 +115,5 @@ def infer(
                 if progress:
                     progress(int(rows[-1]) + 1, groups.n_groups)
     write_resolved_config(Path(out), "infer", config)
-    return InferResult(Path(out), groups.n_groups, dataset.n_patterns, physics.gridsize,
+    return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize,
                        time.perf_counter() - t0, seconds, steady_groups, steady_seconds)
