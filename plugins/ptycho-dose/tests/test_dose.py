@@ -41,8 +41,12 @@ def test_two_by_two_study_writes_table_and_six_panel_figure(tmp_path):
         assert -1 <= row["amplitude"]["ssim"] <= 1 and -1 <= row["phase"]["ssim"] <= 1 and row["train_seconds"] > 0
         assert row["amplitude_mean_ratio"] is not None and row["final_loss"] is not None
     assert arms["high-nll"]["nphotons"] == 1e9 and arms["low-mae"]["nphotons"] == 1e4
-    for name in ("metrics.md", "metrics.json", "dose_comparison.png", "dose_comparison_phase.png", "study.config.yaml"):
+    for name in ("metrics.md", "metrics.json", "study.config.yaml"):
         assert (out / name).stat().st_size > 0, name
+    from matplotlib.image import imread
+
+    for name in ("dose_comparison.png", "dose_comparison_phase.png"):  # 2 doses × 3 panels of 3.6 × 3.2 in at 40 dpi
+        assert imread(out / name).shape[:2] == (round(2 * 3.2 * 40), round(3 * 3.6 * 40)), name
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["high-mae", "high-nll", "low-mae", "low-nll"]
     table = (out / "metrics.md").read_text()
     assert "| photons | NLL | MAE |" in table and "| 1e+04 (low) |" in table
@@ -53,15 +57,23 @@ def test_figure_has_a_log_pattern_and_a_reconstruction_per_loss(tmp_path):
     """Six panels for two doses × (pattern + two losses); a failed arm gets a text panel."""
     import numpy as np
     from ptycho_dose import DoseConfig
-    from ptycho_dose.study import dose_figure
+    from ptycho_dose.study import dose_figure, dose_panels
 
     cfg = DoseConfig()
     blank = {"ssim": None, "psnr": None, "mae": None}
     rows = [{"name": f"{d}-{l}", "nphotons": p, "loss": l, "failed_stage": "train", "error": "NumericalError: NaN",
              "amplitude": blank, "phase": blank} for d, p in (("high", 1e9), ("low", 1e4)) for l in ("nll", "mae")]
     patterns = {1e9: np.full((32, 32), 1e5), 1e4: np.ones((32, 32))}
+    panels = dose_panels(cfg, rows, {}, patterns, part="amplitude").axes[:6]
+    for row, dose in enumerate(("1e+09", "1e+04")):
+        pattern, *losses = panels[3 * row:3 * row + 3]
+        assert len(pattern.images) == 1 and pattern.get_title().startswith(f"{dose} photons: pattern")
+        np.testing.assert_allclose(pattern.images[0].get_array(), np.log10(1 + patterns[float(dose)]))
+        for ax, loss in zip(losses, ("NLL", "MAE")):
+            assert not ax.images and not ax.axison
+            assert [t.get_text() for t in ax.texts] == [f"{dose} photons, {loss}\nfailed at train: NumericalError: NaN"]
     path = dose_figure(tmp_path / "f.png", cfg, rows, {}, patterns, part="amplitude")
-    assert path.stat().st_size > 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plan_layers_dose_and_loss():

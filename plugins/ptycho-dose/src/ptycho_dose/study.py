@@ -204,12 +204,26 @@ def write_figures(out_dir: Path, config: DoseConfig, rows: list[dict[str, Any]],
 
 def dose_figure(path: Path, config: DoseConfig, rows: list[dict[str, Any]], comparisons: dict[str, Any],
                 patterns: dict[float, Any], *, part: str) -> Path:
+    """Write :func:`dose_panels` as a PNG at ``path``."""
+    from ptycho.figures.common import save_figure
+
+    return save_figure(dose_panels(config, rows, comparisons, patterns, part=part), path, dpi=config.figure_dpi)
+
+
+def dose_panels(config: DoseConfig, rows: list[dict[str, Any]], comparisons: dict[str, Any],
+                patterns: dict[float, Any], *, part: str) -> Any:
     """One row per dose: a training diffraction pattern as ``log10(1 + counts)``, then each loss's
-    reconstruction (``part``: amplitude or phase; registered, phase offset removed). All
-    reconstructions share one colour range, from the truth's."""
+    reconstruction (``part``: amplitude or phase; registered, phase offset removed), or the reason
+    it is missing. All reconstructions share one colour range, from the truth's.
+
+    Returns
+    -------
+    matplotlib.figure.Figure whose first ``len(doses) × (1 + len(losses))`` axes are the panels,
+    row by row (colour bars follow).
+    """
     import numpy as np
 
-    from ptycho.figures.common import new_figure, save_figure, show_image
+    from ptycho.figures.common import new_figure, show_image
 
     by_key = {(r["nphotons"], r["loss"]): r for r in rows}
     cols = 1 + len(config.losses)
@@ -244,4 +258,4 @@ def dose_figure(path: Path, config: DoseConfig, rows: list[dict[str, Any]], comp
             ssim = row[part]["ssim"]
             show_image(fig, ax, values[row["name"]], f"{label}, {loss.upper()} loss\n{part}{unit}, SSIM {cell(ssim)}",
                        cmap=cmap, vmin=vmin, vmax=vmax)
-    return save_figure(fig, path, dpi=config.figure_dpi)
+    return fig
