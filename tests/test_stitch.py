@@ -311,7 +311,6 @@ def test_lsq_undoes_the_interpolation_blur_of_subpixel_windows(tmp_path, C):
         inner[12:-12, 12:-12] = True  # well inside the scanned area
         err = np.abs(image.object - truth_on_canvas(rough, image))[inner & image.support]
         errors[method] = float(np.median(err)), float(np.sqrt(np.mean(err**2)))
-    print(errors)
     assert errors["average"][0] > 0.1  # a rough object: the interpolation blur is large
     assert errors["lsq"][0] < LSQ_MEDIAN_ERROR  # ... and gone
     assert errors["lsq"][1] < LSQ_RMS_FRACTION * errors["average"][1]  # thin pixels keep the average

@@ -7,7 +7,6 @@ fixtures: TensorFlow's compile time, not the arithmetic, dominates them.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -16,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import numpy as np
@@ -388,25 +388,42 @@ def test_tiny_fit_reduces_the_poisson_excess_tenfold(dataset, tmp_path):
 
 # -- the NaN guard ---------------------------------------------------------------------------
 
-def nan_batches(when):
-    """A ``batch_hook`` putting NaN into the batches for which ``when(epoch, step)`` holds."""
-    seen = []
+def nan_batches(monkeypatch, when):
+    """Put NaN into the training batches for which ``when(epoch, step, seen)`` holds, by wrapping
+    the pipeline's batch reader (the training code has no test hook). ``.seen`` lists the
+    ``(epoch, step)`` of every poisoned batch. Training batches are recognised by the row arrays
+    ``batch_rows`` hands out for a shuffled epoch."""
+    import ptycho.data.pipeline as pipeline
 
-    def hook(epoch, step, counts):
-        if when(epoch, step, seen):
-            seen.append((epoch, step))
+    where: dict[int, tuple[int, int]] = {}  # id of a row array -> (epoch, step)
+    alive: list[np.ndarray] = []  # the tagged arrays, kept so that their ids are not reused
+    seen: list[tuple[int, int]] = []
+    batch_rows, read_group_batch = pipeline.batch_rows, pipeline.read_group_batch
+
+    def rows_of_epoch(*args, **kwargs):
+        rows = batch_rows(*args, **kwargs)
+        if kwargs.get("shuffle"):
+            where.update({id(r): (kwargs.get("epoch", 0), step) for step, r in enumerate(rows)})
+            alive.extend(rows)
+        return rows
+
+    def poisoned(dataset, groups, rows, estimate=None):
+        counts, *rest = read_group_batch(dataset, groups, rows, estimate)
+        if id(rows) in where and when(*where[id(rows)], seen):
+            seen.append(where[id(rows)])
             counts = counts.copy()
             counts[0, N // 2, N // 2, 0] = np.nan
-        return counts
+        return (counts, *rest)
 
-    hook.seen = seen
-    return hook
+    monkeypatch.setattr(pipeline, "batch_rows", rows_of_epoch)
+    monkeypatch.setattr(pipeline, "read_group_batch", poisoned)
+    return types.SimpleNamespace(seen=seen)
 
 
-def test_one_nan_batch_is_recovered(dataset, tmp_path):
+def test_one_nan_batch_is_recovered(dataset, tmp_path, monkeypatch):
     config = TrainConfig(model=ModelConfig(n_filters_scale=1), epochs=2, batch_size=8, jit=False)
-    hook = nan_batches(lambda epoch, step, seen: epoch == 1 and step == 2 and not seen)
-    result = train(config, dataset, tmp_path / "m", batch_hook=hook)
+    hook = nan_batches(monkeypatch, lambda epoch, step, seen: epoch == 1 and step == 2 and not seen)
+    result = train(config, dataset, tmp_path / "m")
     assert hook.seen == [(1, 2)]
     history = json.loads((tmp_path / "m" / "history.json").read_text())
     assert history["nan_recoveries"] == 1 and result.nan_recoveries == 1
@@ -417,12 +434,12 @@ def test_one_nan_batch_is_recovered(dataset, tmp_path):
     assert all_finite(bundle.model)
 
 
-def test_persistent_nan_after_a_good_epoch_keeps_that_epoch(dataset, tmp_path):
+def test_persistent_nan_after_a_good_epoch_keeps_that_epoch(dataset, tmp_path, monkeypatch):
     config = TrainConfig(model=ModelConfig(n_filters_scale=1), epochs=3, batch_size=8, jit=False,
                          max_nan_recoveries=1)
-    hook = nan_batches(lambda epoch, step, seen: epoch >= 1)
+    hook = nan_batches(monkeypatch, lambda epoch, step, seen: epoch >= 1)
     with pytest.raises(NumericalError) as excinfo:
-        train(config, dataset, tmp_path / "m", batch_hook=hook)
+        train(config, dataset, tmp_path / "m")
     message = str(excinfo.value)
     assert excinfo.value.exit_code == 4
     assert "\n" not in message and "diverged" in message and "epoch 1" in message
@@ -437,13 +454,10 @@ def test_persistent_nan_after_a_good_epoch_keeps_that_epoch(dataset, tmp_path):
 def test_unrecoverable_nan_exits_4_and_keeps_the_earlier_bundle(cli_bundle, dataset, tmp_path, invoke, monkeypatch):
     """NaN in every batch through the command line: exit 4, one error line, and the bundle an
     earlier run left in the same ``--out`` is untouched and still loads as a finite model."""
-    import ptycho.workflows.train as train_module
-
     out = tmp_path / "model"
     shutil.copytree(cli_bundle[0], out)
     digests = {p.name: sha256(p) for p in out.iterdir()}
-    hook = nan_batches(lambda epoch, step, seen: True)
-    monkeypatch.setattr(train_module, "train", functools.partial(train_module.train, batch_hook=hook))
+    hook = nan_batches(monkeypatch, lambda epoch, step, seen: True)
     result = invoke("train", dataset, "--out", out, "--epochs", "2", "--no-jit", *TINY,
                     "--set", "max_nan_recoveries=1")
     assert result.exit_code == 4, result.output
@@ -472,6 +486,9 @@ MIRRORED_SCRIPT = textwrap.dedent(
     from ptycho.io.datasets import load_dataset
     from ptycho.models.bundle import all_finite, load_bundle
     from ptycho.models.pinn import PINN, PhysicsSettings
+    from ptycho.data.grouping import make_groups
+    from ptycho.data.pipeline import read_group_batch
+    from ptycho.models.features import input_estimate
     from ptycho.models.training import Trainer, make_strategy
     from ptycho.registry import Components
     from ptycho.workflows.train import train
@@ -483,8 +500,9 @@ MIRRORED_SCRIPT = textwrap.dedent(
         model_config = config.model.model_copy(update={"N": ds.N, "gridsize": 1})
         model = PINN(model_config, PhysicsSettings.from_probe(ds.probe, 1, None), ds.probe, Components.builtin())
         trainer = Trainer(model, config, strategy)
-    batch = (np.zeros((8, ds.N, ds.N, 1), np.float32), np.zeros((8, 1)), np.zeros((8, 1)))
-    shards = [[int(v.shape[0]) for v in strategy.experimental_local_results(t)] for t in trainer._to_replicas(batch)]
+        groups = make_groups(ds.x, ds.y, 1, seed=0)
+        batch = read_group_batch(ds, groups, np.arange(8), input_estimate(model_config, ds))  # what train feeds
+    shards = [[int(v.shape[0]) for v in strategy.experimental_local_results(t)] for t in trainer.to_replicas(batch)]
     result = train(config, dataset, out)
     bundle = load_bundle(out)
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "shards": shards,
@@ -503,7 +521,7 @@ def test_mirrored_strategy_on_two_logical_cpus(cli_bundle, dataset, tmp_path):
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["replicas"] == 2 and report["shards"] == [[4, 4]] * 3
+    assert report["replicas"] == 2 and report["shards"] == [[4, 4]] * 4  # counts, offsets x and y, estimate
     assert report["finite"] and (tmp_path / "m" / "manifest.json").is_file()
     single = json.loads((cli_bundle[0] / "history.json").read_text())
     mirrored = report["history"]

@@ -7,7 +7,7 @@ float32 channels (real parts, then imaginary parts), or ``(B, N, N, 0)`` without
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,22 +57,16 @@ def read_group_batch(dataset: Dataset, groups: Groups, rows: np.ndarray, estimat
             estimate_channels(estimate, index, dataset.N))
 
 
-CountsTransform = Callable[[int, np.ndarray], np.ndarray]
-
-
 def iter_group_batches(
-    dataset: Dataset, groups: Groups, rows_list: list[np.ndarray], transform: CountsTransform | None = None,
-    estimate: GlobalEstimate | None = None,
+    dataset: Dataset, groups: Groups, rows_list: list[np.ndarray], estimate: GlobalEstimate | None = None,
 ) -> Iterator[Batch]:
-    """Batches in ``rows_list`` order; ``transform(step, counts) -> counts`` alters each batch's counts."""
-    for step, rows in enumerate(rows_list):
-        counts, ox, oy, est = read_group_batch(dataset, groups, rows, estimate)
-        yield (transform(step, counts) if transform else counts), ox, oy, est
+    """The batches of ``rows_list``, in its order."""
+    for rows in rows_list:
+        yield read_group_batch(dataset, groups, rows, estimate)
 
 
 def tf_group_batches(
-    dataset: Dataset, groups: Groups, rows_list: list[np.ndarray], transform: CountsTransform | None = None,
-    estimate: GlobalEstimate | None = None,
+    dataset: Dataset, groups: Groups, rows_list: list[np.ndarray], estimate: GlobalEstimate | None = None,
 ) -> Any:
     """A prefetching ``tf.data.Dataset`` of batches (module docstring): HDF5 reads of the next
     batches overlap the current training step, and only ``PREFETCH_BATCHES`` are held."""
@@ -87,5 +81,5 @@ def tf_group_batches(
         tf_.TensorSpec((None, N, N, 0 if estimate is None else 2 * C), tf_.float32),
     )
     return tf_.data.Dataset.from_generator(
-        lambda: iter_group_batches(dataset, groups, rows_list, transform, estimate), output_signature=signature
+        lambda: iter_group_batches(dataset, groups, rows_list, estimate), output_signature=signature
     ).prefetch(PREFETCH_BATCHES)

@@ -133,9 +133,10 @@ class Trainer:
         tf = _tf()
         return tuple(tf.convert_to_tensor(a) for a in batch)  # type: ignore[return-value]
 
-    def _to_replicas(self, batch: Batch) -> tuple[Any, ...]:
+    def to_replicas(self, batch: Batch) -> tuple[Any, ...]:
         """Split a batch along its first axis, one shard per replica (a plain tensor passed to
-        ``strategy.run`` would reach every replica whole, duplicating the work)."""
+        ``strategy.run`` would reach every replica whole, duplicating the work): each array of
+        ``batch`` becomes a distributed value whose replica ``r`` holds the ``r``-th part."""
         tf = _tf()
         n = self.strategy.num_replicas_in_sync
         if n == 1:
@@ -154,7 +155,7 @@ class Trainer:
         total, count = 0.0, 0
         for step, batch in enumerate(batches):
             global_batch = tf.constant(float(len(batch[0])), tf.float32)
-            loss, ok = self._train_step(*self._to_replicas(batch), global_batch)
+            loss, ok = self._train_step(*self.to_replicas(batch), global_batch)
             if float(ok) < self.strategy.num_replicas_in_sync:  # some replica saw a non-finite value
                 return None
             total += float(loss)

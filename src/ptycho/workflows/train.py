@@ -17,9 +17,6 @@ from ptycho.errors import ConfigError, DataError, NumericalError
 from ptycho.seeding import seed_stream
 from ptycho.registry import Components
 
-BatchHook = Callable[[int, int, np.ndarray], np.ndarray]
-
-
 @dataclass(frozen=True)
 class TrainResult:
     out: Path
@@ -89,11 +86,8 @@ def train(
     *,
     resume: bool = False,
     on_step: Callable[..., None] | None = None,
-    batch_hook: BatchHook | None = None,
 ) -> TrainResult:
     """Train a PINN on ``dataset_path`` and write the bundle to directory ``out``.
-
-    ``batch_hook(epoch, step, counts) -> counts`` may alter training batches (tests inject NaN).
 
     Raises
     ------
@@ -145,9 +139,7 @@ def train(
         def epoch_batches(epoch: int):
             rows = batch_rows(train_groups.n_groups, batch_size, shuffle=True, seed=config.seed, epoch=epoch,
                               drop_remainder=True)
-
-            transform = (lambda step, counts: batch_hook(epoch, step, counts)) if batch_hook else None
-            return tf_group_batches(dataset, train_groups, rows, transform, estimate), len(rows)
+            return tf_group_batches(dataset, train_groups, rows, estimate), len(rows)
 
         val_batches = None
         if val_groups is not None:
