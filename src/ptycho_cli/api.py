@@ -39,7 +39,9 @@ across releases, the modules behind them are not. What is here:
 - Study commands (a list of pipeline runs, see :mod:`ptycho.workflows.study`):
   ``study_progress(description, quiet=)`` (yields the ``progress(done, total, detail)`` callback
   of a study) and ``print_study(name, result, (header, body), title=, as_json=, quiet=)`` (the
-  results table and a summary of the files, or ``metrics.json`` with ``--json``).
+  results table and a summary of the files, or ``metrics.json`` with ``--json``), and
+  ``run_study_command(name, config, out, components, plan=, run=, table=, title=, as_json=, quiet=)``,
+  which does both around a study's ``plan`` and ``run_study``.
 - ``PluginHost`` — the type of ``ctx.obj`` in a command: ``ctx.obj.components()`` gives the
   objects, probes, scans, models and variants of every installed plugin, to pass to the core's
   workflows.
@@ -67,7 +69,7 @@ from ptycho_cli.specs import (
     ScanSpec,
     VariantSpec,
 )
-from ptycho_cli.studies import print_study, study_progress
+from ptycho_cli.studies import print_study, run_study_command, study_progress
 from ptycho_cli.tables import metrics_table
 
 __all__ = [
@@ -98,6 +100,7 @@ __all__ = [
     "progress_bar",
     "read_config_file",
     "resolve_config",
+    "run_study_command",
     "section_of",
     "study_progress",
 ]

@@ -75,7 +75,10 @@ def ptycho_scans() -> Iterable[ScanSpec]:
 
 @hookspec
 def ptycho_models() -> Iterable[ModelSpec]:
-    """Network architectures, usable as ``train --model NAME``.
+    """Network architectures, chosen with ``model.architecture = NAME`` in the train config
+    (``ptycho train --set model.architecture=NAME``). ``build(config)`` receives the resolved
+    ``ptycho.config.train.ModelConfig`` and reads ``config.input_channels`` channels per group
+    member (√counts, plus Re/Im of the input estimate the model uses).
 
     Example::
 

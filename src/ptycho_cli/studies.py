@@ -69,3 +69,31 @@ def print_study(
             "config": str(result.config_path), "runs": str(result.out_dir / "runs"),
             f"failed {unit}s": ", ".join(result.errors) or "none", "seconds": result.seconds}
     print_summary(name, rows, as_json=False, quiet=quiet)
+
+
+def run_study_command(
+    name: str,
+    config: Any,
+    out: Any,
+    components: Any,
+    *,
+    plan: Callable[[Any], Any],
+    run: Callable[..., Any],
+    table: Callable[[Any], tuple[Sequence[str], Sequence[Sequence[str]]]],
+    title: str,
+    as_json: bool,
+    quiet: bool,
+    unit: str = "run",
+) -> Any:
+    """The body every study command shares: check the plan, run it with a progress bar, print it.
+
+    ``plan(config)`` must raise on an invalid arm before anything runs; ``run(config, out,
+    components, progress=)`` runs the study and returns its ``StudyResult``; ``table(rows)`` gives
+    the terminal table (:func:`print_study`). Returns the result, whose ``exit_code`` the command
+    exits with when every arm failed.
+    """
+    plan(config)
+    with study_progress(name, quiet=quiet or as_json) as progress:
+        result = run(config, out, components, progress=progress)
+    print_study(name, result, table(result.rows), title=title, as_json=as_json, quiet=quiet, unit=unit)
+    return result

@@ -17,7 +17,8 @@ DEFAULT_BETA: dict[str, float] = {"rpie": 0.5, "epie": 1.0}
 """The same two meanings for the probe step (used only with ``probe_update``)."""
 DEFAULT_BATCH_SIZE = 8
 """Positions updated together. Small batches converge in fewer iterations, large ones cost less
-per iteration; 8 gave the shortest time to a given SSIM on 2 CPU cores (README)."""
+per iteration; 8 gave the shortest time to a given SSIM in the measurements of the iterative
+plugin's README."""
 DEFAULT_SUPPORT_FRACTION = 0.05
 """Support = pixels whose summed probe intensity exceeds this fraction of its maximum."""
 

@@ -45,6 +45,7 @@ from ptycho.config.iterative import IterativeConfig
 from ptycho.iterative.modulus import fft_valid, measured_modulus, modulus_correction
 from ptycho.physics.operators.geometry import Windows, block_extent, window_geometry
 from ptycho.physics.operators.numpy_ops import backfield, extract, farfield, place
+from ptycho.physics.probe import probe_energy
 
 __all__ = ["Canvas", "IterationState", "ReconstructionResult", "canvas_for", "minibatch_step", "reconstruct", "reconstruct_arrays"]
 
@@ -209,7 +210,7 @@ def reconstruct_arrays(
     canvas = canvas_for(x, y, N, object_shape)
     windows = window_geometry(x, y, N, canvas.origin_x, canvas.origin_y)
     probe = np.array(probe, np.complex64)
-    probe_power = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+    probe_power = probe_energy(probe)
     if initial_object is None:
         obj = np.ones(canvas.shape, np.complex64)
     else:
@@ -244,7 +245,7 @@ def reconstruct_arrays(
                 batch = order[start:start + cfg.batch_size]
                 sq_error += minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg, valid)
         if cfg.probe_update:
-            scale = math.sqrt(probe_power / max(float(np.sum(np.abs(probe.astype(np.complex128)) ** 2)), 1e-300))
+            scale = math.sqrt(probe_power / max(probe_energy(probe), 1e-300))
             probe *= np.float32(scale)
             obj *= np.float32(1.0 / scale)
         errors[it] = sq_error / total

@@ -3,7 +3,7 @@
 A network that sees one group of patterns cannot recover the object's low spatial frequencies
 (a single pattern transfers them weakly, and each group's phase offset is free); only the overlap
 across the *whole* scan fixes them. A few rPIE passes over every position do exactly that, at a
-cost far below the network's own (≈0.25 ms per pattern and pass on 2 cores for N=64). The PINN
+cost far below the network's own (measured in ``benchmarks/RESULTS.md``). The PINN
 reads each group member's window of this estimate as input channels (``model.estimate =
 "global"``), so training and inference see estimates made the same way.
 

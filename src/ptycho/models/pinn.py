@@ -13,6 +13,7 @@ from ptycho._tf import tf as _tf
 from ptycho.config.train import ModelConfig
 from ptycho.models.features import epie_estimate
 from ptycho.models.physics import predicted_counts
+from ptycho.physics.probe import probe_energy
 from ptycho.registry import Components
 
 
@@ -43,7 +44,7 @@ class PhysicsSettings:
     @classmethod
     def from_probe(cls, probe: np.ndarray, gridsize: int, canvas_size: int | None) -> "PhysicsSettings":
         N = int(probe.shape[-1])
-        photons = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+        photons = probe_energy(probe)
         return cls(N, gridsize, photons, N / math.sqrt(photons), canvas_size if gridsize > 1 else None)
 
 

@@ -70,7 +70,7 @@ def normalise_probe(probe: np.ndarray, nphotons: float) -> np.ndarray:
     DataError
         If the probe has no energy or is not finite.
     """
-    energy = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+    energy = probe_energy(probe)
     if not np.isfinite(energy) or energy <= 0:
         raise DataError("probe: zero or non-finite energy; check the probe definition or file")
     return (probe * np.sqrt(nphotons / energy)).astype(np.complex64)

@@ -37,6 +37,7 @@ from ptycho.data.validation import BOUNDS_TOL_PX
 from ptycho.errors import DataError
 from ptycho.io.atomic import atomic_output, one_line
 from ptycho.io.objects import ObjectImage, read_object
+from ptycho.physics.probe import probe_energy
 from ptycho.io.ptychodus import (
     DIFFRACTION_FILE, PRODUCT_FILE, PtychodusProduct, detector_pixel_size_m, product_format, world_center_m,
     write_ptychodus_diffraction, write_ptychodus_product,
@@ -232,7 +233,7 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
             exposure = float(ds.metadata.get("exposure_time_s", 0.0) or 0.0)
         photons = config.probe_photon_count
         if photons is None:
-            photons = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+            photons = probe_energy(probe)
         comments = config.comments
         if comments is None:
             comments = (f"exported by ptycho {__version__} from object {object_path}, dataset {dataset_path}"

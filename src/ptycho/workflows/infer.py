@@ -13,6 +13,7 @@ import numpy as np
 from ptycho.config.infer import InferConfig
 from ptycho.data.dataset import Dataset
 from ptycho.errors import DataError
+from ptycho.physics.probe import probe_energy
 from ptycho.registry import Components
 
 Progress = Callable[[int, int], None]
@@ -49,7 +50,7 @@ def check_compatible(dataset: Dataset, physics, tolerance: float) -> None:
     if dataset.n_patterns < physics.C:
         raise DataError(f"{where}: {dataset.n_patterns} positions, but the model's gridsize "
                         f"{physics.gridsize} needs at least {physics.C}")
-    photons = float(np.sum(np.abs(dataset.probe.astype(np.complex128)) ** 2))
+    photons = probe_energy(dataset.probe)
     ratio = photons / physics.probe_photons
     if not (1 / tolerance <= ratio <= tolerance):
         raise DataError(f"{where}: probe carries {photons:.3g} photons per pattern but the model was trained "

@@ -11,11 +11,10 @@ so pixels outside every crop stay exactly 0 (and are marked unsupported); nothin
 
 **Least squares** (``method = "lsq"``; ``"auto"``, the default, uses it for gridsize 1). The
 average is not the object whose windows best match the crops: off whole pixels, extraction and
-placement each interpolate, so the average blurs (phase SSIM 0.96 instead of 1 for exact windows of
-a lines object on a random scan). With gridsize > 1 every position comes in several groups'
-patches, which a network does not make exactly consistent; there the average is the better
-estimate (standard scenario, gs2, 1e9: phase SSIM 0.91 averaged, 0.83 least squares; gs1: 0.92
-averaged, 0.95 least squares), so ``auto`` averages. With
+placement each interpolate, so the average blurs, even for exact windows. With gridsize > 1 every
+position comes in several groups' patches, which a network does not make exactly consistent; there
+the average is the better estimate, so ``auto`` averages (the measurements behind both choices are
+in ``benchmarks/RESULTS.md``). With
 ``E_j`` the crop-window extraction, the least-squares object solves ``(Σ E_jᵀE_j) o = Σ E_jᵀ c_j``
 (``= num``); :func:`lsq_refine` runs ``lsq_iterations`` conjugate-gradient steps on it, started from
 the average and preconditioned by ``den`` (the diagonal's row sums), over the pixels a whole crop

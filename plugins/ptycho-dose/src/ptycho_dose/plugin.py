@@ -63,7 +63,7 @@ def dose_command(
 
       ptycho dose --doses 1e9,1e6,1e4 --epochs 10 --out dose-3/
     """
-    from ptycho_cli.api import guard, print_study, resolve_config, study_progress
+    from ptycho_cli.api import guard, resolve_config, run_study_command
 
     with guard(verbose):
         from ptycho_dose.config import FULL_SETTINGS, DoseConfig
@@ -75,11 +75,9 @@ def dose_command(
                              base=FULL_SETTINGS if full else {}, sections=ctx.obj.config_sections())
         from ptycho_dose.study import TERMINAL_COLUMNS, plan, run_study, table_rows
 
-        plan(cfg)  # every arm's pipeline config is valid before anything runs
-        with study_progress("dose", quiet=quiet or as_json) as progress:
-            result = run_study(cfg, out, ctx.obj.components(), progress=progress)
-        print_study("dose", result, table_rows(result.rows, TERMINAL_COLUMNS), title="dose × loss", unit="arm",
-                    as_json=as_json, quiet=quiet)
+        result = run_study_command("dose", cfg, out, ctx.obj.components(), plan=plan, run=run_study,
+                                   table=lambda rows: table_rows(rows, TERMINAL_COLUMNS), title="dose × loss",
+                                   unit="arm", as_json=as_json, quiet=quiet)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

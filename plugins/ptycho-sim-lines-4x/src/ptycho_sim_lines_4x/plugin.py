@@ -74,7 +74,7 @@ def sim_lines_4x_command(
 
       ptycho sim-lines-4x --probe-scales 0.25,1,4,16 --sweep-scenario gs1-file --out sweep/
     """
-    from ptycho_cli.api import guard, print_study, resolve_config, study_progress
+    from ptycho_cli.api import guard, resolve_config, run_study_command
 
     with guard(verbose):
         from ptycho_sim_lines_4x.config import FULL_SETTINGS, SimLines4xConfig
@@ -84,18 +84,11 @@ def sim_lines_4x_command(
         # --full < --config files (their sim_lines_4x: section, or flat) < --set < flags
         cfg = resolve_config(SimLines4xConfig, SECTION, files=config or (), sets=set_ or (), flags=flags,
                              base=FULL_SETTINGS if full else {}, sections=ctx.obj.config_sections())
-        from ptycho_sim_lines_4x.study import (
-            TERMINAL_COLUMNS,
-            plan,
-            run_study,
-            table_rows,
-        )
+        from ptycho_sim_lines_4x.study import TERMINAL_COLUMNS, plan, run_study, table_rows
 
-        plan(cfg)  # every scenario's pipeline config is valid before anything runs
-        with study_progress("sim-lines-4x", quiet=quiet or as_json) as progress:
-            result = run_study(cfg, out, ctx.obj.components(), progress=progress)
-        print_study("sim-lines-4x", result, table_rows(result.rows, TERMINAL_COLUMNS), title="SIM-LINES-4X",
-                    as_json=as_json, quiet=quiet)
+        result = run_study_command("sim-lines-4x", cfg, out, ctx.obj.components(), plan=plan, run=run_study,
+                                   table=lambda rows: table_rows(rows, TERMINAL_COLUMNS), title="SIM-LINES-4X",
+                                   as_json=as_json, quiet=quiet)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
