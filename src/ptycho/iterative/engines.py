@@ -36,13 +36,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ptycho.config.iterative import IterativeConfig
+from ptycho.errors import NumericalError
 from ptycho.iterative.modulus import fft_valid, measured_modulus, modulus_correction
+from ptycho.iterative.results import IterationState, ReconstructionResult, cut_result
 from ptycho.physics.operators.geometry import Windows, block_extent, window_geometry
 from ptycho.physics.operators.numpy_ops import backfield, extract, farfield, place
 from ptycho.physics.probe import probe_energy
@@ -73,91 +75,11 @@ def canvas_for(x: np.ndarray, y: np.ndarray, N: int, object_shape: tuple[int, in
     return Canvas(ox, oy, (max(row1, height) - oy, max(col1, width) - ox))
 
 
-@dataclass(frozen=True)
-class IterationState:
-    """Handed to ``callback`` after every iteration.
-
-    ``object`` (the working canvas) and ``probe`` are the live arrays, and :meth:`result` reads
-    them too: use both inside the callback. :meth:`result` copies the run so far into a
-    :class:`ReconstructionResult` that is cut and supported exactly like the final one (e.g. to
-    score several iteration budgets in one run).
-    """
-
-    iteration: int  # 1-based count of completed iterations
-    iterations: int
-    error: float
-    seconds: float
-    object: np.ndarray
-    probe: np.ndarray
-    _snapshot: Callable[[], "ReconstructionResult"] = field(repr=False, compare=False)
-
-    def result(self) -> "ReconstructionResult":
-        """A copy of the reconstruction after this iteration."""
-        return self._snapshot()
-
-
-@dataclass(frozen=True, eq=False)
-class ReconstructionResult:
-    """What :func:`reconstruct` returns.
-
-    Attributes
-    ----------
-    object : (H, W) complex64
-        The estimate on the written canvas (ones where no probe reached).
-    probe : (N, N) complex64
-        Final probe (√counts); the dataset's probe unless ``probe_update``.
-    support : (H, W) bool
-        Summed probe intensity above ``support_fraction`` of its maximum.
-    origin_x, origin_y : int
-        Global object pixel of canvas pixel ``(0, 0)``.
-    errors : (iterations,) float64
-        Normalised Fourier-modulus error ``Σ(|Ψ| − A)² / ΣA²`` of each iteration, measured on
-        the exit waves before each minibatch's update.
-    seconds : float
-        Wall time of the iterations (data preparation and time spent in ``callback`` excluded).
-    config : IterativeConfig
-    """
-
-    object: np.ndarray
-    probe: np.ndarray
-    support: np.ndarray
-    origin_x: int
-    origin_y: int
-    errors: np.ndarray
-    seconds: float
-    config: IterativeConfig
-
-    @property
-    def seconds_per_iteration(self) -> float:
-        return self.seconds / max(len(self.errors), 1)
-
-    def object_image(self, metadata: dict[str, Any] | None = None) -> Any:
-        """The result as a :class:`ptycho.io.objects.ObjectImage` (0 outside the support), as
-        ``ptycho stitch`` writes it."""
-        from ptycho.io.objects import ObjectImage
-
-        obj = np.where(self.support, self.object, 0).astype(np.complex64)
-        return ObjectImage(obj, self.support.copy(), float(self.origin_x), float(self.origin_y), dict(metadata or {}))
-
-
 def _options(config: IterativeConfig | None, overrides: dict[str, Any]) -> IterativeConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
     if config is None:
         return IterativeConfig(**given)
     return IterativeConfig(**{**config.model_dump(), **given}) if given else config
-
-
-def _support_and_frame(
-    illumination: np.ndarray, fraction: float, frame: tuple[int, int, int, int], crop: bool
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Support mask and the written region ``(row0, row1, col0, col1)`` of the canvas: the
-    support's bounding box with ``crop``, else ``frame`` grown to hold every supported pixel."""
-    support = illumination > fraction * illumination.max()
-    rows, cols = np.flatnonzero(support.any(axis=1)), np.flatnonzero(support.any(axis=0))
-    bbox = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
-    if crop:
-        return support, bbox
-    return support, (min(frame[0], bbox[0]), max(frame[1], bbox[1]), min(frame[2], bbox[2]), max(frame[3], bbox[3]))
 
 
 def reconstruct_arrays(
@@ -196,59 +118,25 @@ def reconstruct_arrays(
         Valid detector pixels (DC-centred); the modulus update keeps the predicted modulus
         elsewhere and the error leaves them out (docs/measured-data.md#masks).
     """
-    from ptycho.errors import NumericalError
-
     cfg = _options(config, options)
     counts = np.asarray(counts)
-    if counts.ndim != 3 or counts.shape[1] != counts.shape[2] or counts.shape[0] == 0:
-        raise ValueError(f"counts must be a non-empty (M, N, N) stack; got shape {counts.shape}")
-    M, N = counts.shape[0], counts.shape[-1]
-    if np.shape(probe) != (N, N) or np.shape(x) != (M,) or np.shape(y) != (M,):
-        raise ValueError(f"probe {np.shape(probe)}, x {np.shape(x)}, y {np.shape(y)} do not match "
-                         f"{M} patterns of {N}×{N}: expected ({N}, {N}), ({M},), ({M},)")
+    M, N = _check_arrays(counts, x, y, probe)
     modulus, valid = measured_modulus(counts), fft_valid(mask)
     canvas = canvas_for(x, y, N, object_shape)
     windows = window_geometry(x, y, N, canvas.origin_x, canvas.origin_y)
     probe = np.array(probe, np.complex64)
     probe_power = probe_energy(probe)
-    if initial_object is None:
-        obj = np.ones(canvas.shape, np.complex64)
-    else:
-        obj = np.array(initial_object, np.complex64)
-        if obj.shape != canvas.shape:
-            raise ValueError(f"initial_object has shape {obj.shape}; this scan needs {canvas.shape}")
+    obj = _start_object(initial_object, canvas.shape)
     rng = np.random.default_rng(cfg.seed)
     measured = modulus if valid is None else np.where(valid, modulus, np.float32(0))
     total = float(np.sum(measured.astype(np.float64) ** 2)) or 1.0
     errors = np.zeros(cfg.iterations)
-    if object_shape is None:
-        frame = (0, canvas.shape[0], 0, canvas.shape[1])
-    else:
-        frame = (-canvas.origin_y, -canvas.origin_y + object_shape[0], -canvas.origin_x, -canvas.origin_x + object_shape[1])
-
-    def finish(done: int, seconds: float) -> ReconstructionResult:
-        """The state after ``done`` iterations, cut to the written region, as copies."""
-        illumination = place(np.broadcast_to(np.abs(probe) ** 2, (M, N, N)), windows, canvas.shape)
-        support, (r0, r1, c0, c1) = _support_and_frame(illumination, cfg.support_fraction, frame, cfg.crop_to_scan)
-        return ReconstructionResult(
-            object=obj[r0:r1, c0:c1].copy(), probe=probe.copy(), support=support[r0:r1, c0:c1],
-            origin_x=canvas.origin_x + c0, origin_y=canvas.origin_y + r0, errors=errors[:done].copy(),
-            seconds=seconds, config=cfg,
-        )
+    frame = _object_frame(canvas, object_shape)
+    origin = (canvas.origin_x, canvas.origin_y)
 
     t0 = time.perf_counter()
     for it in range(cfg.iterations):
-        order = rng.permutation(M)
-        sq_error = 0.0
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # non-finite → NumericalError below
-            for start in range(0, M, cfg.batch_size):
-                batch = order[start:start + cfg.batch_size]
-                sq_error += minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg, valid)
-        if cfg.probe_update:
-            scale = math.sqrt(probe_power / max(probe_energy(probe), 1e-300))
-            probe *= np.float32(scale)
-            obj *= np.float32(1.0 / scale)
-        errors[it] = sq_error / total
+        errors[it] = _iteration(obj, probe, probe_power, windows, modulus, valid, rng.permutation(M), cfg) / total
         if not (math.isfinite(errors[it]) and np.isfinite(obj).all()):
             raise NumericalError(f"{cfg.engine}: the reconstruction became non-finite at iteration {it + 1}; "
                                  "lower `iterative.alpha`/`iterative.beta` (ePIE) or raise them (rPIE), or use a smaller "
@@ -256,10 +144,55 @@ def reconstruct_arrays(
         if callback is not None:
             paused = time.perf_counter()
             elapsed, done = paused - t0, it + 1
-            snapshot = lambda done=done, elapsed=elapsed: finish(done, elapsed)  # noqa: E731
+            snapshot = lambda done=done, elapsed=elapsed: cut_result(  # noqa: E731
+                obj, probe, windows, origin, frame, errors[:done], elapsed, cfg)
             callback(IterationState(done, cfg.iterations, float(errors[it]), elapsed, obj, probe, snapshot))
             t0 += time.perf_counter() - paused  # time spent in the callback is not the engine's
-    return finish(cfg.iterations, time.perf_counter() - t0)
+    return cut_result(obj, probe, windows, origin, frame, errors, time.perf_counter() - t0, cfg)
+
+
+def _check_arrays(counts: np.ndarray, x: np.ndarray, y: np.ndarray, probe: np.ndarray) -> tuple[int, int]:
+    """``(M, N)`` of a ``(M, N, N)`` stack whose positions and probe match it (ValueError if not)."""
+    if counts.ndim != 3 or counts.shape[1] != counts.shape[2] or counts.shape[0] == 0:
+        raise ValueError(f"counts must be a non-empty (M, N, N) stack; got shape {counts.shape}")
+    M, N = counts.shape[0], counts.shape[-1]
+    if np.shape(probe) != (N, N) or np.shape(x) != (M,) or np.shape(y) != (M,):
+        raise ValueError(f"probe {np.shape(probe)}, x {np.shape(x)}, y {np.shape(y)} do not match "
+                         f"{M} patterns of {N}×{N}: expected ({N}, {N}), ({M},), ({M},)")
+    return M, N
+
+
+def _start_object(initial_object: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """The canvas to start from: ones, or a copy of ``initial_object`` of exactly ``shape``."""
+    if initial_object is None:
+        return np.ones(shape, np.complex64)
+    obj = np.array(initial_object, np.complex64)
+    if obj.shape != shape:
+        raise ValueError(f"initial_object has shape {obj.shape}; this scan needs {shape}")
+    return obj
+
+
+def _object_frame(canvas: Canvas, object_shape: tuple[int, int] | None) -> tuple[int, int, int, int]:
+    """``(row0, row1, col0, col1)`` of the object frame on the canvas (the whole canvas without one)."""
+    if object_shape is None:
+        return (0, canvas.shape[0], 0, canvas.shape[1])
+    return (-canvas.origin_y, -canvas.origin_y + object_shape[0], -canvas.origin_x, -canvas.origin_x + object_shape[1])
+
+
+def _iteration(obj: np.ndarray, probe: np.ndarray, probe_power: float, windows: Windows, modulus: np.ndarray,
+               valid: np.ndarray | None, order: np.ndarray, cfg: IterativeConfig) -> float:
+    """One pass over every position in ``order``, minibatch by minibatch, updating ``obj`` (and
+    ``probe``, renormalised to ``probe_power``) in place; returns ``Σ(|Ψ| − A)²``."""
+    sq_error = 0.0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # non-finite: the caller raises
+        for start in range(0, len(order), cfg.batch_size):
+            batch = order[start:start + cfg.batch_size]
+            sq_error += minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg, valid)
+    if cfg.probe_update:
+        scale = math.sqrt(probe_power / max(probe_energy(probe), 1e-300))
+        probe *= np.float32(scale)
+        obj *= np.float32(1.0 / scale)
+    return sq_error
 
 
 def minibatch_step(obj: np.ndarray, probe: np.ndarray, windows: Windows, modulus: np.ndarray, cfg: IterativeConfig,
