@@ -172,7 +172,7 @@ def _run_stage(stage: str, run: ArmRun, components: Components, emit: OnEvent) -
 # pipeline run); these functions read the stage's outputs back into taps and figure material.
 
 def _simulate_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
-    from ptycho.debug.taps import simulate_taps
+    from ptycho.debug.recorders import simulate_taps
     from ptycho.io.datasets import load_dataset
 
     with load_dataset(run.path("train")) as train, load_dataset(run.path("test")) as test:
@@ -182,13 +182,13 @@ def _simulate_taps(run: ArmRun, result: Any, components: Components) -> dict[str
 
 
 def _group_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
-    from ptycho.debug.taps import group_taps
+    from ptycho.debug.recorders import group_taps
 
     return group_taps(result.groups, result.gridsize)
 
 
 def _train_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
-    from ptycho.debug.taps import train_taps
+    from ptycho.debug.recorders import train_taps
     from ptycho.models.bundle import load_bundle
 
     run.artefacts["history"] = result.history
@@ -197,13 +197,13 @@ def _train_taps(run: ArmRun, result: Any, components: Components) -> dict[str, A
 
 
 def _infer_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
-    from ptycho.debug.taps import infer_taps
+    from ptycho.debug.recorders import infer_taps
 
     return infer_taps(run.path("patches"))
 
 
 def _stitch_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
-    from ptycho.debug.taps import stitch_taps
+    from ptycho.debug.recorders import stitch_taps
     from ptycho.io.objects import read_object
 
     image = read_object(run.path("object"))
@@ -212,7 +212,7 @@ def _stitch_taps(run: ArmRun, result: Any, components: Components) -> dict[str, 
 
 
 def _evaluate_taps(run: ArmRun, result: Any, components: Components) -> dict[str, Any]:
-    from ptycho.debug.taps import evaluate_taps
+    from ptycho.debug.recorders import evaluate_taps
 
     run.artefacts["comparison"] = result.comparison
     return evaluate_taps(result.metrics)

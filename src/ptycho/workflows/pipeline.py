@@ -255,7 +255,7 @@ def run_summary(run: PipelineRun) -> dict[str, Any]:
     loss_nonfinite = sum(1 for v in loss if _number(v) is None)
     patches_nonfinite = None
     if "infer" in run.results or run.failed_stage == "stitch":
-        from ptycho.debug.taps import infer_taps
+        from ptycho.debug.recorders import infer_taps
 
         try:
             patches_nonfinite = int(infer_taps(run.paths["patches"])["nonfinite"])
