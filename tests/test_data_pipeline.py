@@ -1,4 +1,4 @@
-"""The batch pipeline that feeds training: order, content, transforms, the global estimate's
+"""The batch pipeline that feeds training: order, content, the global estimate's
 channels and bounded reads."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ __all__ = [
     "SECTIONS", "deep_merge", "dotted_to_nested", "parse_set", "read_config_file", "resolve_config", "section_of",
 ]
 
-SECTIONS = ("simulate", "train", "infer", "stitch", "evaluate", "export", "debug_ab")
+SECTIONS = ("simulate", "import", "train", "infer", "stitch", "evaluate", "export", "debug_ab")
 
 M = TypeVar("M", bound=BaseModel)
 

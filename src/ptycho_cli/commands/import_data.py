@@ -78,7 +78,8 @@ def import_command(
             "detector_distance_m": detector_distance_m, "detector_pixel_size_m": detector_pixel_size_m,
             "overwrite": True if overwrite else None,
         }
-        cfg = resolve_config(ImportConfig, "import", files=config or (), sets=set_ or (), flags=flags)
+        cfg = resolve_config(ImportConfig, "import", files=config or (), sets=set_ or (), flags=flags,
+                             sections=ctx.obj.config_sections())
         from ptycho.workflows.import_data import import_dataset
 
         result = import_dataset(cfg, source, out, ctx.obj.components().importers)
