@@ -18,7 +18,6 @@ dataset larger than memory can be streamed; everything else is read eagerly.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,13 +29,8 @@ import numpy as np
 from ptycho.data.dataset import Dataset
 from ptycho.data.validation import coerce_array, coerce_mask
 from ptycho.errors import DataError
-from ptycho.io.atomic import (
-    discard_temp,
-    one_line,
-    parse_json_metadata,
-    temp_path_for,
-    to_json,
-)
+from ptycho.io.atomic import one_line, parse_json_metadata, to_json
+from ptycho.io.h5_stream import StreamingH5Writer
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "H5DatasetWriter", "StreamingH5Writer", "read_h5", "write_h5"]
 
@@ -47,72 +41,6 @@ FORMAT_VERSION = 1
 #: Patterns copied at a time by :func:`write_h5` (bounded memory for lazy sources).
 WRITE_CHUNK = 1024
 REQUIRED_KEYS = ("diffraction", "x", "y", "probe")
-
-
-class StreamingH5Writer:
-    """Base of the writers that fill an HDF5 file block by block and rename it into place.
-
-    Data go to a temporary file beside ``path``. On clean exit of the ``with`` block the file is
-    renamed into place; on an exception, or if some item was never written (then
-    ``RuntimeError``), the temporary file is deleted and no file appears. Subclasses create their
-    datasets in :meth:`_create_layout`, mark what they wrote in ``self._written`` (one flag per
-    item) and name the items in ``_unit`` for the error message.
-    """
-
-    _unit = "items"
-
-    def __init__(self, path: str | os.PathLike[str], n_items: int) -> None:
-        self.path = Path(path)
-        self._written = np.zeros(int(n_items), dtype=bool)
-        self._tmp: Path | None = None
-        self._file: h5py.File | None = None
-
-    def _create_layout(self, f: h5py.File) -> None:
-        raise NotImplementedError
-
-    def _forget_handles(self) -> None:
-        """Drop references to datasets of the closed file (subclasses that keep some)."""
-
-    def __enter__(self) -> Any:
-        self._tmp = temp_path_for(self.path)
-        try:
-            self._file = h5py.File(self._tmp, "w")
-            self._create_layout(self._file)
-        except BaseException:
-            self._abort()
-            raise
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self._abort()
-            return
-        if not self._written.all():
-            missing = np.flatnonzero(~self._written)
-            self._abort()
-            raise RuntimeError(
-                f"{self.path}: {missing.size} of {self._written.size} {self._unit} were never written "
-                f"(first missing: {int(missing[0])}); no file was written"
-            )
-        try:
-            self._file.close()  # type: ignore[union-attr]
-            os.replace(self._tmp, self.path)  # type: ignore[arg-type]
-        except BaseException:
-            self._abort()
-            raise
-        finally:
-            self._file = None
-            self._forget_handles()
-
-    def _abort(self) -> None:
-        """Close and delete the temporary file (after an error or an incomplete write)."""
-        if self._file is not None:
-            with contextlib.suppress(Exception):  # already broken: the file is deleted anyway
-                self._file.close()
-        self._file = None
-        self._forget_handles()
-        if self._tmp is not None:
-            discard_temp(self._tmp)
 
 
 class H5DatasetWriter(StreamingH5Writer):

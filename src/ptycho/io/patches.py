@@ -27,7 +27,7 @@ import numpy as np
 from ptycho.data.validation import coerce_array
 from ptycho.errors import DataError
 from ptycho.io.atomic import one_line, parse_json_metadata, to_json
-from ptycho.io.h5 import StreamingH5Writer
+from ptycho.io.h5_stream import StreamingH5Writer
 
 __all__ = ["PATCHES_FORMAT", "PatchesFile", "PatchesWriter", "read_patches"]
 
