@@ -51,8 +51,8 @@ from ptycho.io.ptychodus.product import (
     product_format,
     world_center_m,
 )
+from ptycho.io.ptychodus.companion import find_diffraction_companion
 from ptycho.io.ptychodus.read import (
-    find_diffraction_companion,
     is_ptychodus_product,
     read_ptychodus_dataset,
     read_ptychodus_product,
