@@ -18,7 +18,6 @@ Only the standard library is imported here; the pipeline loads inside the functi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
