@@ -221,34 +221,10 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
     N = ds.N  # the result reports it after the file is closed
     try:
         physics = resolve_physics(config, ds.metadata, dataset_path)
-        _check_provenance(image, ds, object_path, dataset_path)
-        x, y, windows_outside = relative_positions(image, ds, object_path)  # reported, not an error: a
-        # stitched object covers the central crops, so edge windows reach past it by design
-        probe, probe_source = export_probe(ds, model_dir)
-        epochs, losses = export_losses(model_dir)
-        dx = physics["pixel_size_m"]
-        probe_dx = config.probe_pixel_size_m or dx
-        exposure = config.exposure_time_s
-        if exposure is None:
-            exposure = float(ds.metadata.get("exposure_time_s", 0.0) or 0.0)
-        photons = config.probe_photon_count
-        if photons is None:
-            photons = probe_energy(probe)
-        comments = config.comments
-        if comments is None:
-            comments = (f"exported by ptycho {__version__} from object {object_path}, dataset {dataset_path}"
-                        + (f", model {model_dir}" if model_dir else "") + f"; probe from {probe_source}")
-        H, W = image.shape
-        product = PtychodusProduct(
-            object=image.object, probe=probe, x=x, y=y, indexes=np.arange(ds.n_patterns, dtype=np.int64),
-            pixel_width_m=dx, pixel_height_m=dx, probe_pixel_width_m=probe_dx, probe_pixel_height_m=probe_dx,
-            center_x_m=world_center_m(image.origin_x, W, dx), center_y_m=world_center_m(image.origin_y, H, dx),
-            photon_energy_eV=physics["photon_energy_eV"], detector_distance_m=physics["detector_distance_m"],
-            name=config.name or default_name(out), comments=comments, probe_photon_count=photons,
-            exposure_time_s=exposure, mass_attenuation_m2_per_kg=config.mass_attenuation_m2_per_kg,
-            tomography_angle_deg=config.tomography_angle_deg, loss_epochs=epochs, loss_values=losses,
-        )
-        det_dx = detector_pixel_size_m(product.photon_energy_eV, product.detector_distance_m, N, probe_dx)
+        product, probe_source, windows_outside = build_product(config, image, ds, physics, model_dir,
+                                                               (out, object_path, dataset_path))
+        det_dx = detector_pixel_size_m(product.photon_energy_eV, product.detector_distance_m, N,
+                                       product.probe_pixel_width_m)
         diffraction_path = out.with_name(DIFFRACTION_FILE) if config.with_diffraction else None
         if diffraction_path is not None:
             with atomic_output(diffraction_path) as tmp:  # both files or neither
@@ -259,8 +235,9 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
     finally:
         ds.close()
     resolved = config.model_copy(update={
-        **physics, "format": fmt, "name": product.name, "comments": comments, "probe_pixel_size_m": probe_dx,
-        "exposure_time_s": exposure, "probe_photon_count": photons,
+        **physics, "format": fmt, "name": product.name, "comments": product.comments,
+        "probe_pixel_size_m": product.probe_pixel_width_m, "exposure_time_s": product.exposure_time_s,
+        "probe_photon_count": product.probe_photon_count,
     })
     config_path = write_resolved_config(out, "export", resolved)
     workflow = diffraction_path is not None and out.name == PRODUCT_FILE
@@ -269,8 +246,49 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
                       f"(HDF5); {diffraction_path.name} was written beside it", UserWarning, stacklevel=2)
     return ExportResult(
         path=out, format=fmt, config_path=config_path, diffraction_path=diffraction_path, workflow_directory=workflow,
-        n_positions=len(x), object_shape=(H, W), N=N, photon_energy_eV=product.photon_energy_eV,
-        detector_distance_m=product.detector_distance_m, pixel_size_m=dx, probe_pixel_size_m=probe_dx,
-        detector_pixel_size_m=det_dx, probe_photon_count=photons, probe_source=probe_source,
-        loss_epochs=int(epochs.size), windows_outside=windows_outside, seconds=time.perf_counter() - t0,
+        n_positions=len(product.x), object_shape=image.shape, N=N, photon_energy_eV=product.photon_energy_eV,
+        detector_distance_m=product.detector_distance_m, pixel_size_m=product.pixel_width_m,
+        probe_pixel_size_m=product.probe_pixel_width_m, detector_pixel_size_m=det_dx,
+        probe_photon_count=product.probe_photon_count, probe_source=probe_source,
+        loss_epochs=int(product.loss_epochs.size), windows_outside=windows_outside, seconds=time.perf_counter() - t0,
     )
+
+
+def build_product(config: ExportConfig, image: ObjectImage, ds: Dataset, physics: dict[str, float],
+                  model_dir: Path | None, paths: tuple[Path, Path, Path]) -> tuple[PtychodusProduct, str, int]:
+    """The product for ``image`` reconstructed from ``ds`` (open), and where its probe came from
+    and how many windows reach past the object.
+
+    ``physics``: :func:`resolve_physics`; ``paths``: ``(out, object_path, dataset_path)``, for the
+    product's name and comments and for error messages. Values the config leaves unset come
+    from the dataset metadata (exposure), the probe (``Σ|P|²``) or the inputs (comments).
+    """
+    out, object_path, dataset_path = paths
+    _check_provenance(image, ds, object_path, dataset_path)
+    x, y, windows_outside = relative_positions(image, ds, object_path)  # reported, not an error: a
+    # stitched object covers the central crops, so edge windows reach past it by design
+    probe, probe_source = export_probe(ds, model_dir)
+    epochs, losses = export_losses(model_dir)
+    dx = physics["pixel_size_m"]
+    probe_dx = config.probe_pixel_size_m or dx
+    exposure = config.exposure_time_s
+    if exposure is None:
+        exposure = float(ds.metadata.get("exposure_time_s", 0.0) or 0.0)
+    photons = config.probe_photon_count
+    if photons is None:
+        photons = probe_energy(probe)
+    comments = config.comments
+    if comments is None:
+        comments = (f"exported by ptycho {__version__} from object {object_path}, dataset {dataset_path}"
+                    + (f", model {model_dir}" if model_dir else "") + f"; probe from {probe_source}")
+    H, W = image.shape
+    product = PtychodusProduct(
+        object=image.object, probe=probe, x=x, y=y, indexes=np.arange(ds.n_patterns, dtype=np.int64),
+        pixel_width_m=dx, pixel_height_m=dx, probe_pixel_width_m=probe_dx, probe_pixel_height_m=probe_dx,
+        center_x_m=world_center_m(image.origin_x, W, dx), center_y_m=world_center_m(image.origin_y, H, dx),
+        photon_energy_eV=physics["photon_energy_eV"], detector_distance_m=physics["detector_distance_m"],
+        name=config.name or default_name(out), comments=comments, probe_photon_count=photons,
+        exposure_time_s=exposure, mass_attenuation_m2_per_kg=config.mass_attenuation_m2_per_kg,
+        tomography_angle_deg=config.tomography_angle_deg, loss_epochs=epochs, loss_values=losses,
+    )
+    return product, probe_source, windows_outside
