@@ -72,12 +72,27 @@ def test_set_overrides_and_crop_to_scan(ptycho, small_dataset, tmp_path):
     assert image.metadata["options"]["iterations"] == 2 and image.origin_x > 0 and image.shape[1] < 80
 
 
+def test_ml_engine_from_the_command_line(ptycho, small_dataset, tmp_path):
+    from ptycho.io.objects import read_object
+
+    out = tmp_path / "ml.npz"
+    result = ptycho("iterative", small_dataset, "--out", out, "--engine", "ml", "--iterations", 5,
+                    "--regulariser", "gradient", "--regulariser-weight", 3, "--no-figures", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["engine"], summary["regulariser"], summary["regulariser weight"], summary["batch size"]) == ("ml", "gradient", 3.0, 64)
+    assert summary["final error"] < summary["first error"]
+    meta = read_object(out).metadata
+    assert meta["regulariser_weight"] == 3.0 and "maximum likelihood" in meta["update"]
+
+
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
         (("missing.h5", "--out", "o.npz"), 3, "missing.h5"),
         (("{data}", "--out", "o.npz", "--engine", "dm"), 2, "iterative.engine"),
         (("{data}", "--out", "o.npz", "--alpha", "-1"), 2, "iterative.alpha"),
+        (("{data}", "--out", "o.npz", "--engine", "ml", "--regulariser", "l1"), 2, "iterative.regulariser"),
         (("{data}", "--out", "o.txt"), 2, "suffix"),
     ],
 )

@@ -95,7 +95,7 @@ def reconstruct_arrays(
     mask: np.ndarray | None = None,
     **options: Any,
 ) -> ReconstructionResult:
-    """ePIE / rPIE on in-memory arrays (the engine behind :func:`reconstruct`).
+    """ePIE / rPIE / ML on in-memory arrays (the engine behind :func:`reconstruct`).
 
     Parameters
     ----------
@@ -134,21 +134,59 @@ def reconstruct_arrays(
     frame = _object_frame(canvas, object_shape)
     origin = (canvas.origin_x, canvas.origin_y)
 
+    iterate, info = _engine(cfg, modulus, valid, windows, canvas.shape, probe, probe_power, rng)
     t0 = time.perf_counter()
     for it in range(cfg.iterations):
-        errors[it] = _iteration(obj, probe, probe_power, windows, modulus, valid, rng.permutation(M), cfg) / total
+        errors[it] = iterate(obj, probe) / total
         if not (math.isfinite(errors[it]) and np.isfinite(obj).all()):
             raise NumericalError(f"{cfg.engine}: the reconstruction became non-finite at iteration {it + 1}; "
-                                 "lower `iterative.alpha`/`iterative.beta` (ePIE) or raise them (rPIE), or use a smaller "
-                                 "`iterative.batch_size`")
+                                 + DIVERGENCE_ADVICE[cfg.engine])
         if callback is not None:
             paused = time.perf_counter()
             elapsed, done = paused - t0, it + 1
             snapshot = lambda done=done, elapsed=elapsed: cut_result(  # noqa: E731
-                obj, probe, windows, origin, frame, errors[:done], elapsed, cfg)
+                obj, probe, windows, origin, frame, errors[:done], elapsed, cfg, info)
             callback(IterationState(done, cfg.iterations, float(errors[it]), elapsed, obj, probe, snapshot))
             t0 += time.perf_counter() - paused  # time spent in the callback is not the engine's
-    return cut_result(obj, probe, windows, origin, frame, errors, time.perf_counter() - t0, cfg)
+    return cut_result(obj, probe, windows, origin, frame, errors, time.perf_counter() - t0, cfg, info)
+
+
+DIVERGENCE_ADVICE = {
+    "rpie": "raise `iterative.alpha`/`iterative.beta` or use a smaller `iterative.batch_size`",
+    "epie": "lower `iterative.alpha`/`iterative.beta` or use a smaller `iterative.batch_size`",
+    "ml": "check the counts for bad patterns, or raise `iterative.alpha`",
+}
+
+
+def _engine(
+    cfg: IterativeConfig, modulus: np.ndarray, valid: np.ndarray | None, windows: Windows, shape: tuple[int, int],
+    probe: np.ndarray, probe_power: float, rng: np.random.Generator,
+) -> tuple[Callable[[np.ndarray, np.ndarray], float], dict[str, Any]]:
+    """The engine's iteration and what it resolved at set-up (``info``): ``iterate(obj, probe)``
+    updates both in place (the probe only with ``probe_update``, renormalised to ``probe_power``)
+    and returns ``Σ(|Ψ| − A)²`` over the ``valid`` pixels, measured before the updates."""
+    if cfg.engine == "ml":
+        from ptycho.iterative.ml import MaximumLikelihood
+
+        solver = MaximumLikelihood(np.square(modulus), windows, shape, probe, cfg, valid=valid)
+
+        def ml_iteration(obj: np.ndarray, probe: np.ndarray) -> float:
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # non-finite: the caller raises
+                sq_error = solver.iterate(obj, probe)
+            _hold_probe_power(obj, probe, probe_power, cfg)
+            return sq_error
+
+        return ml_iteration, {"regulariser": solver.kind, "regulariser_weight": solver.weight}
+    return (lambda obj, probe: _iteration(obj, probe, probe_power, windows, modulus, valid,
+                                          rng.permutation(len(windows)), cfg)), {}
+
+
+def _hold_probe_power(obj: np.ndarray, probe: np.ndarray, probe_power: float, cfg: IterativeConfig) -> None:
+    """With ``probe_update``: the probe back to the photon gauge, the inverse factor on the object."""
+    if cfg.probe_update:
+        scale = math.sqrt(probe_power / max(probe_energy(probe), 1e-300))
+        probe *= np.float32(scale)
+        obj *= np.float32(1.0 / scale)
 
 
 def _check_arrays(counts: np.ndarray, x: np.ndarray, y: np.ndarray, probe: np.ndarray) -> tuple[int, int]:
@@ -188,10 +226,7 @@ def _iteration(obj: np.ndarray, probe: np.ndarray, probe_power: float, windows: 
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
             sq_error += minibatch_step(obj, probe, windows.take(batch), modulus[batch], cfg, valid)
-    if cfg.probe_update:
-        scale = math.sqrt(probe_power / max(probe_energy(probe), 1e-300))
-        probe *= np.float32(scale)
-        obj *= np.float32(1.0 / scale)
+    _hold_probe_power(obj, probe, probe_power, cfg)
     return sq_error
 
 
@@ -237,13 +272,14 @@ def reconstruct(
     callback: Callable[[IterationState], None] | None = None,
     **options: Any,
 ) -> ReconstructionResult:
-    """Reconstruct the object of a ptycho dataset with ePIE or rPIE, the dataset's probe known.
+    """Reconstruct the object of a ptycho dataset with ePIE, rPIE or maximum likelihood
+    (:mod:`ptycho.iterative.ml`), the dataset's probe known.
 
     Parameters
     ----------
     dataset : ptycho.data.dataset.Dataset or path
         A loaded dataset, or a path for :func:`ptycho.io.datasets.load_dataset`.
-    engine : {"rpie", "epie"}
+    engine : {"rpie", "epie", "ml"}
     iterations : int
     config : IterativeConfig, optional
         Full options; ``engine``, ``iterations`` and other keywords (``alpha``, ``beta``,

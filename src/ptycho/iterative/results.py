@@ -59,6 +59,8 @@ class ReconstructionResult:
     seconds : float
         Wall time of the iterations (data preparation and time spent in ``callback`` excluded).
     config : IterativeConfig
+    info : dict
+        What the engine resolved itself (ml: ``regulariser`` and the ``regulariser_weight`` used).
     """
 
     object: np.ndarray
@@ -69,6 +71,7 @@ class ReconstructionResult:
     errors: np.ndarray
     seconds: float
     config: IterativeConfig
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seconds_per_iteration(self) -> float:
@@ -98,7 +101,7 @@ def support_and_frame(
 
 def cut_result(obj: np.ndarray, probe: np.ndarray, windows: Windows, origin: tuple[int, int],
                frame: tuple[int, int, int, int], errors: np.ndarray, seconds: float,
-               cfg: IterativeConfig) -> ReconstructionResult:
+               cfg: IterativeConfig, info: dict[str, Any] | None = None) -> ReconstructionResult:
     """The working canvas ``obj`` (global pixel ``origin`` = ``(origin_x, origin_y)`` at its
     pixel 0) as a result: cut to the written region (:func:`support_and_frame`), every array
     copied, so the engine can go on updating its own."""
@@ -108,4 +111,5 @@ def cut_result(obj: np.ndarray, probe: np.ndarray, windows: Windows, origin: tup
     return ReconstructionResult(
         object=obj[r0:r1, c0:c1].copy(), probe=probe.copy(), support=support[r0:r1, c0:c1],
         origin_x=origin[0] + c0, origin_y=origin[1] + r0, errors=errors.copy(), seconds=seconds, config=cfg,
+        info=dict(info or {}),
     )

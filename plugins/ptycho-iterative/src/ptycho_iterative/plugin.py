@@ -38,12 +38,14 @@ def iterative_command(
     ctx: typer.Context,
     dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Dataset (.h5/.npz) with diffraction, positions and probe.", show_default=False)],
     out: Annotated[Path, Opt("--out", "-o", help="Output object file: .npz or .h5 (the `ptycho stitch` format).")],
-    engine: Annotated[Optional[str], Opt("--engine", "-e", help="rpie (default) or epie.", show_default=False)] = None,
+    engine: Annotated[Optional[str], Opt("--engine", "-e", help="rpie (default), epie, or ml (Poisson maximum likelihood with a regulariser).", show_default=False)] = None,
     iterations: Annotated[Optional[int], Opt("--iterations", "-n", help="Passes over every position (default 50).", show_default=False)] = None,
     probe_update: Annotated[bool, Opt("--probe-update", help="Also refine the probe (its power stays at the dataset's).")] = False,
-    alpha: Annotated[Optional[float], Opt("--alpha", help="Object: rPIE blend in (0, 1] (default 0.1) / ePIE step (default 1).", show_default=False)] = None,
-    beta: Annotated[Optional[float], Opt("--beta", help="Probe: rPIE blend in (0, 1] (default 0.5) / ePIE step (default 1).", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", help="Positions updated together (default 8).", show_default=False)] = None,
+    alpha: Annotated[Optional[float], Opt("--alpha", help="Object: rPIE / ml preconditioner blend in (0, 1] (default 0.1) / ePIE step (default 1).", show_default=False)] = None,
+    beta: Annotated[Optional[float], Opt("--beta", help="Probe: rPIE / ml blend in (0, 1] (default 0.5) / ePIE step (default 1).", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", help="Positions updated together (default 8); ml: patterns held in memory at once (default 64).", show_default=False)] = None,
+    regulariser: Annotated[Optional[str], Opt("--regulariser", help="ml only: tv (default, smoothed total variation), gradient (quadratic) or none.", show_default=False)] = None,
+    regulariser_weight: Annotated[Optional[float], Opt("--regulariser-weight", help="ml only: weight of the regulariser in counts (default: 0.5·√(mean illumination per pixel), dose-aware).", show_default=False)] = None,
     seed: Annotated[Optional[int], Opt("--seed", help="Seed of the random minibatch order (default 0).", show_default=False)] = None,
     crop_to_scan: Annotated[bool, Opt("--crop-to-scan", help="Write only the supported (illuminated) bounding box, not the full object frame.")] = False,
     no_figures: Annotated[bool, Opt("--no-figures", help="Skip the amplitude and phase PNGs.")] = False,
@@ -55,9 +57,9 @@ def iterative_command(
     verbose: Verbose = False,
     as_json: Json = False,
 ) -> None:
-    """Reconstruct the object with ePIE or rPIE (iterative baseline), the dataset's probe known.
+    """Reconstruct the object with ePIE, rPIE or maximum likelihood (iterative baselines), the dataset's probe known.
 
-    Minibatch updates on ptycho's conventions (bilinear windows, unitary FFT, counts); the object starts at ones on the dataset's object frame. Writes OBJECT (.npz/.h5, scored by `ptycho evaluate`), OBJECT.config.yaml, amplitude/phase PNGs, and OBJECT.probe.npz with --probe-update.
+    rPIE / ePIE: minibatch updates; ml: the Poisson likelihood of the counts plus a regulariser, minimised by preconditioned conjugate gradients (robust at low dose). All on ptycho's conventions (bilinear windows, unitary FFT, counts); the object starts at ones on the dataset's object frame. Writes OBJECT (.npz/.h5, scored by `ptycho evaluate`), OBJECT.config.yaml, amplitude/phase PNGs, and OBJECT.probe.npz with --probe-update.
 
     Examples:
 
@@ -66,6 +68,8 @@ def iterative_command(
       ptycho iterative data.h5 --engine epie --iterations 100 --probe-update --out object.h5
 
       ptycho iterative data.h5 --out object.npz --batch-size 64 --seed 1 --json
+
+      ptycho iterative lowdose.h5 --engine ml --iterations 100 --out object.npz
     """
     from ptycho_cli.api import guard, print_summary, progress_bar, resolve_config
 
@@ -73,6 +77,7 @@ def iterative_command(
         flags = {
             "engine": engine, "iterations": iterations, "alpha": alpha, "beta": beta, "batch_size": batch_size,
             "seed": seed, "probe_update": True if probe_update else None, "crop_to_scan": True if crop_to_scan else None,
+            "regulariser": regulariser, "regulariser_weight": regulariser_weight,
         }
         from ptycho.config.iterative import IterativeConfig
 
@@ -101,6 +106,8 @@ def iterative_command(
             "batch size": cfg.batch_size,
             "alpha": cfg.alpha,
             "beta": cfg.beta,
+            **({"regulariser": cfg.regulariser, "regulariser weight": "dose-aware" if cfg.regulariser_weight is None
+                else cfg.regulariser_weight} if cfg.engine == "ml" else {}),
             "probe update": cfg.probe_update,
             "patterns": run.n_patterns,
             "N": run.N,

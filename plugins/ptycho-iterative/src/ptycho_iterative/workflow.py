@@ -82,7 +82,9 @@ def run_iterative(
         "created_by": "ptycho iterative", "ptycho_iterative_version": __version__, "ptycho_version": ptycho_version,
         "dataset": source, "n_patterns": n_patterns, "N": N, "options": config.model_dump(),
         "invalid_pixels": invalid,
-        "update": f"minibatch {config.engine} (see ptycho.iterative.engines)",
+        "update": ("Poisson maximum likelihood, preconditioned conjugate gradients (see ptycho.iterative.ml)"
+                   if config.engine == "ml" else f"minibatch {config.engine} (see ptycho.iterative.engines)"),
+        **result.info,
         "interpolation": "bilinear (ptycho.physics.operators convention)",
         "errors": [float(e) for e in result.errors], "seconds": result.seconds,
     }
