@@ -27,6 +27,9 @@ def builtin_object_specs() -> list[ObjectSpec]:
         ObjectSpec("diagonals", objects.diagonals_pattern, "diagonal stripes of varying period"),
         ObjectSpec("siemens", objects.siemens_pattern, "Siemens star"),
         ObjectSpec("image", objects.image_pattern, "image:PATH — any image file as grey levels"),
+        ObjectSpec("file", objects.file_object,
+                   "file:PATH[:KEY] — a complex transmission (.npz key, default 'object', or .npy), its specimen "
+                   "region resampled to fill the object"),
     ]
 
 

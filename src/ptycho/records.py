@@ -19,9 +19,10 @@ __all__ = ["ImporterSpec", "ModelSpec", "ObjectSpec", "ProbeSpec", "ScanSpec", "
 class ObjectSpec:
     """A synthetic object generator.
 
-    ``generate(size, rng, config, arg)`` returns a real ``(size, size)`` pattern in ``[0, 1]``;
-    ``config`` is the :class:`~ptycho.config.ObjectConfig`, ``arg`` the text after ``name:`` in
-    the object kind (``image:PATH`` → ``"PATH"``), else ``None``.
+    ``generate(size, rng, config, arg)`` returns a real ``(size, size)`` pattern in ``[0, 1]``
+    (mapped to amplitude and phase by the configured ranges), or a complex ``(size, size)``
+    transmission used as it is (``file:``); ``config`` is the :class:`~ptycho.config.ObjectConfig`,
+    ``arg`` the text after ``name:`` in the object kind (``image:PATH`` → ``"PATH"``), else ``None``.
     """
 
     name: str

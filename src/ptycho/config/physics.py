@@ -15,7 +15,8 @@ class ObjectConfig(StrictModel):
     """Synthetic object: a pattern ``p ∈ [0, 1]`` mapped to ``a(p)·exp(i·φ(p))``.
 
     ``kind`` is a registered object name (``lines``, ``grf``, ``points``, ``diagonals``,
-    ``siemens``) or ``image:PATH``. ``size`` is the object side in pixels; by default three
+    ``siemens``), ``image:PATH``, or ``file:PATH[:KEY]`` (a complex transmission from a file; the
+    amplitude and phase ranges do not apply to it). ``size`` is the object side in pixels; by default three
     times the pattern size ``N``.
     """
 

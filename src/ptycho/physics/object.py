@@ -1,5 +1,6 @@
-"""Synthetic objects (docs/simulation.md#objects). Each generator returns a real pattern ``p ∈ [0, 1]``;
-:func:`make_object` maps it to ``a(p)·exp(i·φ(p))`` with the configured ranges."""
+"""Objects (docs/simulation.md#objects). Each synthetic generator returns a real pattern ``p ∈ [0, 1]``;
+:func:`make_object` maps it to ``a(p)·exp(i·φ(p))`` with the configured ranges. ``file:PATH[:KEY]``
+(:func:`file_object`) returns a complex transmission read from a file instead, used as it is."""
 
 from __future__ import annotations
 
@@ -111,6 +112,101 @@ def image_pattern(size: int, rng: np.random.Generator, config: ObjectConfig, arg
         raise DataError(f"{arg}: expected a 2-D grey or RGB image, got shape {img.shape}")
     img = transform.resize(img, (size, size), anti_aliasing=True)
     return _to_unit_range(img)
+
+
+FILE_KEY = "object"
+"""The array ``file:PATH`` reads from an ``.npz`` unless ``file:PATH:KEY`` names another."""
+SPECIMEN_THRESHOLD = 0.05
+"""The specimen region of a file object: pixels whose distance from the file's median value exceeds
+this fraction of the largest distance (the flat padding around a reconstruction falls outside)."""
+
+
+def _split_key(arg: str) -> tuple[str, str]:
+    """``PATH[:KEY]`` → ``(PATH, KEY)``; a last ``:`` part with no ``/`` or ``.`` is the key."""
+    head, sep, tail = arg.rpartition(":")
+    if sep and head and tail and "/" not in tail and "." not in tail:
+        return head, tail
+    return arg, FILE_KEY
+
+
+def _read_transmission(arg: str) -> np.ndarray:
+    """The 2-D complex array of ``file:PATH[:KEY]`` (``.npz`` key, or a ``.npy`` array)."""
+    from pathlib import Path
+
+    path_text, key = _split_key(arg)
+    path = Path(path_text)
+    if not path.is_file():
+        raise DataError(f"{path_text}: object file not found; set `simulate.object.kind` to file:PATH[:KEY] of an existing .npz/.npy")
+    try:
+        if path.suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                if key not in data.files:
+                    raise DataError(f"{path_text}: no array '{key}' (has: {', '.join(data.files)}); "
+                                    "name one in `simulate.object.kind` as file:PATH:KEY")
+                array = data[key]
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
+        raise DataError(f"{path_text}: cannot read the object ({exc}); use an .npz or .npy file") from exc
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or min(array.shape) < 2:
+        raise DataError(f"{path_text}:{key}: expected a 2-D transmission, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise DataError(f"{path_text}:{key}: the transmission holds NaN or Inf")
+    return array.astype(np.complex128)
+
+
+def specimen_box(transmission: np.ndarray) -> tuple[int, int, int]:
+    """``(row0, col0, side)`` of the square holding the specimen: the bounding box of the pixels
+    farther than :data:`SPECIMEN_THRESHOLD` of the largest distance from the median value,
+    squared about its centre (clipped to the array; the whole array if it is uniform)."""
+    background = np.median(transmission.real) + 1j * np.median(transmission.imag)
+    distance = np.abs(transmission - background)
+    H, W = transmission.shape
+    if float(distance.max()) <= 0:
+        side = min(H, W)
+        return (H - side) // 2, (W - side) // 2, side
+    rows, cols = np.nonzero(distance > SPECIMEN_THRESHOLD * float(distance.max()))
+    height, width = int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1
+    side = min(max(height, width), H, W)
+    r0 = min(max(int(rows.min()) - (side - height) // 2, 0), H - side)
+    c0 = min(max(int(cols.min()) - (side - width) // 2, 0), W - side)
+    return r0, c0, side
+
+
+def resample_square(image: np.ndarray, size: int) -> np.ndarray:
+    """A square complex ``image`` resampled to ``size × size`` by cubic interpolation of its real and
+    imaginary parts, pixel centres mapped to pixel centres (edges held)."""
+    from scipy import ndimage
+
+    side = image.shape[0]
+    if side == size:
+        return image.copy()
+    coords = (np.arange(size) + 0.5) * (side / size) - 0.5
+    rr, cc = np.meshgrid(coords, coords, indexing="ij")
+    part = lambda a: ndimage.map_coordinates(a, [rr, cc], order=3, mode="nearest")  # noqa: E731
+    return part(image.real) + 1j * part(image.imag)
+
+
+def file_object(size: int, rng: np.random.Generator, config: ObjectConfig, arg: str | None = None) -> np.ndarray:
+    """A complex transmission read from ``file:PATH[:KEY]`` (``.npz`` key, default ``object``, or
+    ``.npy``): its specimen region (:func:`specimen_box`) is cut out and resampled to fill the
+    ``size × size`` object (:func:`resample_square`). The amplitude and phase ranges of
+    ``config`` do not apply: the file's values are the object.
+
+    Returns
+    -------
+    (size, size) complex64
+    """
+    if not arg:
+        raise DataError("object.kind: 'file:' needs a path, e.g. `simulate.object.kind` = file:specimen.npz:object")
+    transmission = _read_transmission(arg)
+    r0, c0, side = specimen_box(transmission)
+    return resample_square(transmission[r0:r0 + side, c0:c0 + side], size).astype(np.complex64)
 
 
 def make_object(pattern: np.ndarray, config: ObjectConfig) -> np.ndarray:

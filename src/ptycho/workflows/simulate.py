@@ -62,8 +62,13 @@ def build_scene(config: SimulateConfig, components: Components) -> Scene:
     size = config.object_size
     if size < config.N:
         raise ConfigError(f"simulate.object.size: {size} is smaller than N={config.N}; use `simulate.object.size` ≥ {config.N}")
-    pattern = object_spec.generate(size, seed_stream(config.seed, "object"), config.object, object_arg)
-    obj = make_object(np.asarray(pattern, dtype=np.float64), config.object)
+    pattern = np.asarray(object_spec.generate(size, seed_stream(config.seed, "object"), config.object, object_arg))
+    if np.iscomplexobj(pattern):  # a transmission (file:), used as it is
+        if pattern.shape != (size, size):
+            raise ConfigError(f"simulate.object.kind: '{config.object.kind}' made a {pattern.shape} object, not {size}×{size}")
+        obj = pattern.astype(np.complex64)
+    else:
+        obj = make_object(pattern.astype(np.float64), config.object)
     probe = normalise_probe(np.asarray(probe_spec.make(config.N, config.probe, probe_arg)), config.photon_gauge)
     x, y = scan_spec.make(obj.shape, config.N, config.scan, seed_stream(config.seed, "scan", *_scan_key(config)))
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)

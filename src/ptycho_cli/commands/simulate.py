@@ -17,7 +17,7 @@ Opt = typer.Option
 def simulate_command(
     ctx: typer.Context,
     out: Annotated[Path, Opt("--out", "-o", help="Output dataset: .h5 (streamed) or .npz.")],
-    object_kind: Annotated[Optional[str], Opt("--object", help="lines, grf, points, diagonals, siemens, image:PATH, or a plugin's.")] = None,
+    object_kind: Annotated[Optional[str], Opt("--object", help="lines, grf, points, diagonals, siemens, image:PATH, file:PATH[:KEY] (complex transmission, .npz/.npy), or a plugin's.")] = None,
     probe_kind: Annotated[Optional[str], Opt("--probe", help="ideal, gaussian, file:PATH, or a plugin's.")] = None,
     scan_kind: Annotated[Optional[str], Opt("--scan", help="random (nongrid) or grid, or a plugin's.")] = None,
     gridsize: Annotated[Optional[int], Opt("--gridsize", help="Group side g (C = g² positions per group); recorded for training.")] = None,
