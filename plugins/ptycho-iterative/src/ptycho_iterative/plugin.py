@@ -28,7 +28,8 @@ FLAGS = {
     f"{SECTION}.{field}": flag for field, flag in (
         ("engine", "--engine"), ("iterations", "--iterations"), ("alpha", "--alpha"), ("beta", "--beta"),
         ("batch_size", "--batch-size"), ("seed", "--seed"), ("probe_update", "--probe-update"),
-        ("crop_to_scan", "--crop-to-scan"),
+        ("crop_to_scan", "--crop-to-scan"), ("regulariser", "--regulariser"),
+        ("regulariser_weight", "--regulariser-weight"),
     )
 }
 """Config field → flag, so the core's errors print with this command's flags (``guard``)."""
