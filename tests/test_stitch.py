@@ -325,3 +325,30 @@ def test_auto_method_solves_single_member_patches_and_averages_groups(tmp_path, 
     out = tmp_path / "o.npz"
     stitch(StitchConfig(), write_patches(tmp_path / "p.h5", random_object((48, 48)), x, y, C), out, figures=False)
     assert StitchConfig().method == "auto" and read_object(out).metadata["method"] == expected
+
+
+def test_scan_spacing_is_the_raster_step_whatever_the_grouping():
+    from ptycho.workflows.stitch import scan_spacing_px
+
+    x, y = grid_positions(72, 6.0)
+    assert scan_spacing_px(x, y) == pytest.approx(6.0)
+    members = (np.arange(len(x))[:, None] + np.arange(4)[None, :]) % len(x)  # each position in 4 groups
+    assert scan_spacing_px(x[members], y[members]) == pytest.approx(6.0)
+    assert np.isnan(scan_spacing_px(np.array([3.0]), np.array([4.0])))
+
+
+@pytest.mark.parametrize(("step", "crop"), [(4.0, N // 2), (12.0, 14)])
+def test_default_crop_follows_the_scan_step_so_sparse_scans_leave_no_holes(tmp_path, step, crop):
+    """Dense raster: the default N/2. Sparse raster (step 12 > N/2 = 8): N/2 would leave 4-px
+    gaps between crops; the default grows to step + 2 and the crops tile the scanned area."""
+    obj = random_object((72, 72), seed=5)
+    x, y = grid_positions(72, step)
+    out = tmp_path / "object.npz"
+    result = stitch(StitchConfig(), write_patches(tmp_path / "p.h5", obj, x, y, 1), out)
+    image = read_object(out)
+    assert result.crop == crop and image.metadata["crop"] == crop
+    assert image.metadata["crop_source"] == ("scan spacing" if crop > N // 2 else "N/2")
+    assert image.support.all()  # one block: every pixel between the outermost crops is covered
+    np.testing.assert_allclose(image.object, truth_on_canvas(obj, image), rtol=EXACT_RTOL)
+    given = stitch(StitchConfig(crop=N // 2), write_patches(tmp_path / "q.h5", obj, x, y, 1), tmp_path / "given.npz")
+    assert given.crop == N // 2 and read_object(tmp_path / "given.npz").support.all() == (step <= N // 2)

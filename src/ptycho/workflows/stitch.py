@@ -1,6 +1,7 @@
 """``stitch``: per-position object patches → one object image (docs/reconstruction.md#stitching).
 
-Each member patch ``(N, N)`` contributes its central ``M×M`` crop, placed where its pixels came
+Each member patch ``(N, N)`` contributes its central ``M×M`` crop (``M = N/2`` by default, more on
+a scan whose spacing is wider: :meth:`~ptycho.config.stitch.StitchConfig.crop_size`), placed where its pixels came
 from with :func:`~ptycho.physics.operators.numpy_ops.place` (bilinear, the adjoint of window
 extraction), and the crops are overlap-averaged with the same support in numerator and
 denominator::
@@ -193,6 +194,29 @@ def lsq_refine(obj: np.ndarray, num: np.ndarray, den: np.ndarray, cx: np.ndarray
     return o
 
 
+SPACING_QUANTILE = 0.95
+"""The scan spacing is this quantile of the positions' nearest-neighbour distances: a raster's
+step, and robust to a few isolated positions of a random scan."""
+
+
+def scan_spacing_px(x: np.ndarray, y: np.ndarray) -> float:
+    """The scan's spacing: :data:`SPACING_QUANTILE` of the nearest-neighbour distances between the
+    distinct positions (group members repeat a position), in pixels; NaN for fewer than two.
+
+    Parameters
+    ----------
+    x, y : any shape, float
+        Positions in object pixels (the member positions of a patches file).
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.unique(np.round(np.stack([np.ravel(x), np.ravel(y)], axis=1), 6), axis=0)
+    if len(points) < 2:
+        return float("nan")
+    distance, _ = cKDTree(points).query(points, k=2)
+    return float(np.quantile(distance[:, 1], SPACING_QUANTILE))
+
+
 def stitch(
     config: StitchConfig, patches: Path | PatchesFile, out: Path, *, figures: bool = True,
     progress: Progress | None = None,
@@ -217,7 +241,8 @@ def stitch(
     out = Path(out)
     object_format(out)  # fail on a bad suffix before any work
     pf = patches if isinstance(patches, PatchesFile) else read_patches(patches)
-    M = config.crop_size(pf.N)
+    spacing = scan_spacing_px(pf.x, pf.y)
+    M = config.crop_size(pf.N, spacing)
     s, delta = crop_geometry(pf.N, M)
     ox, oy, H, W = canvas_extent(pf.x + delta, pf.y + delta, M)
     if H * W > MAX_CANVAS_PX:
@@ -242,6 +267,8 @@ def stitch(
     metadata = {
         "created_by": "ptycho stitch", "ptycho_version": __version__, "patches_file": str(pf.path),
         "N": pf.N, "gridsize": pf.gridsize, "crop": M, "crop_centre_offset_px": delta,
+        "crop_source": "stitch.crop" if config.crop is not None else ("scan spacing" if M > pf.N // 2 else "N/2"),
+        "scan_spacing_px": spacing,
         "n_groups": pf.n_groups, "n_patches": pf.n_groups * pf.C, "placement": "bilinear (adjoint of extract_patches)",
         "method": method,
         "object_shape_source": list(pf.object_shape) if pf.object_shape else None, "provenance": pf.provenance,

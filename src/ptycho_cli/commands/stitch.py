@@ -18,7 +18,7 @@ def stitch_command(
     ctx: typer.Context,
     patches: Annotated[Path, typer.Argument(metavar="PATCHES", help="Patches file written by `ptycho infer` (HDF5).", show_default=False)],
     out: Annotated[Path, Opt("--out", "-o", help="Output object file: .npz or .h5.")],
-    crop: Annotated[Optional[int], Opt("--crop", help="Side M of the central M×M crop of each patch (default N/2).")] = None,
+    crop: Annotated[Optional[int], Opt("--crop", help="Side M of the central M×M crop of each patch (default N/2, or the scan spacing + 2 px when that is wider, so sparse scans leave no holes).")] = None,
     chunk_groups: Annotated[Optional[int], Opt("--chunk-groups", help="Groups read and placed at a time (memory bound).")] = None,
     method: Annotated[Optional[str], Opt("--method", help="auto (default: lsq for gridsize 1, else average), lsq "
                                                           "(least-squares object, no interpolation blur) or average.",
@@ -60,7 +60,7 @@ def stitch_command(
 
         object_format(out)  # validate inputs before the progress bar starts
         patches_file = read_patches(patches)
-        cfg.crop_size(patches_file.N)
+        cfg.crop_size(patches_file.N)  # a crop larger than N fails before any work
         with progress_bar("stitching", quiet=quiet or as_json) as update:
             result = stitch(cfg, patches_file, out, figures=not no_figures, progress=update)
         print_summary(
