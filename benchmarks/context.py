@@ -31,6 +31,8 @@ class Context:
     sizes: Sizes
     work: Path
     datasets: dict[str, Path] = field(default_factory=dict)
+    out: Path | None = None  # the results folder (figures go there), when known
+    stem: str = "benchmarks"  # the result files' name without suffix
 
     @property
     def quick(self) -> bool:

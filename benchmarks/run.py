@@ -28,7 +28,7 @@ from typing import Any
 from benchmarks.child import REPO
 from benchmarks.context import Context
 from benchmarks.machine import describe, git_state, load_average
-from benchmarks.report import ERROR, SECTIONS, Row, Section, print_rich, to_json, to_markdown
+from benchmarks.report import DEFAULT_SECTIONS, ERROR, SECTIONS, Row, Section, print_rich, to_json, to_markdown
 from benchmarks.sizes import FULL, QUICK, override
 
 DEFAULT_OUT = REPO / "benchmarks" / "results"
@@ -38,8 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, every code path (a few minutes)")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma list of sections to run (default: all of {','.join(SECTIONS)})")
+    parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
+                        help=f"comma list of sections to run, of {','.join(SECTIONS)} "
+                             f"(default: {','.join(DEFAULT_SECTIONS)}; regimes runs only when named)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON and Markdown results")
     parser.add_argument("--work", type=Path, default=None, help="folder for datasets and models (default: a temporary folder)")
     parser.add_argument("--keep-work", action="store_true", help="keep the work folder (datasets, models, patches)")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.work:
         args.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ptycho-bench-", dir=args.work))
-    ctx = Context(sizes, work)
+    ctx = Context(sizes, work, out=out_dir, stem=stem)
     meta: dict[str, Any] = {
         "date": f"{now:%Y-%m-%d}", "started": now.isoformat(timespec="seconds"), "hostname": hostname,
         "mode": sizes.mode, "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]),

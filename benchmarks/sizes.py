@@ -46,6 +46,16 @@ class Sizes:
     sweep_cases: tuple[tuple[int, float, str, bool, bool], ...] = field(default=())
     # per-child time limit (seconds)
     child_timeout_s: float = 4 * 3600
+    # regimes (the regime map: dose × overlap × object)
+    regimes_N: int = 64
+    regimes_object_size: int = 384
+    regimes_doses: tuple[float, ...] = (1e3, 1e4, 1e5, 1e6, 1e9)
+    regimes_overlaps: tuple[str, ...] = ("dense", "sparse", "free")
+    regimes_objects: tuple[str, ...] = ("lines", "siemens", "gold")
+    regimes_iterations: int = 100  # rPIE and ML iterations, every one scored
+    regimes_budget: int = 20  # rPIE's fixed budget
+    regimes_ptychi_epochs: int = 100  # 0: no pty-chi arm
+    regimes_pinn_epochs: int = 10  # 0: no PINN arm
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +109,9 @@ QUICK = replace(
     quality_epochs=2, quality_filters=1, iterative_iterations=10,
     sweep_epochs=2, sweep_jit=False, sweep_cases=QUICK_SWEEP_CASES,
     child_timeout_s=600,
+    regimes_N=32, regimes_object_size=112, regimes_doses=(1e4,), regimes_overlaps=("dense", "free"),
+    regimes_objects=("lines", "gold"), regimes_iterations=4, regimes_budget=2, regimes_ptychi_epochs=2,
+    regimes_pinn_epochs=1,
 )
 
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # benchmarks/ is a folder of the repository, not an installed package
     sys.path.insert(0, str(REPO))
 
-from benchmarks.report import FAIL, INFO, NA, PASS, SECTIONS, Section, Target, row, to_json, to_markdown  # noqa: E402
+from benchmarks.report import DEFAULT_SECTIONS, FAIL, INFO, NA, PASS, Section, Target, row, to_json, to_markdown  # noqa: E402
 from benchmarks.sizes import FULL, QUICK, override  # noqa: E402
 
 ROW_KEYS = {"metric", "measured", "unit", "config", "target", "status", "reference", "note"}
@@ -150,8 +150,65 @@ def test_quick_mode_runs_every_section(tmp_path):
     result = run_benchmarks(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     doc, md = result_files(tmp_path)
-    check_report(doc, md, SECTIONS)
+    check_report(doc, md, DEFAULT_SECTIONS)
     sweep = doc["sections"]["sweep"]
     assert sweep["grid"]["columns"] == ["gridsize 1", "gridsize 2", "gridsize 3"]
     quality = {r["metric"] for r in doc["sections"]["quality"]["rows"]}
     assert {"PINN phase SSIM", "rPIE phase SSIM", "PINN amplitude mean ratio (absolute, no rescale)"} <= quality
+
+
+# -- the regime map ---------------------------------------------------------------------------
+
+def test_regime_cells_are_jittered_rasters_with_a_separate_half_step_test_scan():
+    import numpy as np
+
+    from benchmarks.sections.regimes import JITTER_FRACTION, STEP_FRACTION, cell_configs, probe_diameter_px
+    from ptycho.config.simulate import SimulateConfig
+    from ptycho.physics.scan import grid_scan
+
+    N, size = 64, 384
+    D = probe_diameter_px(N)
+    assert 0.6 * N < D < 0.72 * N
+    counts = {}
+    for overlap in ("dense", "sparse", "free"):
+        train, test = (SimulateConfig.model_validate(c) for c in cell_configs(N, size, 1e4, overlap, "lines", D))
+        step = STEP_FRACTION[overlap] * D
+        assert train.scan.step_px == test.scan.step_px == step and train.scan.jitter_px == JITTER_FRACTION * step
+        tx, ty = grid_scan((size, size), N, train.scan.model_copy(update={"jitter_px": 0.0}), np.random.default_rng(0))
+        sx, sy = grid_scan((size, size), N, test.scan.model_copy(update={"jitter_px": 0.0}), np.random.default_rng(0))
+        offset = (sx.min() - tx.min()) % step
+        assert abs(offset - step / 2) <= 1.0  # the test raster sits about half a step off the training one
+        counts[overlap] = len(sx)
+    assert counts["free"] >= 25 and counts["sparse"] > counts["free"] and counts["dense"] > 500
+
+
+def test_regime_arms_pick_the_oracle_and_the_budget():
+    from benchmarks.sections.regimes import arm_results, summarise
+
+    trajectory = [{"iteration": i, "seconds": 0.5 * i, "phase_ssim": s, "amplitude_ssim": 0.9,
+                   "frc50_cycles_per_px": None, "amplitude_mean_ratio": 1.0} for i, s in enumerate([0.6, 0.7, 0.5, 0.4], 1)]
+    arm = {"trajectory": trajectory, "setup_s": 2.0}
+    best = summarise(arm)
+    assert (best["iteration"], best["wall_s"], best["last_phase_ssim"]) == (2, 3.0, 0.4)
+    assert summarise(arm, 3)["phase_ssim"] == 0.5 and summarise(arm, 99)["iteration"] == 4
+    arms = arm_results({"rpie": arm, "ml": {"error": "NumericalError: x", "trajectory": []},
+                        "ptychi": {"skipped": "pty-chi not importable"}},
+                       {"metrics": {**trajectory[0]}, "reconstruct_s": 1.5, "train_s": 30.0}, budget=3)
+    assert arms["rPIE best"]["iteration"] == 2 and arms["rPIE budget"]["iteration"] == 3
+    assert arms["ML best"] == "NumericalError: x" and arms["pty-chi best"] == "pty-chi not importable"
+    assert arms["PINN"]["wall_s"] == 1.5
+
+
+@pytest.mark.slow
+def test_quick_regime_map_runs_end_to_end(tmp_path):
+    result = run_benchmarks(tmp_path, "--only", "regimes")
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc, md = result_files(tmp_path)
+    check_report(doc, md, ("regimes",))
+    section = doc["sections"]["regimes"]
+    assert section["grid"]["columns"] == ["rPIE best", "rPIE budget", "ML best", "pty-chi best", "PINN"]
+    assert len(section["grid"]["rows"]) == 4  # 1 dose × 2 overlaps × 2 objects (gold beside the repository)
+    measured = {(r["metric"], r["config"]) for r in section["rows"] if r["measured"] is not None}
+    for arm in ("rPIE best", "ML best", "PINN"):
+        assert (f"{arm} phase SSIM", "lines, free, 1e4") in measured
+    assert (tmp_path / next(tmp_path.glob("*-regimes.png")).name).stat().st_size > 10_000
