@@ -48,54 +48,64 @@ def _scored(entry: dict[str, Any], image: Any, truth: Any) -> dict[str, Any]:
     return entry
 
 
+class _Recorder:
+    """Collects a scored trajectory; ``setup_s`` is the wall time from its creation to the start of
+    the first iteration (the arm's clock reports iteration time only)."""
+
+    def __init__(self, truth: Any) -> None:
+        self.truth, self.started, self.trajectory = truth, time.perf_counter(), []
+        self.setup_s: float | None = None
+
+    def add(self, iteration: int, seconds: float, image: Any, **extra: Any) -> None:
+        if self.setup_s is None:
+            self.setup_s = time.perf_counter() - self.started - seconds
+        self.trajectory.append(_scored({"iteration": iteration, "seconds": seconds, **extra}, image, self.truth))
+
+    def outcome(self, error: BaseException | None = None, **extra: Any) -> dict[str, Any]:
+        out = {"trajectory": self.trajectory, "setup_s": self.setup_s or 0.0, **extra}
+        return {**out, "error": f"{type(error).__name__}: {error}"} if error is not None else out
+
+
 def _engine_trajectory(test_ds: str, engine: str, iterations: int, truth: Any) -> dict[str, Any]:
-    """One ptycho engine, every iteration scored; ``setup_s`` = wall time before iteration 1."""
+    """One ptycho engine, every iteration scored."""
     from ptycho.io.datasets import load_dataset
     from ptycho.iterative.engines import reconstruct
 
-    trajectory: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    marks: dict[str, float] = {}
+    record = _Recorder(truth)
 
     def on_iteration(state: Any) -> None:
-        if not trajectory:
-            marks["setup_s"] = time.perf_counter() - started - state.seconds
-        entry = {"iteration": state.iteration, "seconds": state.seconds, "error": state.error}
         r = state.result()
-        trajectory.append(_scored(entry, scan_box_image(r.object, r.support, r.origin_x, r.origin_y, {}), truth))
+        record.add(state.iteration, state.seconds, scan_box_image(r.object, r.support, r.origin_x, r.origin_y, {}),
+                   error=state.error)
 
     try:
         with load_dataset(test_ds) as ds:
             result = reconstruct(ds, engine=engine, iterations=iterations, callback=on_iteration)
     except Exception as exc:  # noqa: BLE001 - e.g. NumericalError: an arm's failure is a result
-        return {"error": f"{type(exc).__name__}: {exc}", "trajectory": trajectory, "setup_s": marks.get("setup_s")}
-    return {"trajectory": trajectory, "setup_s": marks.get("setup_s", 0.0), "info": result.info}
+        return record.outcome(exc)
+    return record.outcome(info=result.info)
 
 
 def _ptychi_trajectory(test_ds: str, epochs: int, truth: Any) -> dict[str, Any]:
+    """pty-chi's LSQML-Poisson, every epoch scored (``skipped`` when pty-chi does not import)."""
     from benchmarks.ptychi_adapter import available, reconstruct_lsqml
     from ptycho.io.datasets import load_dataset
 
     ok, version = available()
     if not ok:
         return {"skipped": version}
-    trajectory: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    marks: dict[str, float] = {}
+    record = _Recorder(truth)
 
     def on_epoch(state: Any) -> None:
-        if not trajectory:
-            marks["setup_s"] = time.perf_counter() - started - state.seconds
         image = state.image(raw=True)
-        trajectory.append(_scored({"iteration": state.epoch, "seconds": state.seconds},
-                                  scan_box_image(image.object, image.support, 0.0, 0.0, {}), truth))
+        record.add(state.epoch, state.seconds, scan_box_image(image.object, image.support, 0.0, 0.0, {}))
 
     try:
         with load_dataset(test_ds) as ds:
             reconstruct_lsqml(ds, epochs, callback=on_epoch)
     except Exception as exc:  # noqa: BLE001
-        return {"error": f"{type(exc).__name__}: {exc}", "trajectory": trajectory, "version": version}
-    return {"trajectory": trajectory, "setup_s": marks.get("setup_s", 0.0), "version": version}
+        return record.outcome(exc, version=version)
+    return record.outcome(version=version)
 
 
 def task_iterative(test_ds: str, iterations: int, ptychi_epochs: int) -> dict[str, Any]:
