@@ -18,7 +18,17 @@ raises if it is ever called, when torchvision itself is absent.
   *specified* as ``(0, 0)`` so the object buffer is ptycho's object frame (pty-chi interpolates
   sub-pixel windows by Fourier shift, ptycho bilinearly);
 * the object starts at ones, like ptycho's engines; its support is ptycho's (summed probe
-  intensity above 5 % of its maximum), so ``benchmarks.scoring.score`` cuts it the same way.
+  intensity above 5 % of its maximum), so ``benchmarks.scoring.score`` cuts it the same way;
+* ``remove_object_probe_ambiguity`` is off: with the probe fixed, its rescaling of the object to a
+  mean transmission of 1 would break the gauge (it gave amplitude-mean ratios of 1.4–1.6);
+* torch runs ``threads`` intra-op threads (default 1): on a busy 2-core machine its OpenMP threads
+  spin against each other (one LSQML epoch took 9× longer with torch's default of 2).
+
+pty-chi Fourier-shifts the *probe* by each position's sub-pixel residual and cuts the object at the
+rounded position, where ptycho interpolates the *object* bilinearly: the two forward models agree
+to float32 rounding only for windows on whole pixels of both (and pty-chi's rounding of a centre
+``k + ½`` shifts the probe by half a pixel), and differ by a few per cent in intensity otherwise —
+a model error that limits pty-chi on ptycho's data at high dose, not at low dose.
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ SUPPORT_FRACTION = 0.05
 """ptycho's support of an iterative result (``IterativeConfig.support_fraction``)."""
 DEFAULT_BATCH_SIZE = 100
 """Positions per LSQML minibatch (pty-chi's default)."""
+DEFAULT_THREADS = 1
+"""torch intra-op threads (module docstring); ``None`` keeps torch's own choice."""
 
 
 def _torchvision_stand_in() -> None:
@@ -106,6 +118,7 @@ def _options(epochs: int, batch_size: int, seed: int, shape: tuple[int, int], co
     options.object_options.optimizable = True
     options.object_options.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
     options.object_options.position_origin_coords = np.zeros(2)
+    options.object_options.remove_object_probe_ambiguity.enabled = False  # the probe is fixed: keep the gauge
     options.probe_options.initial_guess = (probe / probe.shape[-1]).astype(np.complex64)[None, None]
     options.probe_options.optimizable = False
     options.probe_position_options.position_x_px = x
@@ -123,6 +136,7 @@ def _options(epochs: int, batch_size: int, seed: int, shape: tuple[int, int], co
 
 
 def reconstruct_lsqml(dataset: Any, epochs: int, *, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0,
+                      threads: int | None = DEFAULT_THREADS,
                       callback: Callable[[EpochState], None] | None = None) -> dict[str, Any]:
     """LSQML-Poisson on a ptycho dataset with its probe fixed, for ``epochs`` epochs.
 
@@ -130,6 +144,8 @@ def reconstruct_lsqml(dataset: Any, epochs: int, *, batch_size: int = DEFAULT_BA
     ----------
     dataset : ptycho.data.dataset.Dataset
         Needs its ``object`` (the frame of the reconstruction).
+    threads : int, optional
+        ``torch.set_num_threads`` (this process); None leaves torch's default.
     callback : callable, optional
         Called with an :class:`EpochState` after every epoch (its time is not counted).
 
@@ -152,6 +168,8 @@ def reconstruct_lsqml(dataset: Any, epochs: int, *, batch_size: int = DEFAULT_BA
     shape = tuple(int(s) for s in dataset.object.shape[-2:])
     support = _support(x, y, probe, shape)
     torch.set_default_device("cpu")
+    if threads is not None:
+        torch.set_num_threads(threads)
     task = PtychographyTask(_options(epochs, batch_size, seed, shape, counts, probe, x, y))
     setup = time.perf_counter() - t0
 
