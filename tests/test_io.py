@@ -201,7 +201,11 @@ INVALID = [
     ("probe_rank", dict(probe=np.zeros(N, np.complex64)), "key 'probe' has shape (16,) (1-D)"),
     ("probe_size", dict(probe=np.zeros((8, 8), np.complex64)),
      "data.h5: key 'probe' has shape (8, 8) but the patterns are 16×16; "
-     "the probe must match the pattern size"),
+     "the probe (every mode) must match the pattern size"),
+    ("probe_mode_size", dict(probe=np.zeros((2, 8, 8), np.complex64)),
+     "key 'probe' has shape (2, 8, 8) but the patterns are 16×16"),
+    ("probe_no_modes", dict(probe=np.zeros((0, N, N), np.complex64)), "key 'probe' has shape (0, 16, 16): no modes"),
+    ("probe_rank_4", dict(probe=np.zeros((1, 2, N, N), np.complex64)), "expected (N, N) or (K, N, N)"),
     ("position_count", dict(y=np.full(M - 1, 20.0)),
      "key 'y' has 11 positions but there are 12 patterns; expected 12"),
     ("scan_index_count", dict(scan_index=np.arange(3)), "key 'scan_index' has 3 indices"),
@@ -478,13 +482,35 @@ def test_load_probe_from_every_source(tmp_path):
         np.testing.assert_array_equal(probe, ds.probe)
 
 
-def test_load_probe_with_several_modes_takes_the_first_and_warns(tmp_path):
+def test_load_probe_keeps_every_mode_of_the_first_coherent_entry(tmp_path):
     modes = np.stack([np.full((N, N), k + 1j, np.complex64) for k in range(3)])
     with h5py.File(tmp_path / "modes.h5", "w") as f:
-        f["probe"] = modes[None]
-    with pytest.warns(UserWarning, match="3 modes; using the first"):
-        probe = load_probe(tmp_path / "modes.h5")
-    np.testing.assert_array_equal(probe, modes[0])
+        f["probe"] = modes[None]  # Ptychodus (1, K, h, w): no warning
+    np.testing.assert_array_equal(load_probe(tmp_path / "modes.h5"), modes)
+    np.savez(tmp_path / "opr.npz", probe=np.stack([modes, 2 * modes]))  # pty-chi (OPR, K, h, w)
+    with pytest.warns(UserWarning, match=r"kept the first entry of the axes \(2,\) before the modes"):
+        np.testing.assert_array_equal(load_probe(tmp_path / "opr.npz"), modes)
+    np.savez(tmp_path / "none.npz", probe=np.zeros((0, N, N), np.complex64))
+    with pytest.raises(DataError, match="no modes"):
+        load_probe(tmp_path / "none.npz")
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+def test_a_mixed_state_probe_round_trips_through_both_formats(tmp_path, suffix):
+    ds = make_dataset()
+    modes = np.stack([ds.probe, 0.5j * ds.probe[::-1]]).astype(np.complex64)
+    path = save_dataset(tmp_path / f"modes{suffix}", replace(ds, probe=modes))
+    with load_dataset(path) as back:
+        assert back.probe.shape == (2, N, N) and back.probe.dtype == np.complex64
+        np.testing.assert_array_equal(back.probe, modes)
+    np.testing.assert_array_equal(load_probe(path), modes)
+
+
+def test_the_ptychopinn_layout_refuses_a_mixed_state_probe(tmp_path):
+    ds = make_dataset()
+    with pytest.raises(ConfigError, match="holds one coherent probe but this dataset's probe has 2 incoherent modes"):
+        save_dataset(tmp_path / "l.npz", replace(ds, probe=np.stack([ds.probe, ds.probe])), format="ptychopinn-npz")
+    assert not (tmp_path / "l.npz").exists()
 
 
 def test_load_probe_errors(tmp_path):
@@ -505,15 +531,15 @@ def test_load_probe_errors(tmp_path):
         load_probe(tmp_path / "junk.h5")
 
 
-def test_reduce_leading_squeezes_singletons_takes_first_mode_and_multiplies_layers():
+def test_reduce_leading_squeezes_singletons_takes_the_first_entry_and_multiplies_layers():
     from ptycho.data.validation import reduce_leading
 
     a = np.arange(8, dtype=np.complex64).reshape(1, 1, 2, 4) + 1
-    np.testing.assert_array_equal(reduce_leading(a, "probe", "f.h5"), a[0, 0])  # no warning for singletons
+    np.testing.assert_array_equal(reduce_leading(a, "object", "f.h5"), a[0, 0])  # no warning for singletons
     layers = np.stack([np.full((2, 2), 2 + 0j), np.full((2, 2), 1j)]).astype(np.complex64)
     with pytest.warns(UserWarning, match=r"f.h5: 'object' has shape \(2, 2, 2\): 2 layers; using their product"):
         out = reduce_leading(layers, "object", "f.h5", combine=True)
     np.testing.assert_array_equal(out, np.full((2, 2), 2j, np.complex64))
     assert out.dtype == np.complex64
-    with pytest.warns(UserWarning, match="2 modes; using the first"):
-        np.testing.assert_array_equal(reduce_leading(layers, "probe", "f.h5"), layers[0])
+    with pytest.warns(UserWarning, match="2 entries; using the first"):
+        np.testing.assert_array_equal(reduce_leading(layers, "psi", "f.h5"), layers[0])

@@ -124,6 +124,50 @@ def test_diffraction_intensity_is_the_illuminated_windows_far_field(ops):
     np.testing.assert_allclose(counts, reference, rtol=1e-4, atol=1e-4 * reference.max())
 
 
+def test_mixed_state_counts_are_the_incoherent_sum_of_the_modes(ops):
+    """``Σ_k |F(P_k·O)|²``: each mode simulated alone, then added; Parseval over all modes."""
+    rng = np.random.default_rng(6)
+    patches, modes = random_complex(rng, 2, 3, 16, 16), random_complex(rng, 3, 16, 16)
+    counts = as_array(ops.diffraction_intensity(patches, modes))
+    alone = sum(as_array(ops.diffraction_intensity(patches, mode)) for mode in modes)
+    np.testing.assert_allclose(counts, alone, rtol=1e-5, atol=1e-5 * alone.max())
+    energy = sum(np.sum(np.abs(patches * mode) ** 2, axis=(-2, -1)) for mode in modes)
+    np.testing.assert_allclose(counts.sum(axis=(-2, -1)), energy, rtol=PARSEVAL_RTOL)
+
+
+def test_one_mode_is_the_coherent_probe_bit_for_bit(ops):
+    rng = np.random.default_rng(7)
+    patches, probe = random_complex(rng, 2, 3, 16, 16), random_complex(rng, 16, 16)
+    np.testing.assert_array_equal(as_array(ops.diffraction_intensity(patches, probe[None])),
+                                  as_array(ops.diffraction_intensity(patches, probe)))
+
+
+@pytest.mark.parametrize("shape", [(0, 16, 16), (2, 16, 12), (16,), (1, 2, 16, 16)])
+def test_probes_without_modes_or_not_square_are_refused(ops, shape):
+    patches = np.ones((1, 16, 16), np.complex64)
+    with pytest.raises(ValueError, match="probe"):
+        ops.diffraction_intensity(patches, np.ones(shape, np.complex64))
+
+
+def test_position_gradients_are_the_derivative_of_the_bilinear_window(scene):
+    """Central differences of ``extract`` in x and y match ``extract_with_gradients`` (away from
+    whole pixels the window is linear in the fraction, so the match is exact to rounding)."""
+    rng, images, x, y, N = scene
+    canvas = images[0]
+    x0, y0 = x[0, 1:], y[0, 1:]
+    h = 1e-3
+    patches, d_dx, d_dy = numpy_ops.extract_with_gradients(canvas, window_geometry(x0, y0, N))
+    np.testing.assert_array_equal(patches, numpy_ops.extract(canvas, window_geometry(x0, y0, N)))
+    fx = window_geometry(x0, y0, N).fx
+    fy = window_geometry(x0, y0, N).fy
+    inside = (fx > 2 * h) & (fx < 1 - 2 * h) & (fy > 2 * h) & (fy < 1 - 2 * h)
+    assert inside.sum() >= 10
+    for grad, (ax, ay) in ((d_dx, (h, 0.0)), (d_dy, (0.0, h))):
+        ahead = numpy_ops.extract(canvas.astype(np.complex128), window_geometry(x0 + ax, y0 + ay, N))
+        behind = numpy_ops.extract(canvas.astype(np.complex128), window_geometry(x0 - ax, y0 - ay, N))
+        np.testing.assert_allclose(grad[inside], ((ahead - behind) / (2 * h))[inside], atol=2e-3)
+
+
 def test_the_two_backends_agree(scene):
     rng, images, x, y, N = scene
     B, H, W = images.shape
@@ -133,7 +177,8 @@ def test_the_two_backends_agree(scene):
                  lambda ops: ops.place_patches(patches, x, y, H, W),
                  lambda ops: ops.propagate(patches),
                  lambda ops: ops.back_propagate(patches),
-                 lambda ops: ops.diffraction_intensity(patches, patches[0, 0])):
+                 lambda ops: ops.diffraction_intensity(patches, patches[0, 0]),
+                 lambda ops: ops.diffraction_intensity(patches, patches[0, :3])):
         np.testing.assert_allclose(as_array(call(numpy_ops_)), as_array(call(tf_ops)), rtol=1e-5, atol=1e-4)
 
 

@@ -215,3 +215,40 @@ def test_forward_comparison_detects_a_wrong_object(clean_grid_dataset):
         lam = predicted_counts(patches, groups.offset_x, groups.offset_y, ds.probe, None).numpy()
         expected = ds.read_patterns().reshape(lam.shape)
     assert not np.allclose(lam, expected, rtol=FORWARD_RTOL, atol=FORWARD_ATOL_FRACTION * expected.max())
+
+
+# -- mixed-state probes ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_mode_grid_dataset(tmp_path_factory):
+    """The noise-free grid scan of :func:`clean_grid_dataset` under a two-mode probe."""
+    path = tmp_path_factory.mktemp("phys") / "modes.npz"
+    config = SimulateConfig(N=N, gridsize=2, noise=False, seed=3, object={"size": 96}, probe={"modes": 2},
+                            scan={"kind": "grid", "n_images": 36, "step_px": 8})
+    simulate(config, path, preview=False)
+    return path
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_in_model_forward_path_sums_the_modes_as_simulate_does(two_mode_grid_dataset, gridsize):
+    with load_dataset(two_mode_grid_dataset) as ds:
+        assert ds.probe.shape == (2, N, N)
+    assert_forward_matches(two_mode_grid_dataset, gridsize)
+
+
+def test_the_group_estimate_fits_two_mode_data_better_with_both_modes(two_mode_grid_dataset):
+    from ptycho.models.features import epie_estimate
+    from ptycho.physics.modes import mode_powers
+
+    with load_dataset(two_mode_grid_dataset) as ds:
+        groups = make_groups(ds.x, ds.y, 2)
+        counts = ds.read_patterns(groups.index.ravel()).reshape(groups.n_groups, groups.C, N, N)
+        modes = ds.probe
+    dominant = (modes[0] * np.sqrt(mode_powers(modes).sum() / mode_powers(modes[0])[0])).astype(np.complex64)
+    size = canvas_size(groups.max_offset, N)
+    misfit = {}
+    for name, probe in (("modes", modes), ("dominant", dominant)):
+        estimate = epie_estimate(np.sqrt(counts), probe, groups.offset_x, groups.offset_y, size, 20).numpy()
+        predicted = predicted_counts(estimate, groups.offset_x, groups.offset_y, probe, size).numpy()
+        misfit[name] = float(np.sum((np.sqrt(predicted) - np.sqrt(counts)) ** 2) / np.sum(counts))
+    assert misfit["modes"] < 0.5 * misfit["dominant"], misfit

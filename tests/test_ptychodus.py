@@ -161,6 +161,54 @@ def test_with_diffraction_makes_a_ptychodus_workflow_directory(inputs, tmp_path)
     assert energy_eV_to_wavelength_m(ENERGY_EV) * DISTANCE_M / (N * pixel.width_m) == pytest.approx(PIXEL_M, rel=1e-12)
 
 
+def _two_mode_dataset(tmp_path):
+    """The tiny dataset with a two-mode probe (its own probe and a weaker, flipped copy)."""
+    path = make_dataset(tmp_path / "plain.h5")
+    with load_dataset(path) as ds:
+        modes = np.stack([ds.probe, 0.4j * ds.probe[::-1, ::-1]]).astype(np.complex64)
+        return save_dataset(tmp_path / "modes.h5", Dataset(ds.read_patterns(), ds.x, ds.y, modes, ds.object,
+                                                           metadata=ds.metadata)), modes
+
+
+@pytest.mark.filterwarnings("ignore:.*workflow directory only when:UserWarning")
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+def test_two_probe_modes_reach_ptychodus_and_come_back(tmp_path, suffix):
+    """Ptychodus' own readers see (1, K, N, N) incoherent modes; ptycho reads every mode back."""
+    pytest.importorskip("ptychodus")
+    from ptychodus.api.io import load_product
+    from ptychodus.plugins.npz_product_file import NPZProductFileIO
+
+    data, modes = _two_mode_dataset(tmp_path)
+    out = tmp_path / "w" / f"product{suffix}"
+    export_ptychodus(ExportConfig(with_diffraction=True), data, data, out)
+    product = load_product(out) if suffix == ".h5" else NPZProductFileIO().read(out)
+    assert product.probes.num_incoherent_modes == 2 and product.probes.num_coherent_modes == 1
+    np.testing.assert_array_equal(product.probes.get_array(), modes[None])
+    assert product.metadata.probe_photon_count == pytest.approx(float(np.sum(np.abs(modes.astype(complex)) ** 2)))
+    with load_dataset(out) as back:
+        np.testing.assert_array_equal(back.probe, modes)
+    np.testing.assert_array_equal(load_probe(out), modes)
+
+
+def test_a_two_mode_product_written_by_ptychodus_loads_with_both_modes(tmp_path):
+    pytest.importorskip("ptychodus")
+    from ptychodus.api.geometry import PixelGeometry
+    from ptychodus.api.io import load_product, save_product
+    from ptychodus.api.probe import ProbeSequence
+
+    folder, *_ = _ptychodus_written_product(tmp_path)
+    product = load_product(folder / "product.h5")
+    single = product.probes.get_array()[0, 0]
+    modes = np.stack([single, 0.3 * single.conj()]).astype(np.complex64)
+    dx = product.probes.get_pixel_geometry().width_m
+    save_product(folder / "product.h5", type(product)(
+        metadata=product.metadata, probe_positions=product.probe_positions,
+        probes=ProbeSequence(modes[None], None, PixelGeometry(dx, dx)), object_=product.object_,
+        losses=product.losses))
+    with load_dataset(folder / "product.h5") as ds:
+        np.testing.assert_array_equal(ds.probe, modes)
+
+
 # ----------------------------------------------------------------- round trips into ptycho
 
 

@@ -17,7 +17,8 @@ from ptycho.errors import FIELD_REFERENCE
 
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "simulate": {
-        "simulate.object.kind": "--object", "simulate.probe.kind": "--probe", "simulate.scan.kind": "--scan",
+        "simulate.object.kind": "--object", "simulate.probe.kind": "--probe",
+        "simulate.probe.modes": "--probe-modes", "simulate.scan.kind": "--scan",
         "simulate.gridsize": "--gridsize", "simulate.scan.n_images": "--n-images", "simulate.N": "--N",
         "simulate.object.size": "--size", "simulate.nphotons": "--nphotons", "simulate.seed": "--seed",
         "simulate.noise": "--no-noise", "simulate.scan.step_px": "--step", "simulate.scan.jitter_px": "--jitter",

@@ -138,3 +138,53 @@ def test_every_field_flag_is_an_option_and_a_config_field():
     options = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
     for dotted, flag in FLAGS.items():
         assert flag in options and dotted.split(".", 1)[1] in IterativeConfig.model_fields, dotted
+
+
+@pytest.mark.filterwarnings("ignore:.*probe window outside:UserWarning")
+def test_refine_positions_writes_them_with_the_object_for_export(ptycho, small, tmp_path):
+    """Positions perturbed by known sub-pixel offsets come back near the truth; the object file
+    carries them and export-ptychodus writes them (zero mean offset, within the bound)."""
+    from dataclasses import replace
+
+    from ptycho.io.datasets import save_dataset
+    from ptycho.io.objects import read_object
+    from ptycho.io.ptychodus import read_ptychodus_product
+
+    rng = np.random.default_rng(7)
+    moved = replace(small, x=small.x + rng.normal(0, 0.5, small.n_patterns), y=small.y + rng.normal(0, 0.5, small.n_patterns),
+                    metadata={**small.metadata, "photon_energy_eV": 8000.0, "detector_distance_m": 2.0,
+                              "pixel_size_m": 1e-8})
+    data = save_dataset(tmp_path / "moved.npz", moved)
+    out = tmp_path / "object.npz"
+    result = ptycho("iterative", data, "--out", out, "--iterations", 40, "--refine-positions", "--set",
+                    "position_start=5", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["positions"].startswith("refined: RMS shift") and (tmp_path / "object.refinement.png").is_file()
+    image = read_object(out)
+    assert image.positions is not None and list(image.positions.index) == list(range(small.n_patterns))
+    ex, ey = image.positions.x - small.x, image.positions.y - small.y
+    err = np.sqrt(np.mean((ex - ex.mean()) ** 2 + (ey - ey.mean()) ** 2))
+    before = np.sqrt(np.mean((moved.x - small.x) ** 2 + (moved.y - small.y) ** 2))
+    assert err < 0.35 * before, (err, before)
+    assert abs(np.mean(image.positions.x - moved.x)) < 1e-9 and np.abs(image.positions.x - moved.x).max() <= 2.0
+    product = tmp_path / "product.h5"
+    exported = ptycho("export-ptychodus", out, "--dataset", data, "--out", product, "--json")
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["positions from"].startswith("object (refined")
+    back = read_ptychodus_product(product)
+    np.testing.assert_allclose(back.x, image.positions.x - image.origin_x, atol=1e-6)
+
+
+def test_probe_modes_are_reconstructed_and_written(ptycho, small_dataset, tmp_path):
+    from ptycho.io.datasets import load_probe
+
+    out = tmp_path / "modes.npz"
+    result = ptycho("iterative", small_dataset, "--out", out, "--iterations", 3, "--probe-update", "--probe-modes", 2,
+                    "--no-figures", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["probe modes"] == 2
+    probe = load_probe(tmp_path / "modes.probe.npz")
+    assert probe.shape == (2, 32, 32)
+    bad = ptycho("iterative", small_dataset, "--out", out, "--probe-modes", 0)
+    assert bad.exit_code == 2 and "iterative.probe_modes: Input should be greater than or equal to 1" in bad.stderr

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ptycho.config.physics import MAX_PROBE_MODES
+
 Engine = Literal["rpie", "epie", "ml"]
 Regulariser = Literal["tv", "gradient", "none"]
 
@@ -25,11 +27,22 @@ ML: patterns held in memory at once during a pass over the scan (every iteration
 them; the result does not depend on it beyond rounding)."""
 DEFAULT_SUPPORT_FRACTION = 0.05
 """Support = pixels whose summed probe intensity exceeds this fraction of its maximum."""
+DEFAULT_POSITION_START = 10
+"""Iterations before positions move: the object must be roughly right first, or the shifts fit
+its errors (pty-chi and tike also start position correction late)."""
+DEFAULT_POSITION_STEP = 0.5
+"""Fraction of each least-squares shift applied: the shift is estimated from the same waves that
+update the object, so a full step overshoots."""
+DEFAULT_POSITION_MAX_SHIFT_PX = 2.0
+"""Bound on a refined position's distance from its start, per axis (pixels): about 3σ of the
+sub-pixel encoder errors refinement is meant for."""
 
 
 class IterativeConfig(BaseModel):
     """Options of an ePIE / rPIE / maximum-likelihood reconstruction (``alpha``, ``beta`` and
-    ``batch_size`` default per engine; ``regulariser*`` apply to ``ml`` only)."""
+    ``batch_size`` default per engine; ``regulariser*`` apply to ``ml`` only), with mixed-state
+    probes (``probe_modes``, docs/reconstruction.md#mixed-state-reconstruction) and position
+    refinement (``refine_positions`` and ``position_*``, docs/positions.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,6 +59,16 @@ class IterativeConfig(BaseModel):
     regulariser_weight: float | None = Field(
         default=None, ge=0, description="ml: weight μ of the regulariser in counts (default: dose-aware, "
         "0.5·√(mean illumination per pixel); see ptycho.iterative.ml)")
+    probe_modes: int | None = Field(default=None, ge=1, le=MAX_PROBE_MODES, description="incoherent probe modes to reconstruct "
+                                    "(default: the probe's); fewer keep the strongest, more add derived modes")
+    orthogonalise_modes: bool = Field(default=True, description="orthogonalise the probe modes after every "
+                                      "iteration with probe update (same counts, modes sorted by power)")
+    refine_positions: bool = Field(default=False, description="refine every position by sub-pixel offsets")
+    position_start: int = Field(default=DEFAULT_POSITION_START, ge=0, description="iterations before positions move")
+    position_step: float = Field(default=DEFAULT_POSITION_STEP, gt=0, le=1,
+                                 description="fraction of each least-squares shift applied")
+    position_max_shift_px: float = Field(default=DEFAULT_POSITION_MAX_SHIFT_PX, gt=0, le=64,
+                                         description="bound on a position's offset from its start, per axis (px)")
 
     @model_validator(mode="before")
     @classmethod

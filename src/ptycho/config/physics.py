@@ -10,6 +10,12 @@ from ptycho.config.base import StrictModel
 
 NonNegative = Annotated[float, Field(ge=0)]
 
+MAX_PROBE_MODES = 10
+"""Most incoherent probe modes a run derives or reconstructs (``ptycho.physics.modes.derive_modes``
+makes up to this many)."""
+DEFAULT_MODE_POWER_RATIO = 0.3
+"""Power of each derived probe mode over the one before: two modes share 77 % / 23 %."""
+
 
 class ObjectConfig(StrictModel):
     """Synthetic object: a pattern ``p ∈ [0, 1]`` mapped to ``a(p)·exp(i·φ(p))``.
@@ -39,13 +45,20 @@ class ObjectConfig(StrictModel):
 
 class ProbeConfig(StrictModel):
     """Illumination. ``kind``: ``ideal`` (smoothed disk, optional defocus), ``gaussian``,
-    a registered plugin probe, or ``file:PATH`` (dataset, PtychoPINN NPZ or Ptychodus product).
+    a registered plugin probe, or ``file:PATH`` (dataset, PtychoPINN NPZ or Ptychodus product;
+    all of a multi-mode probe's modes are kept). ``modes`` > 1 makes a mixed-state probe of that
+    many incoherent modes from a one-mode probe (docs/simulation.md#probe-modes).
 
     Lengths are in pixels of the ``N×N`` probe window, as fractions of ``N`` where noted.
     The probe is always normalised so that ``Σ|P|² = nphotons`` (docs/conventions.md#photon-gauge).
     """
 
     kind: str = "ideal"
+    modes: int | None = Field(default=None, ge=1, le=MAX_PROBE_MODES, description="incoherent modes K (mixed state); default: "
+                              "those of the probe file, else 1; K > 1 from a one-mode probe follows "
+                              "ptycho.physics.modes.derive_modes")
+    mode_power_ratio: float = Field(default=DEFAULT_MODE_POWER_RATIO, gt=0, le=1, description="power of each derived mode over the "
+                                    "one before (geometric decay)")
     diameter_frac: float = Field(default=0.7, gt=0, le=1, description="disk diameter / N")
     edge_px: NonNegative = Field(default=2.0, description="width of the smoothed disk edge")
     defocus_rad: float = Field(default=8.0, description="quadratic phase at the disk edge, radians (breaks the twin-image symmetry)")

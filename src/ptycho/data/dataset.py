@@ -30,8 +30,10 @@ class Dataset:
         Intensities in photon counts, DC-centred. May be lazy (h5py).
     x, y : (M,) float64
         Probe-centre positions in object pixels (column, row).
-    probe : (N, N) complex64
-        Probe in √counts: ``Σ|P|²`` is the expected photons per exposure for a unit object.
+    probe : (N, N) or (K, N, N) complex64
+        Probe in √counts: ``Σ|P|²`` (over every mode) is the expected photons per exposure for a
+        unit object. ``(K, N, N)`` is a mixed state of ``K`` incoherent modes whose intensities
+        add (docs/formats.md#datasets).
     object : (H, W) complex64 or None
         Ground truth, when known.
     scan_index : (M,) int64 or None
@@ -40,9 +42,9 @@ class Dataset:
         hot or saturated pixels) are excluded from every loss and modulus update; ``None`` means
         all pixels are valid. Same layout as the patterns (DC-centred).
     probe_modes : (K, N, N) complex64 or None
-        All incoherent modes of an imported multi-mode probe (√counts). Until the forward model
-        takes mixed states, ``probe`` holds the dominant mode scaled to the modes' total power
-        (the photon gauge) and this stack is kept for later use; ``None`` for a single mode.
+        Written by imports that predate mixed-state probes: every mode of a multi-mode probe whose
+        ``probe`` is the dominant mode scaled to the modes' power. Kept as read; ``probe`` itself
+        holds the modes of a mixed state now. ``None`` otherwise.
     metadata : dict
         Config that produced it, seeds, versions, physical quantities if known.
     source : str or None

@@ -96,14 +96,15 @@ def valid_power_fraction(probe: np.ndarray | None, valid: np.ndarray) -> float:
 
     Parameters
     ----------
-    probe : (N, N) complex or None, √counts
+    probe : (N, N) or (K, N, N) complex or None, √counts (the modes' intensities add)
     valid : (N, N) bool, DC-centred like the patterns
     """
     if probe is None or valid.all():
         return 1.0
-    far = np.abs(np.fft.fftshift(np.fft.fft2(np.asarray(probe, np.complex128), norm="ortho"))) ** 2
+    spectrum = np.fft.fftshift(np.fft.fft2(np.asarray(probe, np.complex128), norm="ortho"), axes=(-2, -1))
+    far = np.abs(spectrum) ** 2
     total = float(far.sum())
-    return float(far[valid].sum()) / total if total > 0 else 1.0
+    return float(far[..., valid].sum()) / total if total > 0 else 1.0
 
 
 def photon_estimate(patterns: np.ndarray, valid: np.ndarray, probe: np.ndarray | None = None) -> float:
@@ -113,7 +114,7 @@ def photon_estimate(patterns: np.ndarray, valid: np.ndarray, probe: np.ndarray |
     ----------
     patterns : (k, N, N) float, counts, DC-centred (a sample of the scan is enough)
     valid : (N, N) bool, the pixels to count (mask and bad pixels already removed)
-    probe : (N, N) complex, optional
+    probe : (N, N) or (K, N, N) complex, optional
         Its far field gives the share of the photons the invalid pixels would have received.
 
     Raises

@@ -16,7 +16,7 @@ import numpy as np
 from ptycho.data.dataset import Dataset
 from ptycho.errors import ConfigError, DataError
 
-__all__ = ["CHECK_BOUNDS_MODES", "VALIDATION_CHUNK", "coerce_array", "coerce_mask", "reduce_leading", "validate_dataset"]
+__all__ = ["CHECK_BOUNDS_MODES", "VALIDATION_CHUNK", "coerce_array", "coerce_mask", "probe_modes_from", "reduce_leading", "validate_dataset"]
 
 #: Patterns read at a time when scanning the diffraction stack for NaN/Inf/negative values.
 VALIDATION_CHUNK = 1024
@@ -82,16 +82,41 @@ def coerce_mask(value: Any, *, key: str = "mask", where: str) -> np.ndarray:
     return arr.astype(bool)
 
 
+def probe_modes_from(arr: np.ndarray, key: str, where: str) -> np.ndarray:
+    """``(…, K, h, w)`` → the probe's incoherent modes: ``(h, w)`` for one mode, else ``(K, h, w)``.
+
+    The axis just before the image axes holds the modes (Ptychodus ``(C, K, h, w)``, pty-chi
+    ``(OPR, K, h, w)``, tike's leading axes); of every earlier axis the first entry is kept (the
+    main probe), with a warning when there were more.
+
+    Raises
+    ------
+    DataError
+        An empty probe (no modes).
+    """
+    if arr.ndim <= 2:
+        return arr
+    if arr.size == 0:
+        raise DataError(f"{where}: key '{key}' has shape {arr.shape}: no modes; expected at least one (K ≥ 1)")
+    lead = arr.shape[:-3]
+    if any(size > 1 for size in lead):
+        warnings.warn(f"{where}: '{key}' has shape {arr.shape}: kept the first entry of the axes {lead} before the "
+                      "modes (the main probe)", UserWarning, stacklevel=3)
+    modes = arr.reshape(-1, *arr.shape[-3:])[0]
+    return modes[0] if len(modes) == 1 else modes
+
+
 def reduce_leading(arr: np.ndarray, key: str, where: str, *, combine: bool = False) -> np.ndarray:
-    """``(…, h, w)`` → ``(h, w)``: singleton leading dimensions vanish; several probe modes give
-    the first mode, several object layers (``combine``) their product (projection approximation),
-    with a warning naming the file, the key and the count."""
+    """``(…, h, w)`` → ``(h, w)``: singleton leading dimensions vanish; several entries give the
+    first (several object layers with ``combine``: their product, the projection approximation),
+    with a warning naming the file, the key and the count. Probes keep their modes:
+    :func:`probe_modes_from`."""
     if arr.ndim <= 2:
         return arr
     count = int(np.prod(arr.shape[:-2]))
     flat = arr.reshape(-1, *arr.shape[-2:])
     if count > 1:
-        what = "layers; using their product (projection approximation)" if combine else "modes; using the first"
+        what = "layers; using their product (projection approximation)" if combine else "entries; using the first"
         warnings.warn(f"{where}: '{key}' has shape {arr.shape}: {count} {what}", UserWarning, stacklevel=3)
         if combine:
             return np.prod(flat, axis=0).astype(arr.dtype)
@@ -104,8 +129,8 @@ def validate_dataset(ds: Dataset, *, where: str, check_bounds: str = "warn") -> 
     Parameters
     ----------
     ds : Dataset
-        Diffraction ``(M, N, N)`` counts (may be lazy), ``x``/``y`` ``(M,)``, probe ``(N, N)``,
-        optional object ``(H, W)`` and scan_index ``(M,)``.
+        Diffraction ``(M, N, N)`` counts (may be lazy), ``x``/``y`` ``(M,)``, probe ``(N, N)`` or
+        ``(K, N, N)`` modes, optional object ``(H, W)`` and scan_index ``(M,)``.
     where : str
         Name of the source (usually the file path), prefixed to every message.
     check_bounds : {"warn", "error", "off"}
@@ -190,13 +215,19 @@ def _check_vector(value: Any, key: str, M: int, where: str, *, what: str) -> Non
 
 
 def _check_probe(probe: Any, N: int, where: str) -> None:
+    """``(N, N)``, or ``(K, N, N)`` incoherent modes with ``K ≥ 1`` (docs/formats.md#datasets)."""
     if probe is None:
         raise DataError(f"{where}: missing key 'probe'")
-    shape = _check_rank(probe, "probe", 2, "(N, N)", where)
-    if shape != (N, N):
+    shape = tuple(np.shape(probe))
+    if len(shape) not in (2, 3):
+        raise DataError(f"{where}: key 'probe' has shape {shape} ({len(shape)}-D); expected (N, N) or (K, N, N) "
+                        "incoherent modes")
+    if len(shape) == 3 and shape[0] == 0:
+        raise DataError(f"{where}: key 'probe' has shape {shape}: no modes; expected at least one (K ≥ 1)")
+    if shape[-2:] != (N, N):
         raise DataError(
             f"{where}: key 'probe' has shape {shape} but the patterns are {N}×{N}; "
-            "the probe must match the pattern size"
+            "the probe (every mode) must match the pattern size"
         )
 
 

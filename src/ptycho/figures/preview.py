@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ptycho.figures.common import new_figure, save_figure, show_image
+from ptycho.physics.modes import summed_intensity
 
 
 def simulation_preview(
@@ -24,15 +25,21 @@ def simulation_preview(
     Parameters
     ----------
     obj : (H, W) complex
-    probe : (N, N) complex
+    probe : (N, N) or (K, N, N) complex
+        A mixed state shows ``√Σ_k|P_k|²`` and the phase of its first mode.
     x, y : (M,) float64 positions
     patterns : (k, N, N) float32 counts, k ≤ 3 shown
     """
     fig, axes = new_figure(2, 4, size=(15, 7))
     show_image(fig, axes[0, 0], np.abs(obj), "object amplitude")
     show_image(fig, axes[0, 1], np.angle(obj), "object phase (rad)", cmap="twilight")
-    show_image(fig, axes[0, 2], np.abs(probe), "probe amplitude (√counts)", cmap="magma")
-    show_image(fig, axes[0, 3], np.angle(probe), "probe phase (rad)", cmap="twilight")
+    modes = 1 if np.ndim(probe) == 2 else len(probe)
+    first = probe if np.ndim(probe) == 2 else probe[0]
+    amplitude = np.sqrt(summed_intensity(probe))
+    show_image(fig, axes[0, 2], amplitude, "probe amplitude (√counts)" if modes == 1 else
+               f"probe √Σ|P_k|² over {modes} modes", cmap="magma")
+    show_image(fig, axes[0, 3], np.angle(first), "probe phase (rad)" if modes == 1 else "mode 0 phase (rad)",
+               cmap="twilight")
     ax = axes[1, 0]
     ax.imshow(np.abs(obj), cmap="gray", interpolation="nearest")
     ax.plot(x, y, ".", ms=2, color="tab:orange")

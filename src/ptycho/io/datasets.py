@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.data.validation import coerce_array, coerce_mask, reduce_leading, validate_dataset
+from ptycho.data.validation import coerce_array, coerce_mask, probe_modes_from, validate_dataset
 from ptycho.errors import ConfigError, DataError
 from ptycho.io.atomic import one_line
 from ptycho.io.h5 import H5_SUFFIXES, read_h5, write_h5
@@ -201,22 +201,24 @@ def _probe_from_npz(path: Path) -> np.ndarray:
 
 
 def load_probe(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a complex probe for ``probe.kind = "file:PATH"``.
+    """Read a complex probe, every incoherent mode kept: ``probe.kind = "file:PATH"``, the probe
+    files of train, infer and iterative.
 
     Accepted sources: a canonical dataset (``.h5``/``.npz``, key ``probe``), a PtychoPINN NPZ
-    (``probeGuess``), a Ptychodus product HDF5 or NPZ (``probe`` of shape ``(h, w)``,
-    ``(K, h, w)`` or ``(1, K, h, w)``: leading singleton dimensions are squeezed; with
-    ``K > 1`` modes the first is used and a ``UserWarning`` says so).
+    (``probeGuess``), a Ptychodus product HDF5 or NPZ, the ``<stem>.probe.npz`` of ``ptycho
+    iterative``: ``(h, w)``, ``(K, h, w)`` modes or ``(…, K, h, w)`` (the first entry of the
+    axes before the modes is kept, with a ``UserWarning`` when there are more;
+    :func:`~ptycho.data.validation.probe_modes_from`).
 
     Returns
     -------
-    (N, N) complex64
-        The probe as stored (√counts in the canonical gauge).
+    (N, N) or (K, N, N) complex64
+        The probe as stored (√counts in the canonical gauge); one mode comes back ``(N, N)``.
 
     Raises
     ------
     DataError
-        Missing file, unknown suffix, no probe key, non-square or non-finite probe.
+        Missing file, unknown suffix, no probe key, no modes, non-square or non-finite probe.
     """
     p = _existing_file(path)
     suffix = p.suffix.lower()
@@ -227,11 +229,11 @@ def load_probe(path: str | os.PathLike[str]) -> np.ndarray:
     else:
         raise _unknown_suffix(path)
     probe = coerce_array(raw, np.complex64, key="probe", where=str(path))
-    probe = reduce_leading(probe, "probe", str(path))
-    if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
+    probe = probe_modes_from(probe, "probe", str(path))
+    if probe.ndim < 2 or probe.shape[-1] != probe.shape[-2]:
         raise DataError(
             f"{path}: key 'probe' has shape {tuple(raw.shape)}; expected a square (N, N) array "
-            "(optionally with leading mode dimensions)"
+            "or (K, N, N) modes"
         )
     if not np.isfinite(probe).all():
         raise DataError(f"{path}: key 'probe' contains NaN or Inf values; expected finite numbers")

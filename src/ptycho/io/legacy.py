@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.errors import DataError
+from ptycho.errors import ConfigError, DataError
 from ptycho.io.npz import NpzReader, save_npz_arrays
 
 __all__ = ["LEGACY_FORMAT", "read_ptychopinn_npz", "write_ptychopinn_npz"]
@@ -118,7 +118,12 @@ def write_ptychopinn_npz(path: str | os.PathLike[str], dataset: Dataset) -> Path
     ------
     DataError
         If some counts are negative (they have no real amplitude).
+    ConfigError
+        A mixed-state probe: the layout holds one coherent probe (exit code 2).
     """
+    if np.ndim(dataset.probe) == 3:
+        raise ConfigError(f"{path}: the PtychoPINN NPZ layout holds one coherent probe but this dataset's probe has "
+                          f"{len(dataset.probe)} incoherent modes; write the canonical .h5 or .npz instead")
     dropped = [key for key in ("mask", "probe_modes") if getattr(dataset, key) is not None]
     if dropped:
         warnings.warn(f"{path}: the PtychoPINN NPZ layout has no slot for {' and '.join(dropped)}; not written "

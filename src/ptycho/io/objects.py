@@ -7,6 +7,9 @@
     origin_x/origin_y ()     float64    global object-pixel coordinate of canvas pixel (0, 0):
                                         canvas pixel (r, c) is global pixel (origin_y + r, origin_x + c)
     metadata          JSON object string (NPZ: 0-d unicode array; HDF5: string dataset)
+    positions_index   (P,)   int64      optional: dataset patterns whose positions were refined …
+    positions_x/_y    (P,)   float64    … and those positions (global object pixels), the ones the
+                                        object was reconstructed with (docs/positions.md#outputs)
     HDF5 attrs: format = "ptycho-object", format_version = 1
 """
 
@@ -31,12 +34,42 @@ from ptycho.io.atomic import (
 from ptycho.io.h5 import H5_SUFFIXES
 from ptycho.io.npz import NpzReader, read_metadata_array, save_npz_arrays
 
-__all__ = ["OBJECT_FORMAT", "ObjectImage", "object_format", "read_object", "write_object"]
+__all__ = ["OBJECT_FORMAT", "ObjectImage", "ScanPositions", "object_format", "read_object", "write_object"]
 
 OBJECT_FORMAT = "ptycho-object"
 FORMAT_VERSION = 1
 _OBJECT_KEYS = ("object", "objectGuess")  # canonical first, then the PtychoPINN name
 _DATASET_KEYS = ("diffraction", "diff3d")
+_POSITION_KEYS = ("positions_index", "positions_x", "positions_y")
+
+
+@dataclass(frozen=True, eq=False)
+class ScanPositions:
+    """Probe positions of some dataset patterns (refined ones, written with an object).
+
+    Attributes
+    ----------
+    index : (P,) int64
+        Dataset pattern of each position.
+    x, y : (P,) float64
+        Probe centres, global object pixels.
+    """
+
+    index: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = np.shape(self.index)
+        if len(n) != 1 or np.shape(self.x) != n or np.shape(self.y) != n:
+            raise ValueError(f"positions index {np.shape(self.index)}, x {np.shape(self.x)}, y {np.shape(self.y)} "
+                             "must be one (P,) length")
+
+    def apply(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` of a whole scan with these positions in place of their patterns' (copies)."""
+        x, y = np.array(x, np.float64), np.array(y, np.float64)
+        x[self.index], y[self.index] = self.x, self.y
+        return x, y
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +84,8 @@ class ObjectImage:
     origin_x, origin_y : float
         Global coordinate of canvas pixel ``(0, 0)``.
     metadata : dict
+    positions : ScanPositions or None
+        Refined positions the object was reconstructed with, when it was.
     """
 
     object: np.ndarray
@@ -58,6 +93,7 @@ class ObjectImage:
     origin_x: float = 0.0
     origin_y: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
+    positions: ScanPositions | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,16 +118,20 @@ def write_object(path: str | os.PathLike[str], image: ObjectImage) -> Path:
     if obj.ndim != 2 or support.shape != obj.shape:
         raise ValueError(f"object {obj.shape} and support {support.shape} must be one 2-D shape")
     meta = to_json(dict(image.metadata), indent=None)
-    origin = {"origin_x": np.float64(image.origin_x), "origin_y": np.float64(image.origin_y)}
+    scalars = {"origin_x": np.float64(image.origin_x), "origin_y": np.float64(image.origin_y)}
+    if image.positions is not None:
+        scalars.update({"positions_index": np.asarray(image.positions.index, np.int64),
+                        "positions_x": np.asarray(image.positions.x, np.float64),
+                        "positions_y": np.asarray(image.positions.y, np.float64)})
     if fmt == "npz":
-        arrays = {"object": obj, "support": support, **{k: np.asarray(v) for k, v in origin.items()}}
+        arrays = {"object": obj, "support": support, **{k: np.asarray(v) for k, v in scalars.items()}}
         return save_npz_arrays(path, {**arrays, "metadata": np.asarray(meta)})
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = OBJECT_FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.create_dataset("object", data=obj)
         f.create_dataset("support", data=support)
-        for key, value in origin.items():
+        for key, value in scalars.items():
             f.create_dataset(key, data=value)
         f.create_dataset("metadata", data=meta, dtype=h5py.string_dtype("utf-8"))
     return Path(path)
@@ -129,7 +169,27 @@ def _check_object(raw: dict[str, Any], where: str) -> ObjectImage:
                             f"expected bool {obj.shape}")
         support = support.astype(bool)
     origin = [_finite_scalar(raw.get(key), key, where) for key in ("origin_x", "origin_y")]
-    return ObjectImage(np.ascontiguousarray(obj), support, origin[0], origin[1], raw.get("metadata") or {})
+    return ObjectImage(np.ascontiguousarray(obj), support, origin[0], origin[1], raw.get("metadata") or {},
+                       _check_positions(raw, where))
+
+
+def _check_positions(raw: dict[str, Any], where: str) -> ScanPositions | None:
+    """The optional refined positions: all three keys or none, one length, finite, indexes ≥ 0."""
+    present = [key for key in _POSITION_KEYS if raw.get(key) is not None]
+    if not present:
+        return None
+    if len(present) != len(_POSITION_KEYS):
+        raise DataError(f"{where}: has {', '.join(present)} but not all of {', '.join(_POSITION_KEYS)}; "
+                        "the refined positions are incomplete")
+    index = coerce_array(raw["positions_index"], np.int64, key="positions_index", where=where)
+    x = coerce_array(raw["positions_x"], np.float64, key="positions_x", where=where)
+    y = coerce_array(raw["positions_y"], np.float64, key="positions_y", where=where)
+    if index.ndim != 1 or x.shape != index.shape or y.shape != index.shape:
+        raise DataError(f"{where}: positions_index {index.shape}, positions_x {x.shape}, positions_y {y.shape}; "
+                        "expected one (P,) length")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()) or (index.size and index.min() < 0):
+        raise DataError(f"{where}: the refined positions hold NaN/Inf or negative pattern indexes")
+    return ScanPositions(index, x, y)
 
 
 def _read_h5_object(path: Path) -> dict[str, Any]:
@@ -137,7 +197,7 @@ def _read_h5_object(path: Path) -> dict[str, Any]:
     try:
         with h5py.File(path, "r") as f:
             raw: dict[str, Any] = {"keys": sorted(f.keys())}
-            for key in (*_OBJECT_KEYS, "support", "origin_x", "origin_y"):
+            for key in (*_OBJECT_KEYS, "support", "origin_x", "origin_y", *_POSITION_KEYS):
                 if key in f and isinstance(f[key], h5py.Dataset):
                     raw[key] = f[key][()]
             if "metadata" in f:
@@ -152,7 +212,7 @@ def _read_h5_object(path: Path) -> dict[str, Any]:
 def _read_npz_object(path: Path) -> dict[str, Any]:
     with NpzReader(path) as npz:
         raw: dict[str, Any] = {"keys": npz.keys}
-        for key in (*_OBJECT_KEYS, "support", "origin_x", "origin_y"):
+        for key in (*_OBJECT_KEYS, "support", "origin_x", "origin_y", *_POSITION_KEYS):
             raw[key] = npz.optional(key)
         if "metadata" in npz:
             raw["metadata"] = read_metadata_array(npz.array("metadata"), where=npz.where)

@@ -36,23 +36,26 @@ def modulus_correction(spectra: np.ndarray, modulus: np.ndarray,
     """Replace the far-field modulus by the measured one; return the *change* and the error.
 
     ``Ψ' − Ψ = Ψ·(A/|Ψ| − 1)``; where ``|Ψ| = 0`` the phase is taken as 0, i.e. ``Ψ' = A``.
+    With probe modes ``Ψ_k`` the constraint is on the summed intensity: ``|Ψ| = √Σ_k|Ψ_k|²`` and
+    every mode is scaled by the same ratio ``A/|Ψ|`` (Thibault & Menzel 2013), so the modes keep
+    their relative weights and the new summed intensity is ``A²``.
     On invalid pixels the wave keeps its predicted modulus (``Ψ' = Ψ``, as pty-chi and tike do) and
     the error leaves them out, so nothing recorded there — however absurd — enters the result.
     ``spectra`` is overwritten (it becomes the returned change).
 
     Parameters
     ----------
-    spectra : (B, N, N) complex64, ``Ψ = F(P·O_j)``
+    spectra : (B, N, N) complex64, ``Ψ = F(P·O_j)``; or (B, K, N, N), ``Ψ_k = F(P_k·O_j)``
     modulus : (B, N, N) float32, ``A = √I``
     valid : (N, N) bool, optional
         Measured pixels in the same (unshifted) layout (:func:`fft_valid`); default all.
 
     Returns
     -------
-    delta : (B, N, N) complex64, ``Ψ' − Ψ`` (the ``spectra`` array)
+    delta : the shape of ``spectra``, complex64, ``Ψ' − Ψ`` (the ``spectra`` array)
     sq_error : float, ``Σ (|Ψ| − A)²`` over the batch
     """
-    amp = np.abs(spectra)
+    amp = _summed_modulus(spectra)
     diff = amp - modulus
     if valid is not None:
         diff = np.where(valid, diff, np.float32(0))
@@ -63,8 +66,19 @@ def modulus_correction(spectra: np.ndarray, modulus: np.ndarray,
     if valid is not None:
         ratio = np.where(valid, ratio, np.float32(0))
         nonzero |= ~valid
-    spectra *= ratio
+    first = spectra if spectra.ndim == 3 else spectra[:, 0]  # a wave without light gets A in mode 0
+    spectra *= ratio if spectra.ndim == 3 else ratio[:, None]
     if not nonzero.all():
         zero = ~nonzero
-        spectra[zero] = modulus[zero]
+        first[zero] = modulus[zero]
     return spectra, sq_error
+
+
+def _summed_modulus(spectra: np.ndarray) -> np.ndarray:
+    """``|Ψ|`` of ``(B, N, N)`` waves, ``√Σ_k|Ψ_k|²`` of ``(B, K, N, N)`` modes (float32); one mode
+    takes the coherent path, so a ``(1, N, N)`` probe gives the numbers of its ``(N, N)`` mode."""
+    if spectra.ndim == 3:
+        return np.abs(spectra)
+    if spectra.shape[1] == 1:
+        return np.abs(spectra[:, 0])
+    return np.sqrt(np.sum(spectra.real**2 + spectra.imag**2, axis=1))

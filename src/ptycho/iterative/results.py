@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ptycho.config.iterative import IterativeConfig
+from ptycho.physics.modes import summed_intensity
 from ptycho.physics.operators.geometry import Windows
 from ptycho.physics.operators.numpy_ops import place
 
@@ -47,8 +48,9 @@ class ReconstructionResult:
     ----------
     object : (H, W) complex64
         The estimate on the written canvas (ones where no probe reached).
-    probe : (N, N) complex64
-        Final probe (√counts); the dataset's probe unless ``probe_update``.
+    probe : (N, N) or (K, N, N) complex64
+        Final probe (√counts), every mode; the dataset's probe unless ``probe_update`` (or
+        ``probe_modes``).
     support : (H, W) bool
         Summed probe intensity above ``support_fraction`` of its maximum.
     origin_x, origin_y : int
@@ -61,6 +63,9 @@ class ReconstructionResult:
     config : IterativeConfig
     info : dict
         What the engine resolved itself (ml: ``regulariser`` and the ``regulariser_weight`` used).
+    x, y : (M,) float64
+        The positions the object was reconstructed with (global object pixels): refined with
+        ``refine_positions``, else the input ones.
     """
 
     object: np.ndarray
@@ -71,6 +76,8 @@ class ReconstructionResult:
     errors: np.ndarray
     seconds: float
     config: IterativeConfig
+    x: np.ndarray
+    y: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,11 +86,15 @@ class ReconstructionResult:
 
     def object_image(self, metadata: dict[str, Any] | None = None) -> Any:
         """The result as a :class:`ptycho.io.objects.ObjectImage` (0 outside the support), as
-        ``ptycho stitch`` writes it."""
-        from ptycho.io.objects import ObjectImage
+        ``ptycho stitch`` writes it; with ``refine_positions`` it carries the refined positions."""
+        from ptycho.io.objects import ObjectImage, ScanPositions
 
         obj = np.where(self.support, self.object, 0).astype(np.complex64)
-        return ObjectImage(obj, self.support.copy(), float(self.origin_x), float(self.origin_y), dict(metadata or {}))
+        positions = None
+        if self.config.refine_positions:
+            positions = ScanPositions(np.arange(len(self.x), dtype=np.int64), self.x.copy(), self.y.copy())
+        return ObjectImage(obj, self.support.copy(), float(self.origin_x), float(self.origin_y), dict(metadata or {}),
+                           positions)
 
 
 def support_and_frame(
@@ -101,15 +112,18 @@ def support_and_frame(
 
 def cut_result(obj: np.ndarray, probe: np.ndarray, windows: Windows, origin: tuple[int, int],
                frame: tuple[int, int, int, int], errors: np.ndarray, seconds: float,
-               cfg: IterativeConfig, info: dict[str, Any] | None = None) -> ReconstructionResult:
+               cfg: IterativeConfig, positions: tuple[np.ndarray, np.ndarray],
+               info: dict[str, Any] | None = None) -> ReconstructionResult:
     """The working canvas ``obj`` (global pixel ``origin`` = ``(origin_x, origin_y)`` at its
     pixel 0) as a result: cut to the written region (:func:`support_and_frame`), every array
-    copied, so the engine can go on updating its own."""
+    copied, so the engine can go on updating its own. ``windows`` lie at ``positions`` ``(x, y)``
+    (global pixels); the support is lit by every mode of ``probe``."""
     M, N = len(windows), windows.N
-    illumination = place(np.broadcast_to(np.abs(probe) ** 2, (M, N, N)), windows, obj.shape)
+    illumination = place(np.broadcast_to(summed_intensity(probe), (M, N, N)), windows, obj.shape)
     support, (r0, r1, c0, c1) = support_and_frame(illumination, cfg.support_fraction, frame, cfg.crop_to_scan)
     return ReconstructionResult(
         object=obj[r0:r1, c0:c1].copy(), probe=probe.copy(), support=support[r0:r1, c0:c1],
         origin_x=origin[0] + c0, origin_y=origin[1] + r0, errors=errors.copy(), seconds=seconds, config=cfg,
         info=dict(info or {}),
+        x=np.array(positions[0], np.float64), y=np.array(positions[1], np.float64),
     )

@@ -44,7 +44,8 @@ def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, can
     Parameters
     ----------
     amplitudes : (B, C, N, N) float32, √counts, DC-centred
-    probe : (N, N) complex64, √counts
+    probe : (N, N) complex64, √counts; or (K, N, N) incoherent modes (the modulus constraint then
+        acts on their summed intensity, each mode's wave scaled alike, as in the iterative engines)
     offset_x, offset_y : (B, C) float, member offsets from the group centroid
     canvas_size : side of the group canvas (≥ N + 2·max|offset|)
     iterations : int ≥ 1
@@ -60,7 +61,10 @@ def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, can
     centre = (canvas_size - 1) / 2.0
     px = tf.cast(offset_x, tf.float64) + centre
     py = tf.cast(offset_y, tf.float64) + centre
+    modes = len(probe.shape) == 3
     intensity = tf.math.real(probe * tf.math.conj(probe))
+    if modes:
+        intensity = tf.reduce_sum(intensity, axis=0)
     step = tf.math.conj(probe) / tf.complex(tf.reduce_max(intensity), 0.0)
     canvas = tf.complex(tf.ones([B, canvas_size, canvas_size]), tf.zeros([B, canvas_size, canvas_size]))
     modulus = tf.complex(amplitudes, tf.zeros_like(amplitudes))
@@ -69,13 +73,21 @@ def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, can
     def sweep(i: Any, canvas: Any) -> tuple[Any, Any]:
         for c in range(C):  # members in turn (ePIE), unrolled: C ≤ 16
             x, y = px[:, c:c + 1], py[:, c:c + 1]
-            exit_wave = probe * extract_patches(canvas, x, y, N)
+            patch = extract_patches(canvas, x, y, N)  # (B, 1, N, N)
+            exit_wave = probe * (patch[:, :, None] if modes else patch)  # (B, 1, [K,] N, N)
             farfield = propagate(exit_wave)
-            phase = farfield / tf.complex(tf.maximum(tf.abs(farfield), 1e-12), 0.0)
-            target = modulus[:, c:c + 1] * phase
+            measured = modulus[:, c:c + 1]
+            if modes:  # the summed intensity takes the measured modulus, every mode scaled alike
+                total = tf.sqrt(tf.reduce_sum(tf.math.real(farfield * tf.math.conj(farfield)), axis=2))
+                target = farfield * (measured / tf.complex(tf.maximum(total, 1e-12), 0.0))[:, :, None]
+            else:
+                phase = farfield / tf.complex(tf.maximum(tf.abs(farfield), 1e-12), 0.0)
+                target = measured * phase
             if keep is not None:  # unmeasured pixels: the wave keeps what it predicts
                 target = tf.where(keep, target, farfield)
             update = step * (back_propagate(target) - exit_wave)
+            if modes:
+                update = tf.reduce_sum(update, axis=2)
             canvas = canvas + place_patches(update, x, y, canvas_size, canvas_size)
         return i + 1, canvas
 

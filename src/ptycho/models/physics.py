@@ -67,7 +67,7 @@ def predicted_counts(patches: Any, offset_x: Any, offset_y: Any, probe: Any, siz
     ----------
     patches : (B, C, N, N) complex64 object patches
     offset_x, offset_y : (B, C) float
-    probe : (N, N) complex64, √counts
+    probe : (N, N) complex64, √counts; or (K, N, N) incoherent modes, whose counts add
     size : group canvas side, or None for ``C = 1`` (no reassembly)
 
     Returns

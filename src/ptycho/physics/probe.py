@@ -1,7 +1,9 @@
 """Probes (docs/simulation.md#probes): an ideal smoothed disk with optional defocus, a Gaussian, or a file.
 
-Every maker returns a complex ``(N, N)`` probe of arbitrary scale; :func:`normalise_probe`
-then fixes the photon gauge ``Σ|P|² = nphotons`` (docs/conventions.md#photon-gauge).
+Every maker returns a complex ``(N, N)`` probe (a file may give ``(K, N, N)`` modes) of arbitrary
+scale; :func:`mixed_state` makes the modes asked for (docs/simulation.md#probe-modes) and
+:func:`normalise_probe` then fixes the photon gauge ``Σ_k Σ|P_k|² = nphotons``
+(docs/conventions.md#photon-gauge).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ptycho.config.physics import ProbeConfig
-from ptycho.errors import DataError
+from ptycho.errors import ConfigError, DataError
+from ptycho.physics.modes import derive_modes, n_modes, summed_intensity
 
 
 def _radius_grid(N: int) -> np.ndarray:
@@ -48,22 +51,54 @@ def gaussian_probe(N: int, config: ProbeConfig, arg: str | None = None) -> np.nd
 
 
 def file_probe(N: int, config: ProbeConfig, arg: str | None = None) -> np.ndarray:
-    """A probe read from a dataset, a PtychoPINN NPZ or a Ptychodus product (``file:PATH``)."""
+    """A probe read from a dataset, a PtychoPINN NPZ or a Ptychodus product (``file:PATH``), all
+    its modes kept: ``(N, N)`` or ``(K, N, N)``."""
     from ptycho.io.datasets import load_probe
 
     if not arg:
         raise DataError("probe.kind: 'file:' needs a path, e.g. `simulate.probe.kind` = file:probe.npz")
     probe = load_probe(arg)
-    if probe.shape != (N, N):
+    if probe.shape[-2:] != (N, N):
         raise DataError(
-            f"{arg}: probe is {probe.shape[0]}×{probe.shape[1]} but N={N}; "
-            f"simulate with `simulate.N` = {probe.shape[0]} or resample the probe"
+            f"{arg}: probe is {probe.shape[-2]}×{probe.shape[-1]} but N={N}; "
+            f"simulate with `simulate.N` = {probe.shape[-1]} or resample the probe"
         )
     return probe
 
 
+def mixed_state(probe: np.ndarray, config: ProbeConfig, where: str = "probe") -> np.ndarray:
+    """The probe with the modes ``config.modes`` asks for.
+
+    A probe's own modes are kept when ``modes`` is unset or equal to their number; ``modes = K > 1``
+    from a one-mode probe derives ``K`` modes (:func:`ptycho.physics.modes.derive_modes`, power
+    ratio ``mode_power_ratio``). A one-mode ``(1, N, N)`` probe becomes ``(N, N)``.
+
+    Raises
+    ------
+    DataError
+        Not a probe shape (``(N, N)`` or ``(K ≥ 1, N, N)``).
+    ConfigError
+        ``modes`` differs from the number of modes of a multi-mode probe.
+    """
+    probe = np.asarray(probe)
+    try:
+        have = n_modes(probe)
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    if probe.ndim == 3 and have == 1:
+        probe = probe[0]
+    wanted = config.modes
+    if wanted is None or wanted == have:
+        return probe
+    if have > 1:
+        raise ConfigError(f"{where}: the probe has {have} modes but `simulate.probe.modes` = {wanted}; leave "
+                          "it unset to keep the probe's modes, or give a one-mode probe to derive modes from")
+    return derive_modes(probe, wanted, config.mode_power_ratio)
+
+
 def normalise_probe(probe: np.ndarray, nphotons: float) -> np.ndarray:
-    """Scale ``probe`` so that ``Σ|P|² = nphotons`` (photons per exposure, unit object).
+    """Scale ``probe`` (any number of modes) so that ``Σ|P|² = nphotons`` (photons per exposure,
+    unit object).
 
     Raises
     ------
@@ -77,12 +112,13 @@ def normalise_probe(probe: np.ndarray, nphotons: float) -> np.ndarray:
 
 
 def probe_energy(probe: np.ndarray) -> float:
-    """``Σ|P|²`` in photons."""
+    """``Σ|P|²`` in photons (over every mode)."""
     return float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
 
 
 def effective_diameter_px(probe: np.ndarray) -> float:
-    """Diameter of the disk with the probe's participation area ``(Σ|P|²)² / Σ|P|⁴``."""
-    intensity = np.abs(probe.astype(np.complex128)) ** 2
+    """Diameter of the disk with the probe's participation area ``(Σ|P|²)² / Σ|P|⁴`` (``|P|²``
+    summed over modes)."""
+    intensity = summed_intensity(np.asarray(probe).astype(np.complex128))
     area = intensity.sum() ** 2 / max(float((intensity**2).sum()), 1e-300)
     return float(2.0 * np.sqrt(area / np.pi))

@@ -1,11 +1,13 @@
 """``export-ptychodus``: a stitched object, a dataset and (optionally) a model → a Ptychodus product.
 
 * **Object** — the object file's array, unchanged, as the product's one layer.
-* **Probe** — the bundle's trained probe when the model learnt it (``config.json``
-  ``model.probe_trainable``), else the dataset's; with a model, times ``√scale_correction``
+* **Probe** — every incoherent mode (Ptychodus ``(1, K, N, N)``) of the bundle's trained probe
+  when the model learnt it (``config.json`` ``model.probe_trainable``), else of the dataset's; with a model, times ``√scale_correction``
   (``scale.json``), since the PINN multiplies predicted counts by that scale. Probe and patterns
   must be ``N×N`` alike.
-* **Positions** — the dataset's, global object pixels → relative to the object file's origin →
+* **Positions** — the refined ones the object file records (``iterative.refine_positions``
+  in ``ptycho iterative``, or ``stitch`` of patches inferred at refined positions), else the
+  dataset's; global object pixels → relative to the object file's origin →
   metres with ``center_x_m = dx·(origin_x + (W−1)/2)``, so ``x_m = dx·x_global`` (the world frame is
   ptycho's global pixel frame, whatever crop was exported) and Ptychodus' own mapping gives back
   the pixel positions in the exported array.
@@ -69,6 +71,7 @@ class ExportResult:
     probe_photon_count: float
     probe_source: str
     loss_epochs: int
+    positions_source: str
     windows_outside: int
     seconds: float
 
@@ -103,8 +106,29 @@ def _check_provenance(image: ObjectImage, ds: Dataset, object_path: Path, datase
                         f"not {dataset_path} (fingerprints differ); pass the dataset the patches were inferred from")
 
 
-def relative_positions(image: ObjectImage, ds: Dataset, object_path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Dataset positions in pixels of the object array, and how many windows reach outside it.
+def scan_positions(image: ObjectImage, ds: Dataset, object_path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Global positions to export and where they came from: the refined ones the object records
+    (docs/positions.md#outputs) in place of their patterns', else the dataset's.
+
+    Raises
+    ------
+    DataError
+        Recorded positions of patterns the dataset does not have.
+    """
+    if image.positions is None:
+        return np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64), "dataset"
+    index = image.positions.index
+    if index.size and int(index.max()) >= ds.n_patterns:
+        raise DataError(f"{object_path}: records refined positions of pattern {int(index.max())} but the dataset has "
+                        f"{ds.n_patterns} patterns; pass the dataset the object was reconstructed from")
+    x, y = image.positions.apply(ds.x, ds.y)
+    return x, y, f"object (refined, {index.size} of {ds.n_patterns})"
+
+
+def relative_positions(image: ObjectImage, ds: Dataset, object_path: Path, x: np.ndarray | None = None,
+                       y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Positions (the dataset's unless ``x``, ``y`` are given, global pixels) in pixels of the
+    object array, and how many windows reach outside it.
 
     Raises
     ------
@@ -112,14 +136,14 @@ def relative_positions(image: ObjectImage, ds: Dataset, object_path: Path) -> tu
         A probe centre outside the object: the object and the dataset do not belong together.
     """
     H, W = image.shape
-    x = np.asarray(ds.x, np.float64) - image.origin_x
-    y = np.asarray(ds.y, np.float64) - image.origin_y
+    x = np.asarray(ds.x if x is None else x, np.float64) - image.origin_x
+    y = np.asarray(ds.y if y is None else y, np.float64) - image.origin_y
     out = (x < -CENTRE_TOL_PX) | (x > W - 1 + CENTRE_TOL_PX) | (y < -CENTRE_TOL_PX) | (y > H - 1 + CENTRE_TOL_PX)
     if out.any():
         raise DataError(
             f"{object_path}: {int(out.sum())} of {out.size} probe centres of the dataset lie outside the {H}×{W} "
-            f"object at origin ({image.origin_x:g}, {image.origin_y:g}) (first at x={ds.x[out][0]:g}, "
-            f"y={ds.y[out][0]:g}); the object and the dataset do not belong together")
+            f"object at origin ({image.origin_x:g}, {image.origin_y:g}) (first at x={(x + image.origin_x)[out][0]:g}, "
+            f"y={(y + image.origin_y)[out][0]:g}); the object and the dataset do not belong together")
     half = (ds.N - 1) / 2
     tol = BOUNDS_TOL_PX  # the same slack the dataset validation allows
     outside = (x - half < -tol) | (x + half > W - 1 + tol) | (y - half < -tol) | (y + half > H - 1 + tol)
@@ -151,11 +175,12 @@ def export_probe(ds: Dataset, model_dir: Path | None) -> tuple[np.ndarray, str]:
             probe = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read the trained probe ({one_line(exc)})") from None
-        if probe.ndim != 2 or probe.shape[0] != probe.shape[1] or probe.dtype.kind not in "fc":
+        if probe.ndim not in (2, 3) or probe.shape[-1] != probe.shape[-2] or probe.dtype.kind not in "fc" \
+                or probe.size == 0:
             raise DataError(f"{path}: trained probe has shape {probe.shape} and dtype {probe.dtype}; expected a "
-                            "square complex (N, N) array")
-        if probe.shape != (ds.N, ds.N):
-            raise DataError(f"{path}: trained probe is {probe.shape[0]}×{probe.shape[1]} but the dataset's patterns "
+                            "square complex (N, N) array or (K, N, N) modes")
+        if probe.shape[-2:] != (ds.N, ds.N):
+            raise DataError(f"{path}: trained probe is {probe.shape[-2]}×{probe.shape[-1]} but the dataset's patterns "
                             f"are {ds.N}×{ds.N}; the model and the dataset do not match")
         if not np.isfinite(probe).all():
             raise DataError(f"{path}: trained probe contains NaN or Inf values")
@@ -221,8 +246,8 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
     N = ds.N  # the result reports it after the file is closed
     try:
         physics = resolve_physics(config, ds.metadata, dataset_path)
-        product, probe_source, windows_outside = build_product(config, image, ds, physics, model_dir,
-                                                               (out, object_path, dataset_path))
+        product, probe_source, positions_source, windows_outside = build_product(
+            config, image, ds, physics, model_dir, (out, object_path, dataset_path))
         det_dx = detector_pixel_size_m(product.photon_energy_eV, product.detector_distance_m, N,
                                        product.probe_pixel_width_m)
         diffraction_path = out.with_name(DIFFRACTION_FILE) if config.with_diffraction else None
@@ -250,14 +275,15 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
         detector_distance_m=product.detector_distance_m, pixel_size_m=product.pixel_width_m,
         probe_pixel_size_m=product.probe_pixel_width_m, detector_pixel_size_m=det_dx,
         probe_photon_count=product.probe_photon_count, probe_source=probe_source,
-        loss_epochs=int(product.loss_epochs.size), windows_outside=windows_outside, seconds=time.perf_counter() - t0,
+        loss_epochs=int(product.loss_epochs.size), positions_source=positions_source, windows_outside=windows_outside,
+        seconds=time.perf_counter() - t0,
     )
 
 
 def build_product(config: ExportConfig, image: ObjectImage, ds: Dataset, physics: dict[str, float],
-                  model_dir: Path | None, paths: tuple[Path, Path, Path]) -> tuple[PtychodusProduct, str, int]:
-    """The product for ``image`` reconstructed from ``ds`` (open), and where its probe came from
-    and how many windows reach past the object.
+                  model_dir: Path | None, paths: tuple[Path, Path, Path]) -> tuple[PtychodusProduct, str, str, int]:
+    """The product for ``image`` reconstructed from ``ds`` (open), where its probe and its
+    positions came from, and how many windows reach past the object.
 
     ``physics``: :func:`resolve_physics`; ``paths``: ``(out, object_path, dataset_path)``, for the
     product's name and comments and for error messages. Values the config leaves unset come
@@ -265,8 +291,9 @@ def build_product(config: ExportConfig, image: ObjectImage, ds: Dataset, physics
     """
     out, object_path, dataset_path = paths
     _check_provenance(image, ds, object_path, dataset_path)
-    x, y, windows_outside = relative_positions(image, ds, object_path)  # reported, not an error: a
-    # stitched object covers the central crops, so edge windows reach past it by design
+    global_x, global_y, positions_source = scan_positions(image, ds, object_path)
+    x, y, windows_outside = relative_positions(image, ds, object_path, global_x, global_y)  # reported, not
+    # an error: a stitched object covers the central crops, so edge windows reach past it by design
     probe, probe_source = export_probe(ds, model_dir)
     epochs, losses = export_losses(model_dir)
     dx = physics["pixel_size_m"]
@@ -291,4 +318,4 @@ def build_product(config: ExportConfig, image: ObjectImage, ds: Dataset, physics
         exposure_time_s=exposure, mass_attenuation_m2_per_kg=config.mass_attenuation_m2_per_kg,
         tomography_angle_deg=config.tomography_angle_deg, loss_epochs=epochs, loss_values=losses,
     )
-    return product, probe_source, windows_outside
+    return product, probe_source, positions_source, windows_outside

@@ -12,9 +12,9 @@ Steps, in order (each recorded in ``metadata["conversions"]`` and summed up in t
 5. valid pixels: the file's mask and ``import.mask``, less the hot/dead pixels found;
 6. positions to object pixels: pixel positions are rescaled with the object pixel; metres are
    divided by the object pixel ``λz/(N·dx_detector)``, the first window starting at pixel 0;
-7. probe: ``import.probe``, else the file's modes (the dominant one, scaled to the modes' total
-   power, as ``probe``; all of them as ``probe_modes``), else a guess from the mean pattern; its
-   power set to the photons estimated from the counts when asked (``import.probe_power``);
+7. probe: ``import.probe``, else the file's modes (all of them, a mixed state ``(K, N, N)``), else
+   a guess from the mean pattern; its (summed) power set to the photons estimated from the counts
+   when asked (``import.probe_power``);
 8. write atomically (HDF5 streamed chunk by chunk, or NPZ), refusing NaN, Inf or negative counts.
 """
 
@@ -36,7 +36,7 @@ from ptycho.registry import Components, ImporterSpec, Table
 from ptycho.workflows.import_steps import (
     Converter,
     check_shapes,
-    dominant_mode,
+    mode_summary,
     object_pixel_size_m,
     physical_quantities,
     probe_gauge,
@@ -124,7 +124,6 @@ class _Plan:
     x: np.ndarray
     y: np.ndarray
     probe: np.ndarray
-    probe_modes: np.ndarray | None
     object: np.ndarray | None
     mask: np.ndarray | None
     metadata: dict[str, Any]
@@ -152,7 +151,7 @@ def _plan(config: ImportConfig, scan: ImportedScan, where: str) -> _Plan:
     physical = physical_quantities(config, scan)
     x, y, dx, origin = probe_positions(scan, reduction, physical, where, steps)
     modes, probe_source = probe_modes(config, scan, convert, sample_out, valid, steps)
-    probe, mode_info = dominant_mode(modes, steps)
+    probe, mode_info = mode_summary(modes, steps)
     estimate = photon_estimate(sample_out, valid, probe)
     factor, gauge = probe_gauge(config, probe, probe_source, estimate, steps)
     obj = scan.object
@@ -168,9 +167,8 @@ def _plan(config: ImportConfig, scan: ImportedScan, where: str) -> _Plan:
               "probe": probe_source, "probe_modes": len(modes), "probe_photons": gauge["power"],
               "photons_estimated": estimate, "valid_pixels": int(valid.sum()),
               "bad_pixels": int(hot.sum() + dead.sum())}
-    return _Plan(convert, x, y, (probe * factor).astype(np.complex64),
-                 None if len(modes) == 1 else (modes * factor).astype(np.complex64), obj,
-                 None if valid.all() else valid, metadata, result)
+    return _Plan(convert, x, y, (probe * factor).astype(np.complex64), obj, None if valid.all() else valid,
+                 metadata, result)
 
 
 def _reduction_text(reduction: Any) -> str:
@@ -213,7 +211,7 @@ def _write(out: Path, fmt: str, scan: ImportedScan, plan: _Plan, where: str) -> 
 
     M, N = scan.n_patterns, plan.convert.reduction.N
     arrays = {"x": plan.x, "y": plan.y, "probe": plan.probe, "object": plan.object, "scan_index": scan.scan_index,
-              "metadata": plan.metadata, "mask": plan.mask, "probe_modes": plan.probe_modes}
+              "metadata": plan.metadata, "mask": plan.mask}
     blocks = ((start, _checked(plan.convert.patterns(np.asarray(scan.patterns[start:start + WRITE_CHUNK])),
                                start, where)) for start in range(0, M, WRITE_CHUNK))
     if fmt == "h5":

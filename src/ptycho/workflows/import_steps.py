@@ -16,7 +16,7 @@ from ptycho.errors import DataError, field
 from ptycho.io.importers.record import ImportedScan
 from ptycho.io.ptychodus.product import detector_pixel_size_m
 
-__all__ = ["Converter", "SAMPLE_BYTES", "check_shapes", "dominant_mode", "object_pixel_size_m", "physical_quantities",
+__all__ = ["Converter", "SAMPLE_BYTES", "check_shapes", "mode_summary", "object_pixel_size_m", "physical_quantities",
            "probe_gauge", "probe_modes", "probe_positions", "sample_patterns", "source_valid", "zero_frequency"]
 
 SAMPLE_BYTES = 1 << 27
@@ -174,11 +174,12 @@ def probe_modes(config: ImportConfig, scan: ImportedScan, convert: Converter, sa
     N = convert.reduction.N
     if config.probe is not None:
         raw = load_probe(config.probe)
-        modes, source = raw[None], f"file {config.probe}"
-        if raw.shape != (N, N) and raw.shape == (convert.reduction.n_y, convert.reduction.n_x):
-            modes = np.stack([convert.probe(raw)[0]])
-        elif raw.shape != (N, N):
-            raise DataError(f"{config.probe}: probe is {raw.shape[0]}×{raw.shape[1]}; expected {N}×{N} (or the "
+        modes, source = raw.reshape(-1, *raw.shape[-2:]), f"file {config.probe}"  # (K, n, n)
+        size = raw.shape[-2:]
+        if size != (N, N) and size == (convert.reduction.n_y, convert.reduction.n_x):
+            modes = np.stack([convert.probe(mode)[0] for mode in modes])
+        elif size != (N, N):
+            raise DataError(f"{config.probe}: probe is {size[0]}×{size[1]}; expected {N}×{N} (or the "
                             "source pattern size)")
         return modes.astype(np.complex64), source
     if scan.probe is None:
@@ -196,8 +197,9 @@ def probe_modes(config: ImportConfig, scan: ImportedScan, convert: Converter, sa
     return np.stack([mode for mode, _ in resampled]).astype(np.complex64), "file"
 
 
-def dominant_mode(modes: np.ndarray, steps: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
-    """The dominant mode scaled to the total power of all modes, and what was done."""
+def mode_summary(modes: np.ndarray, steps: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The probe to write — the one mode ``(N, N)``, or every mode ``(K, N, N)`` (a mixed state,
+    docs/conventions.md#mixed-state-probes) — and how the power is shared."""
     power = np.sum(np.abs(modes.astype(np.complex128)) ** 2, axis=(1, 2))
     k = int(np.argmax(power))
     total = float(power.sum())
@@ -205,9 +207,9 @@ def dominant_mode(modes: np.ndarray, steps: list[str]) -> tuple[np.ndarray, dict
             "mode_power_fractions": [float(p / total) if total else 0.0 for p in power]}
     if len(modes) == 1:
         return modes[0], info
-    steps.append(f"{len(modes)} probe modes: mode {k} ({100 * power[k] / total:.3g} % of the power) scaled to "
-                 "their total power is the probe; all modes kept as probe_modes")
-    return (modes[k] * np.sqrt(total / power[k])).astype(np.complex64), info
+    steps.append(f"{len(modes)} incoherent probe modes kept as a mixed state (mode {k} the strongest, "
+                 f"{100 * power[k] / total:.3g} % of the power)")
+    return modes.astype(np.complex64), info
 
 
 def probe_gauge(config: ImportConfig, probe: np.ndarray, source: str, estimate: float,

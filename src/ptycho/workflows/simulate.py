@@ -16,7 +16,8 @@ from ptycho.config.simulate import SimulateConfig
 from ptycho.errors import ConfigError
 from ptycho.physics.noise import chunk_noise_slices, poisson_counts
 from ptycho.physics.object import make_object
-from ptycho.physics.probe import effective_diameter_px, normalise_probe, probe_energy
+from ptycho.physics.modes import mode_powers, n_modes
+from ptycho.physics.probe import effective_diameter_px, mixed_state, normalise_probe, probe_energy
 from ptycho.physics.scan import scan_overlap
 from ptycho.registry import Components
 from ptycho.seeding import seed_stream
@@ -30,7 +31,7 @@ class Scene:
     """The physical set-up of a simulation before any diffraction is computed."""
 
     object: np.ndarray  # (S, S) complex64
-    probe: np.ndarray  # (N, N) complex64, √counts
+    probe: np.ndarray  # (N, N) or (K, N, N) complex64, √counts
     x: np.ndarray  # (M,) float64
     y: np.ndarray
     overlap: dict[str, float] = field(default_factory=dict)
@@ -47,6 +48,7 @@ class SimulationResult:
     overlap: dict[str, float]
     probe_photons: float
     mean_total_counts: float
+    probe_modes: int
     seconds: float
 
     @property
@@ -69,7 +71,9 @@ def build_scene(config: SimulateConfig, components: Components) -> Scene:
         obj = pattern.astype(np.complex64)
     else:
         obj = make_object(pattern.astype(np.float64), config.object)
-    probe = normalise_probe(np.asarray(probe_spec.make(config.N, config.probe, probe_arg)), config.photon_gauge)
+    probe = mixed_state(np.asarray(probe_spec.make(config.N, config.probe, probe_arg)), config.probe,
+                        where=f"simulate.probe.kind={config.probe.kind}")
+    probe = normalise_probe(probe, config.photon_gauge)
     x, y = scan_spec.make(obj.shape, config.N, config.scan, seed_stream(config.seed, "scan", *_scan_key(config)))
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     groups = config.gridsize**2
@@ -107,6 +111,9 @@ def dataset_metadata(config: SimulateConfig, scene: Scene) -> dict[str, Any]:
     for key in ("photon_energy_eV", "detector_distance_m", "pixel_size_m"):
         if getattr(config, key) is not None:
             meta[key] = getattr(config, key)
+    if np.ndim(scene.probe) == 3:  # a mixed state: how its power is shared
+        powers = mode_powers(scene.probe)
+        meta["mixed_state"] = {"modes": int(len(powers)), "power_fractions": [float(p) for p in powers / powers.sum()]}
     return meta
 
 
@@ -219,6 +226,6 @@ def simulate(
     return SimulationResult(
         path=out, config_path=config_path, preview_path=preview_path, n_patterns=M, N=N,
         object_shape=tuple(scene.object.shape), overlap=scene.overlap,
-        probe_photons=probe_energy(scene.probe), mean_total_counts=total_counts / M,
+        probe_photons=probe_energy(scene.probe), mean_total_counts=total_counts / M, probe_modes=n_modes(scene.probe),
         seconds=time.perf_counter() - t0,
     )

@@ -77,6 +77,7 @@ def export_ptychodus_command(
                 "workflow directory": result.workflow_directory,
                 "config": str(result.config_path),
                 "positions": result.n_positions,
+                "positions from": result.positions_source,
                 "object": "×".join(map(str, result.object_shape)),
                 "N": result.N,
                 "probe": result.probe_source,

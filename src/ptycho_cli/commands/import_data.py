@@ -50,8 +50,8 @@ def import_command(
     """Convert another tool's scan into a ptycho dataset, recording every conversion in its metadata.
 
     Detects the format, puts the zero frequency at the centre (refusing when it cannot tell:
-    give --dc), converts positions to object pixels (metres ÷ λz/(N·dx_detector)), keeps the
-    dominant probe mode as the probe and all modes as probe_modes, turns the file's detector mask
+    give --dc), converts positions to object pixels (metres ÷ λz/(N·dx_detector)), keeps every
+    probe mode (a mixed-state probe (K, N, N)), turns the file's detector mask
     into valid pixels, masks hot and dead pixels it finds, and crops or bins larger patterns.
     Prints what it did. Bad input exits with code 3 and writes nothing.
 

@@ -18,7 +18,8 @@ def simulate_command(
     ctx: typer.Context,
     out: Annotated[Path, Opt("--out", "-o", help="Output dataset: .h5 (streamed) or .npz.")],
     object_kind: Annotated[Optional[str], Opt("--object", help="lines, grf, points, diagonals, siemens, image:PATH, file:PATH[:KEY] (complex transmission, .npz/.npy), or a plugin's.")] = None,
-    probe_kind: Annotated[Optional[str], Opt("--probe", help="ideal, gaussian, file:PATH, or a plugin's.")] = None,
+    probe_kind: Annotated[Optional[str], Opt("--probe", help="ideal, gaussian, file:PATH (all its modes kept), or a plugin's.")] = None,
+    probe_modes: Annotated[Optional[int], Opt("--probe-modes", help="Incoherent probe modes K (mixed state): K > 1 derives K orthogonal modes from a one-mode probe, power ratio probe.mode_power_ratio (default 0.3). Default: the probe's own.", show_default=False)] = None,
     scan_kind: Annotated[Optional[str], Opt("--scan", help="random (nongrid) or grid, or a plugin's.")] = None,
     gridsize: Annotated[Optional[int], Opt("--gridsize", help="Group side g (C = g² positions per group); recorded for training.")] = None,
     n_images: Annotated[Optional[int], Opt("--n-images", help="Number of scan positions.")] = None,
@@ -47,6 +48,8 @@ def simulate_command(
 
       ptycho simulate --scan grid --step 8 --nphotons 1e4 --out low_dose.h5
 
+      ptycho simulate --probe-modes 2 --nphotons 1e6 --out partially_coherent.h5
+
       ptycho simulate --config study.yaml --set object.kind=siemens --out star.npz
     """
     from ptycho.config.simulate import SimulateConfig
@@ -57,7 +60,7 @@ def simulate_command(
 
     with guard(verbose, COMMAND_FLAGS["simulate"]):
         flags = {
-            "object.kind": object_kind, "probe.kind": probe_kind, "scan.kind": scan_kind,
+            "object.kind": object_kind, "probe.kind": probe_kind, "probe.modes": probe_modes, "scan.kind": scan_kind,
             "gridsize": gridsize, "scan.n_images": n_images, "N": N, "object.size": size,
             "nphotons": nphotons, "seed": seed, "noise": False if no_noise else None,
             "scan.step_px": step, "scan.jitter_px": jitter,
@@ -78,6 +81,7 @@ def simulate_command(
                 "N": result.N,
                 "object": "×".join(map(str, result.object_shape)),
                 "probe photons": result.probe_photons,
+                "probe modes": result.probe_modes,
                 "mean counts/pattern": result.mean_total_counts,
                 "overlap (nearest neighbour)": result.overlap.get("overlap_mean", float("nan")),
                 "patterns/s": result.patterns_per_second,

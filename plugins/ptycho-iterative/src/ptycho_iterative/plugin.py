@@ -30,6 +30,8 @@ FLAGS = {
         ("batch_size", "--batch-size"), ("seed", "--seed"), ("probe_update", "--probe-update"),
         ("crop_to_scan", "--crop-to-scan"), ("regulariser", "--regulariser"),
         ("regulariser_weight", "--regulariser-weight"),
+        ("crop_to_scan", "--crop-to-scan"), ("refine_positions", "--refine-positions"),
+        ("probe_modes", "--probe-modes"),
     )
 }
 """Config field → flag, so the core's errors print with this command's flags (``guard``)."""
@@ -47,6 +49,8 @@ def iterative_command(
     batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", help="Positions updated together (default 8); ml: patterns held in memory at once (default 64).", show_default=False)] = None,
     regulariser: Annotated[Optional[str], Opt("--regulariser", help="ml only: tv (default, smoothed total variation), gradient (quadratic) or none.", show_default=False)] = None,
     regulariser_weight: Annotated[Optional[float], Opt("--regulariser-weight", help="ml only: weight of the regulariser in counts (default: 0.5·√(mean illumination per pixel), dose-aware).", show_default=False)] = None,
+    probe_modes: Annotated[Optional[int], Opt("--probe-modes", help="Incoherent probe modes to reconstruct (default: the probe's): fewer keep the strongest, more add derived modes; refine them with --probe-update.", show_default=False)] = None,
+    refine_positions: Annotated[bool, Opt("--refine-positions", help="Refine every position by a sub-pixel offset (gradient-based, bounded by iterative.position_max_shift_px = 2, zero mean; from iteration iterative.position_start = 10); the object file records them.")] = False,
     seed: Annotated[Optional[int], Opt("--seed", help="Seed of the random minibatch order (default 0).", show_default=False)] = None,
     crop_to_scan: Annotated[bool, Opt("--crop-to-scan", help="Write only the supported (illuminated) bounding box, not the full object frame.")] = False,
     no_figures: Annotated[bool, Opt("--no-figures", help="Skip the amplitude and phase PNGs.")] = False,
@@ -60,7 +64,7 @@ def iterative_command(
 ) -> None:
     """Reconstruct the object with ePIE, rPIE or maximum likelihood (iterative baselines), the dataset's probe known.
 
-    rPIE / ePIE: minibatch updates; ml: the Poisson likelihood of the counts plus a regulariser, minimised by preconditioned conjugate gradients (robust at low dose). All on ptycho's conventions (bilinear windows, unitary FFT, counts); the object starts at ones on the dataset's object frame. Writes OBJECT (.npz/.h5, scored by `ptycho evaluate`), OBJECT.config.yaml, amplitude/phase PNGs, and OBJECT.probe.npz with --probe-update.
+    rPIE / ePIE: minibatch updates; ml: the Poisson likelihood of the counts plus a regulariser, minimised by preconditioned conjugate gradients (robust at low dose). All on ptycho's conventions (bilinear windows, unitary FFT, counts); the object starts at ones on the dataset's object frame. Writes OBJECT (.npz/.h5, scored by `ptycho evaluate`), OBJECT.config.yaml, amplitude/phase PNGs, OBJECT.probe.npz with --probe-update (every mode), and with --refine-positions the refined positions in OBJECT (used by `ptycho export-ptychodus`) and OBJECT.refinement.png.
 
     Examples:
 
@@ -71,6 +75,7 @@ def iterative_command(
       ptycho iterative data.h5 --out object.npz --batch-size 64 --seed 1 --json
 
       ptycho iterative lowdose.h5 --engine ml --iterations 100 --out object.npz
+      ptycho iterative measured.h5 --probe-update --probe-modes 2 --refine-positions --iterations 200 --out object.npz
     """
     from ptycho_cli.api import guard, print_summary, progress_bar, resolve_config
 
@@ -79,6 +84,7 @@ def iterative_command(
             "engine": engine, "iterations": iterations, "alpha": alpha, "beta": beta, "batch_size": batch_size,
             "seed": seed, "probe_update": True if probe_update else None, "crop_to_scan": True if crop_to_scan else None,
             "regulariser": regulariser, "regulariser_weight": regulariser_weight,
+            "probe_modes": probe_modes, "refine_positions": True if refine_positions else None,
         }
         from ptycho.config.iterative import IterativeConfig
 
@@ -94,7 +100,8 @@ def iterative_command(
             def on_iteration(state: Any) -> None:
                 update(state.iteration, state.iterations, error=f"{state.error:.3e}")
 
-            run = run_iterative(cfg, ds, out, figures=not no_figures, callback=on_iteration)
+            fingerprint = ds.fingerprint() if cfg.refine_positions else None  # of the file, before any probe change
+            run = run_iterative(cfg, ds, out, figures=not no_figures, callback=on_iteration, fingerprint=fingerprint)
         res = run.result
         rows: dict[str, Any] = {
             "object": str(run.path),
@@ -110,11 +117,14 @@ def iterative_command(
             **({"regulariser": cfg.regulariser, "regulariser weight": "dose-aware" if cfg.regulariser_weight is None
                 else cfg.regulariser_weight} if cfg.engine == "ml" else {}),
             "probe update": cfg.probe_update,
+            "probe modes": 1 if res.probe.ndim == 2 else len(res.probe),
             "patterns": run.n_patterns,
             "N": run.N,
             "shape": "×".join(map(str, res.object.shape)),
             "origin (x, y)": f"{res.origin_x}, {res.origin_y}",
             "coverage": float(res.support.mean()),
+            "positions": _positions_row(run),
+            "refinement figure": str(run.refinement_path) if run.refinement_path else "-",
             "first error": float(res.errors[0]),
             "final error": float(res.errors[-1]),
             "seconds": res.seconds,
@@ -123,6 +133,14 @@ def iterative_command(
         if as_json:
             rows["errors"] = [float(e) for e in res.errors]
         print_summary("iterative", rows, as_json=as_json, quiet=quiet)
+
+
+def _positions_row(run: Any) -> str:
+    """``refined: RMS shift … px, max … px`` or ``as given``."""
+    shifts = run.position_shifts()
+    if shifts is None:
+        return "as given"
+    return f"refined: RMS shift {float((shifts**2).mean() ** 0.5):.3g} px, max {float(shifts.max()):.3g} px"
 
 
 @hookimpl

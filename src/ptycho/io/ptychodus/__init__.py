@@ -12,7 +12,8 @@ Written to match what Ptychodus 1.7.0 itself writes (``ptychodus.api.io.save_pro
             tilt_angle_deg (0) (float); far_field (bool, True)
     probe_position_indexes (M,)          int64    scan index of each position (0 … M−1)
     probe_position_x_m/_y_m (M,)         float64  probe centres, metres, world frame
-    probe                  (1, 1, N, N)  complex64  √counts; attrs pixel_width_m, pixel_height_m
+    probe                  (1, K, N, N)  complex64  √counts, K incoherent modes (Ptychodus' (coherent,
+                                                    incoherent, h, w)); attrs pixel_width_m, pixel_height_m
     object                 (1, H, W)     complex64  attrs pixel_width_m, pixel_height_m,
                                                     center_x_m, center_y_m
     object_layer_spacing_m (0,)          float64  (one layer)

@@ -43,7 +43,7 @@ def read_companion(product: PtychodusProduct, path: Path) -> PtychodusProduct:
         if patterns.ndim != 3 or patterns.dtype.kind not in "iuf" or indexes.shape != patterns.shape[:1]:
             raise DataError(f"{where}: patterns {patterns.shape} {patterns.dtype} and indexes {indexes.shape}; "
                             "expected (M, N, N) counts and (M,) indexes")
-        if patterns.shape[1:] != product.probe.shape:
+        if patterns.shape[1:] != product.probe.shape[-2:]:
             raise DataError(f"{where}: patterns are {patterns.shape[1]}×{patterns.shape[2]} but the product's probe "
                             f"is {product.N}×{product.N}; they must match")
         _warn_detector_geometry(product, patterns, where)

@@ -42,8 +42,8 @@ class PtychodusProduct:
     ----------
     object : (H, W) complex64
         The object (first layer, or the product of the layers of a multislice object).
-    probe : (N, N) complex64
-        √counts; the first mode of a multi-mode probe.
+    probe : (N, N) or (K, N, N) complex64
+        √counts; every incoherent mode (of the first coherent entry of a ``(C, K, N, N)`` stack).
     x, y : (M,) float64
         Probe centres in pixels of ``object`` (docs/conventions.md#windows).
     indexes : (M,) int64
@@ -174,8 +174,9 @@ def product_format(path: str | os.PathLike[str], fmt: str | None = None) -> str:
 
 def _check_for_writing(p: PtychodusProduct) -> None:
     obj, probe = np.asarray(p.object), np.asarray(p.probe)
-    if obj.ndim != 2 or probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
-        raise ValueError(f"need an (H, W) object and a square (N, N) probe; got {obj.shape} and {probe.shape}")
+    if obj.ndim != 2 or probe.ndim not in (2, 3) or probe.shape[-1] != probe.shape[-2] or probe.size == 0:
+        raise ValueError(f"need an (H, W) object and a square (N, N) probe or (K, N, N) modes; got {obj.shape} "
+                         f"and {probe.shape}")
     M = len(p.x)
     if np.shape(p.y) != (M,) or np.shape(p.indexes) != (M,) or np.shape(p.loss_epochs) != np.shape(p.loss_values):
         raise ValueError("x, y, indexes must be (M,) and loss_epochs, loss_values of one length")
@@ -191,7 +192,7 @@ def _h5_contents(p: PtychodusProduct) -> tuple[dict[str, Any], dict[str, np.ndar
     arrays = {
         "probe_position_indexes": np.asarray(p.indexes, np.int64),
         "probe_position_x_m": np.asarray(x_m, np.float64), "probe_position_y_m": np.asarray(y_m, np.float64),
-        "probe": np.asarray(p.probe, np.complex64)[None, None],
+        "probe": np.asarray(p.probe, np.complex64).reshape(1, -1, *np.shape(p.probe)[-2:]),  # (1, K, N, N)
         "object": np.asarray(p.object, np.complex64)[None],
         "object_layer_spacing_m": np.zeros(0, np.float64),
         "loss_epochs": np.asarray(p.loss_epochs, np.int64), "loss_values": np.asarray(p.loss_values, np.float64),

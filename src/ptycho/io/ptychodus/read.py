@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.data.validation import coerce_array, reduce_leading
+from ptycho.data.validation import coerce_array, probe_modes_from, reduce_leading
 from ptycho.errors import DataError
 from ptycho.io.atomic import one_line
 from ptycho.io.h5 import H5_SUFFIXES
@@ -132,9 +132,9 @@ def _read_product(src: _Source) -> PtychodusProduct:
     if obj.ndim not in (2, 3) or probe.ndim not in (2, 3, 4):
         raise DataError(f"{where}: object {obj.shape} / probe {probe.shape}; expected (L, H, W) and (C, K, N, N)")
     obj = reduce_leading(obj, "object", where, combine=True)
-    probe = reduce_leading(probe, "probe", where)
-    if probe.shape[0] != probe.shape[1] or obj.size == 0:
-        raise DataError(f"{where}: key 'probe' is {probe.shape[0]}×{probe.shape[1]}; expected a square probe "
+    probe = probe_modes_from(probe, "probe", where)  # (C, K, N, N): the first coherent entry, every mode
+    if probe.shape[-1] != probe.shape[-2] or obj.size == 0:
+        raise DataError(f"{where}: key 'probe' is {probe.shape[-2]}×{probe.shape[-1]}; expected a square probe "
                         "and a non-empty object")
     x_m = coerce_array(src.get("probe_position_x_m"), np.float64, key="probe_position_x_m", where=where)
     y_m = coerce_array(src.get("probe_position_y_m"), np.float64, key="probe_position_y_m", where=where)

@@ -10,8 +10,16 @@ Both backends implement the same functions with the same conventions, and one co
 * ``propagate(waves)`` / ``back_propagate(spectra)``: the unitary 2-D DFT over the last two axes
   with DC-centred far fields, and its inverse; ``(..., N, N)`` → ``(..., N, N)``.
 * ``farfield_intensity(waves)``: ``|propagate(waves)|²``, real.
-* ``diffraction_intensity(patches, probe)``: ``farfield_intensity(patches · probe)``, the expected
-  counts of object windows under a probe ``(N, N)`` in √counts.
+* ``diffraction_intensity(patches, probe)``: the expected counts of object windows under a probe
+  in √counts, ``(N, N)`` coherent or ``(K, N, N)`` mixed-state (below).
+
+**Mixed-state probes** (partial coherence; Thibault & Menzel 2013): a probe ``(K, N, N)`` holds
+``K`` mutually incoherent modes, and the counts are the *incoherent* sum over modes,
+``I = Σ_k |F(P_k · O)|²``, ``(..., N, N)`` out. Only ``diffraction_intensity`` knows about modes;
+extraction, placement and the FFT pair act on the last two axes only, so callers that need the
+per-mode exit waves (the iterative engines) form ``patches[..., None, :, :] · probe`` themselves.
+The photon gauge is the summed power ``Σ_k Σ|P_k|²``. A ``(1, N, N)`` probe gives the same numbers
+as its ``(N, N)`` mode, bit for bit, and an ``(N, N)`` probe takes exactly the coherent path.
 
 **Window geometry** (defined once, in :mod:`~ptycho.physics.operators.geometry`): a window of side
 ``N`` at ``(x, y)`` covers pixel centres ``x − (N−1)/2 … x + (N−1)/2``; off whole pixels it is the
@@ -36,19 +44,12 @@ which move measured data into that layout once (``to_fft_layout``).
 
 :func:`get_operators` returns a backend by name for code that is written against the interface.
 
-**Extension points** (not implemented yet; the interface is shaped for them):
-
-* *Mixed-state probes*: a probe with a leading mode axis ``(K, N, N)``. Only
-  ``diffraction_intensity`` changes: exit waves ``patches[..., None, :, :] · probe`` of shape
-  ``(..., K, N, N)``, intensities summed over the mode axis, ``(..., N, N)`` out. Extraction,
-  placement and the FFT pair already act on the last two axes only; the engines' update rules then
-  sum their probe terms over modes.
-* *Position gradients* (position refinement, as pty-chi and tike do): positions enter only through
-  the fractional part of the window start (:func:`~ptycho.physics.operators.geometry.split_start`,
-  ``Windows.fx``/``fy``). The derivative of a window with respect to ``x`` is the bilinear
-  interpolation with the ``x`` weight replaced by the block's column difference; a NumPy
-  ``extract_with_position_gradient`` beside ``numpy_ops.extract`` would return both, and the
-  TensorFlow backend gets it from autodiff through the same fraction.
+**Position gradients** (position refinement, :mod:`ptycho.iterative.positions`): positions enter
+only through the fractional part of the window start
+(:func:`~ptycho.physics.operators.geometry.split_start`, ``Windows.fx``/``fy``). The derivative of a
+bilinear window with respect to its centre ``x`` is the same interpolation with the ``x`` weight
+replaced by the block's column difference (:func:`~ptycho.physics.operators.numpy_ops.extract_with_gradients`);
+the TensorFlow backend gets it from autodiff through the same fraction.
 """
 
 from __future__ import annotations

@@ -48,9 +48,10 @@ class Windows:
         Canvas row/column of each window's ``(N+1)×(N+1)`` bilinear block corner.
     fy, fx : (B,) float32
         Fractional offsets in ``[0, 1)``: the window's first pixel centre is at
-        ``(iy + fy, ix + fx)``. Position refinement would differentiate the bilinear weights with
-        respect to these (``∂/∂fx`` of the window is the column difference of its block), which is
-        why they are kept apart from the whole-pixel corner.
+        ``(iy + fy, ix + fx)``. Position refinement differentiates the bilinear weights with
+        respect to these (``∂/∂fx`` of the window is the column difference of its block:
+        :func:`~ptycho.physics.operators.numpy_ops.extract_with_gradients`), which is why they are
+        kept apart from the whole-pixel corner.
     N : int
     """
 
@@ -103,3 +104,20 @@ def check_inside(windows: Windows, shape: tuple[int, int]) -> None:
     r0, r1, c0, c1 = block_extent(windows)
     if r0 < 0 or c0 < 0 or r1 > H or c1 > W:
         raise ValueError(f"windows reach rows {r0}…{r1 - 1}, cols {c0}…{c1 - 1} outside the {H}×{W} canvas")
+
+
+def check_probe_shape(shape: tuple[int, ...]) -> int:
+    """The mode axis of a probe of ``shape``: 0 for a coherent ``(N, N)`` probe, ``K ≥ 1`` for a
+    mixed-state ``(K, N, N)`` one (a ``(1, N, N)`` probe is a mixed state of one mode).
+
+    Raises
+    ------
+    ValueError
+        Another rank, a non-square probe, or ``K = 0`` modes.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (2, 3) or shape[-1] != shape[-2]:
+        raise ValueError(f"a probe is (N, N) or (K, N, N) modes; got shape {shape}")
+    if len(shape) == 3 and shape[0] == 0:
+        raise ValueError(f"a mixed-state probe needs at least one mode; got shape {shape}")
+    return 0 if len(shape) == 2 else shape[0]

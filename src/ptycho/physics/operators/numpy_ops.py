@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.physics.operators.geometry import Windows, check_inside, window_geometry
+from ptycho.physics.operators.geometry import Windows, check_inside, check_probe_shape, window_geometry
 
 FFT_WORKERS = max(1, min(os.cpu_count() or 1, 8))
 """Most threads a batched FFT uses (scipy.fft splits the batch; the result does not depend on it)."""
@@ -66,19 +66,39 @@ def extract(canvas: np.ndarray, windows: Windows) -> np.ndarray:
     Returns
     -------
     (B, N, N), the dtype of ``canvas``.
-
-    Notes
-    -----
-    The derivative with respect to the window's fractional position, which position refinement
-    needs, is the same separable interpolation with one factor replaced by the block difference
-    (``rows[:, :, 1:] − rows[:, :, :-1]`` for ``x``); it would be a sibling of this function
-    returning both.
     """
     block = _blocks(canvas, windows)
     fy = windows.fy[:, None, None].astype(canvas.real.dtype)
     fx = windows.fx[:, None, None].astype(canvas.real.dtype)
     rows = block[:, :-1, :] + fy * (block[:, 1:, :] - block[:, :-1, :])  # (B, N, N+1)
     return rows[:, :, :-1] + fx * (rows[:, :, 1:] - rows[:, :, :-1])
+
+
+def extract_with_gradients(canvas: np.ndarray, windows: Windows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`extract` and its exact derivatives with respect to the window centre.
+
+    The bilinear window is linear in each fraction, so ``∂/∂x`` is the same interpolation with the
+    ``x`` weight replaced by the column difference of the block (and likewise in ``y``): the
+    derivative of the model itself, which is what a least-squares position update needs.
+
+    Parameters
+    ----------
+    canvas : (H, W) complex64
+    windows : Windows (B of them)
+
+    Returns
+    -------
+    patches, d_dx, d_dy : (B, N, N) each, the dtype of ``canvas``; per pixel of object per pixel
+        of shift.
+    """
+    block = _blocks(canvas, windows)
+    fy = windows.fy[:, None, None].astype(canvas.real.dtype)
+    fx = windows.fx[:, None, None].astype(canvas.real.dtype)
+    rows = block[:, :-1, :] + fy * (block[:, 1:, :] - block[:, :-1, :])  # (B, N, N+1)
+    d_dx = rows[:, :, 1:] - rows[:, :, :-1]
+    cols = block[:, :, :-1] + fx * (block[:, :, 1:] - block[:, :, :-1])  # (B, N+1, N)
+    d_dy = cols[:, 1:, :] - cols[:, :-1, :]
+    return rows[:, :, :-1] + fx * d_dx, d_dx, d_dy
 
 
 def spread(patches: np.ndarray, windows: Windows) -> np.ndarray:
@@ -210,15 +230,19 @@ def farfield_intensity(exit_waves: Any) -> np.ndarray:
 
 
 def diffraction_intensity(object_patches: Any, probe: Any) -> np.ndarray:
-    """Expected counts of object windows: illuminate by ``probe``, propagate, square.
+    """Expected counts of object windows: illuminate by ``probe``, propagate, square (and sum the
+    intensities of a mixed-state probe's modes).
 
     Parameters
     ----------
     object_patches : (..., N, N) complex
-    probe : (N, N) complex, √counts
+    probe : (N, N) or (K, N, N) complex, √counts
 
     Returns
     -------
     (..., N, N) float expected counts.
     """
-    return farfield_intensity(np.asarray(object_patches) * np.asarray(probe))
+    probe = np.asarray(probe)
+    if check_probe_shape(probe.shape) == 0:
+        return farfield_intensity(np.asarray(object_patches) * probe)
+    return farfield_intensity(np.asarray(object_patches)[..., None, :, :] * probe).sum(axis=-3)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ptycho._tf import tf as _tf
-from ptycho.physics.operators.geometry import split_start, window_start
+from ptycho.physics.operators.geometry import check_probe_shape, split_start, window_start
 
 
 def _window_geometry(x: Any, y: Any, N: int, H: int, W: int) -> tuple[Any, Any, Any]:
@@ -134,18 +134,22 @@ def farfield_intensity(exit_waves: Any) -> Any:
 
 
 def diffraction_intensity(object_patches: Any, probe: Any) -> Any:
-    """The forward model on object windows: illuminate by ``probe``, propagate, square.
+    """The forward model on object windows: illuminate by ``probe``, propagate, square; a
+    mixed-state probe's modes add incoherently (:mod:`ptycho.physics.operators`).
 
     Parameters
     ----------
     object_patches : (..., N, N) complex64
-    probe : (N, N) complex64, √counts (mixed-state modes: see :mod:`ptycho.physics.operators`)
+    probe : (N, N) or (K, N, N) complex64, √counts
 
     Returns
     -------
     (..., N, N) float32 expected counts.
     """
-    return farfield_intensity(object_patches * probe)
+    tf = _tf()
+    if check_probe_shape(tuple(probe.shape)) == 0:
+        return farfield_intensity(object_patches * probe)
+    return tf.reduce_sum(farfield_intensity(object_patches[..., None, :, :] * probe), axis=-3)
 
 
 def simulate_patterns(obj: Any, probe: Any, x: Any, y: Any) -> Any:
@@ -154,7 +158,7 @@ def simulate_patterns(obj: Any, probe: Any, x: Any, y: Any) -> Any:
     Parameters
     ----------
     obj : (H, W) complex64
-    probe : (N, N) complex64
+    probe : (N, N) or (K, N, N) complex64
     x, y : (M,) float64
 
     Returns
