@@ -16,7 +16,7 @@ from ptycho.config.stitch import StitchConfig
 from ptycho.data.dataset import Dataset
 from ptycho.errors import ConfigError, DataError
 from ptycho.io.datasets import save_dataset
-from ptycho.io.objects import ObjectImage, read_object, write_object
+from ptycho.io.objects import ObjectImage, ScanPositions, read_object, write_object
 from ptycho.io.patches import PatchesWriter, read_patches
 from ptycho.physics.operators.numpy_ops import extract_patches
 from ptycho.workflows.stitch import crop_geometry, stitch
@@ -178,6 +178,41 @@ def test_object_file_round_trip(tmp_path):
         assert (back.origin_x, back.origin_y, back.metadata) == (4.0, -3.0, {"crop": 8})
     with pytest.raises(ConfigError, match="suffix"):
         write_object(tmp_path / "o.tif", image)
+
+
+@pytest.mark.parametrize("name", ["o.npz", "o.h5"])
+def test_object_files_carry_refined_positions_and_refuse_incomplete_ones(tmp_path, name):
+    obj = random_object((20, 30))
+    positions = ScanPositions(np.array([0, 3, 5]), np.array([4.25, 9.5, 12.0]), np.array([7.0, 7.75, 8.5]))
+    back = read_object(write_object(tmp_path / name, ObjectImage(obj, np.ones(obj.shape, bool), positions=positions)))
+    np.testing.assert_array_equal(back.positions.index, positions.index)
+    np.testing.assert_array_equal(back.positions.x, positions.x)
+    np.testing.assert_array_equal(back.positions.y, positions.y)
+    x, y = back.positions.apply(np.zeros(6), np.ones(6))
+    np.testing.assert_array_equal(x, [4.25, 0, 0, 9.5, 0, 12.0])
+    np.testing.assert_array_equal(y, [7.0, 1, 1, 7.75, 1, 8.5])
+    assert read_object(write_object(tmp_path / f"plain{name}", ObjectImage(obj, np.ones(obj.shape, bool)))).positions is None
+    np.savez(tmp_path / "half.npz", object=obj, positions_x=positions.x)
+    with pytest.raises(DataError, match="refined positions are incomplete"):
+        read_object(tmp_path / "half.npz")
+
+
+@pytest.mark.parametrize("refined", [False, True])
+def test_stitch_records_the_refined_positions_the_patches_were_placed_at(tmp_path, refined):
+    obj = random_object((66, 66), smooth=1.0)
+    x, y = grid_positions(64, 6)
+    x, y = x + 1.3, y + 0.8  # sub-pixel, inside the object
+    path = write_patches(tmp_path / "p.h5", obj, x, y, 4)
+    if refined:  # infer marks patches made at refined positions in their provenance
+        with h5py.File(path, "r+") as f:
+            f.attrs["provenance"] = json.dumps({"dataset": "synthetic", "positions": "refined (training)"})
+    image = read_object(stitch(StitchConfig(), path, tmp_path / "o.npz", figures=False).path)
+    if not refined:
+        assert image.positions is None
+        return
+    np.testing.assert_array_equal(image.positions.index, np.arange(len(x)))
+    np.testing.assert_array_equal(image.positions.x, x)
+    np.testing.assert_array_equal(image.positions.y, y)
 
 
 def test_read_object_accepts_plain_legacy_and_dataset_files(tmp_path):

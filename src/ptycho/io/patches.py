@@ -56,6 +56,21 @@ class PatchesFile:
     provenance: dict[str, Any]
     object_shape: tuple[int, int] | None
 
+    @property
+    def refined_positions(self) -> bool:
+        """Whether ``infer`` placed the windows at refined positions (``provenance["positions"]``)."""
+        return str(self.provenance.get("positions", "")).startswith("refined")
+
+    def pattern_positions(self) -> Any:
+        """Each dataset pattern's window centre, once (:class:`~ptycho.io.objects.ScanPositions`),
+        or None without ``index``: the positions the patches were made at."""
+        from ptycho.io.objects import ScanPositions
+
+        if self.index is None:
+            return None
+        index, first = np.unique(self.index.reshape(-1), return_index=True)
+        return ScanPositions(index.astype(np.int64), self.x.reshape(-1)[first], self.y.reshape(-1)[first])
+
     def iter_chunks(self, chunk_groups: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """Yield ``(start, patches (k, C, N, N) complex64, x (k, C), y (k, C))`` blocks of groups.
 

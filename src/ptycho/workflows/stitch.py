@@ -226,7 +226,8 @@ def stitch(
     ``patches`` is a path or an already opened :class:`~ptycho.io.patches.PatchesFile`.
 
     Writes ``out`` (``.npz``/``.h5``), ``<stem>.amplitude.png``, ``<stem>.phase.png`` and
-    ``<stem>.config.yaml`` beside it, each atomically.
+    ``<stem>.config.yaml`` beside it, each atomically. Patches inferred at refined positions give
+    an object file that records them (docs/positions.md#outputs).
 
     Raises
     ------
@@ -273,7 +274,8 @@ def stitch(
         "method": method,
         "object_shape_source": list(pf.object_shape) if pf.object_shape else None, "provenance": pf.provenance,
     }
-    write_object(out, ObjectImage(obj, support, float(ox), float(oy), metadata))
+    positions = pf.pattern_positions() if pf.refined_positions else None  # docs/positions.md#outputs
+    write_object(out, ObjectImage(obj, support, float(ox), float(oy), metadata, positions))
     config_path = write_resolved_config(out, "stitch", config)
     amp_path = phase_path = None
     if figures:
