@@ -29,9 +29,10 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
         "train.neighbors": "--neighbors", "train.model.N": "--N", "train.model.n_filters_scale": "--n-filters-scale",
         "train.model.estimate": "--estimate", "train.strategy": "--strategy", "train.jit": "--jit",
         "train.seed": "--seed", "train.resume": "--resume", "train.mask": "--mask",
+        "train.refine_probe": "--refine-probe", "train.probe_file": "--probe",
     },
     "infer": {"infer.batch_size": "--batch-size", "infer.n_groups": "--n-groups", "infer.jit": "--jit",
-              "infer.mask": "--mask"},
+              "infer.mask": "--mask", "infer.probe_file": "--probe"},
     "stitch": {"stitch.crop": "--crop", "stitch.chunk_groups": "--chunk-groups", "stitch.method": "--method"},
     "evaluate": {
         "evaluate.phase_ramp": "--phase-ramp", "evaluate.registration": "--no-register",

@@ -18,3 +18,6 @@ class InferConfig(StrictModel):
     dose_tolerance: float = Field(default=2.0, gt=1, description="largest photon-scale ratio accepted")
     jit: bool = True
     mask: Path | None = Field(default=None, description="valid-pixel mask file replacing the dataset's mask")
+    probe_file: str | None = Field(
+        default=None, description="make the input with this probe (any file a file: probe accepts) instead of the "
+                                  "bundle's refined one or the dataset's")

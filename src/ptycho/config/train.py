@@ -20,7 +20,10 @@ class ModelConfig(StrictModel):
     gridsize: int | None = Field(default=None, ge=1, le=4, description="default: the dataset's gridsize")
     n_filters_scale: int = Field(default=2, ge=1, le=8)
     amplitude_max: float = Field(default=2.0, gt=0, description="amplitude head: a_max·sigmoid")
-    probe_trainable: bool = False
+    probe_trainable: bool = Field(default=False, description="refine the probe jointly with the network "
+                                  "(its own optimiser; set by train.refine_probe)")
+    probe_support_radius_frac: float | None = Field(
+        default=None, gt=0, le=1, description="refined probe: zero outside this disk radius / N (none: no support)")
     scale_trainable: bool = Field(default=False, description="one trainable scalar on predicted counts")
     seed: int = Field(default=0, ge=0, description="weight initialisation seed (train sets it from its seed)")
     skip_connections: bool = Field(default=True, description="U-Net skips from encoder to decoders")
@@ -58,6 +61,14 @@ class TrainConfig(StrictModel):
     epochs: int = Field(default=20, ge=1)
     batch_size: int = Field(default=16, gt=0)
     learning_rate: float = Field(default=1e-3, gt=0)
+    refine_probe: bool | None = Field(
+        default=None, description="refine the probe with the network (default: when the dataset marks its probe as a guess)")
+    probe_learning_rate: float = Field(
+        default=3e-3, gt=0, description="the probe optimiser's step, relative to the probe's RMS value")
+    probe_file: str | None = Field(
+        default=None, description="start from this probe instead of the dataset's (any file a file: probe accepts)")
+    probe_init_passes: int = Field(
+        default=20, ge=0, le=1000, description="rPIE passes with probe update that initialise a refined probe")
     loss: Literal["nll", "mae"] = "nll"
     validation_split: float = Field(default=0.1, ge=0, lt=1)
     n_groups: int | None = Field(default=None, gt=0, description="default: one group per position")

@@ -13,6 +13,7 @@ from ptycho._tf import tf as _tf
 from ptycho.config.train import ModelConfig
 from ptycho.models.features import epie_estimate
 from ptycho.models.physics import predicted_counts
+from ptycho.models.probe import ProbeVariables
 from ptycho.physics.probe import probe_energy
 from ptycho.registry import Components
 
@@ -65,9 +66,7 @@ class PINN:
         self.config = config
         self.physics = physics
         self.network = spec.build(config)
-        probe = np.asarray(probe, dtype=np.complex64)
-        self.probe_real = tf.Variable(probe.real, trainable=config.probe_trainable, name="probe_real")
-        self.probe_imag = tf.Variable(probe.imag, trainable=config.probe_trainable, name="probe_imag")
+        self.probe_variables = ProbeVariables(probe, config.probe_trainable, config.probe_support_radius_frac)
         self.scale = tf.Variable(1.0, trainable=config.scale_trainable, name="scale_correction")
         self.valid_pixels: np.ndarray | None = None
         """(N, N) bool detector mask of the data in hand (set by train/infer, not stored in a bundle):
@@ -75,17 +74,26 @@ class PINN:
 
     @property
     def probe(self) -> Any:
-        tf = _tf()
-        return tf.complex(self.probe_real, self.probe_imag)
+        """The probe in use, ``Σ|P|² = physics.probe_photons`` (:mod:`ptycho.models.probe`)."""
+        return self.probe_variables.value()
+
+    @property
+    def network_variables(self) -> list[Any]:
+        """What the network's optimiser trains: the weights and the optional scale correction."""
+        return list(self.network.trainable_variables) + ([self.scale] if self.scale.trainable else [])
+
+    @property
+    def probe_trainable_variables(self) -> list[Any]:
+        """What the probe's own optimiser trains (empty unless ``probe_trainable``)."""
+        return self.probe_variables.variables if self.probe_variables.trainable else []
 
     @property
     def trainable_variables(self) -> list[Any]:
-        extra = [v for v in (self.probe_real, self.probe_imag, self.scale) if v.trainable]
-        return list(self.network.trainable_variables) + extra
+        return self.network_variables + self.probe_trainable_variables
 
     @property
     def physics_variables(self) -> list[Any]:
-        return [self.probe_real, self.probe_imag, self.scale]
+        return [*self.probe_variables.variables, self.scale]
 
     def features(self, counts: Any, offset_x: Any, offset_y: Any, estimate: Any, canvas_size: int | None = None) -> Any:
         """Network input from counts ``(B, N, N, C)``, member offsets ``(B, C)`` and the members'

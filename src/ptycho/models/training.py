@@ -65,10 +65,17 @@ class Trainer:
         import keras
 
         self.model, self.config, self.strategy = model, config, strategy
+        self.network_vars = model.network_variables
+        self.probe_vars = model.probe_trainable_variables
         with strategy.scope():
             self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
-            self.optimizer.build(model.trainable_variables)
-        self.variables = model.trainable_variables
+            self.optimizer.build(self.network_vars)
+            # the probe's own optimiser: its variables are the probe relative to its RMS value
+            # (ptycho.models.probe), so this rate is a relative step, whatever the network's rate
+            self.probe_optimizer = keras.optimizers.Adam(learning_rate=config.probe_learning_rate)
+            if self.probe_vars:
+                self.probe_optimizer.build(self.probe_vars)
+        self.variables = self.network_vars + self.probe_vars
         norm, eps, kind = model.physics.counts_norm, config.loss_epsilon, config.loss
 
         def loss_and_grads(counts: Any, ox: Any, oy: Any, est: Any, global_batch: Any) -> tuple[Any, Any]:
@@ -87,7 +94,10 @@ class Trainer:
             for g in grads:
                 finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
             grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-            self.optimizer.apply_gradients(zip(grads, self.variables))
+            n = len(self.network_vars)
+            self.optimizer.apply_gradients(zip(grads[:n], self.network_vars))
+            if self.probe_vars:
+                self.probe_optimizer.apply_gradients(zip(grads[n:], self.probe_vars))
             return loss, tf.cast(finite, tf.float32)
 
         @tf.function(reduce_retracing=True)
@@ -104,8 +114,12 @@ class Trainer:
         self._train_step, self._eval_step = train_step, eval_step
 
     # -- state -----------------------------------------------------------------------------
+    def _optimizer_variables(self) -> list[Any]:
+        probe = list(self.probe_optimizer.variables) if self.probe_vars else []
+        return list(self.optimizer.variables) + probe
+
     def _state_variables(self) -> list[Any]:
-        return list(self.model.network.weights) + self.model.physics_variables + list(self.optimizer.variables)
+        return list(self.model.network.weights) + self.model.physics_variables + self._optimizer_variables()
 
     def snapshot(self) -> list[np.ndarray]:
         return [np.array(v.numpy()) for v in self._state_variables()]
@@ -115,10 +129,10 @@ class Trainer:
             variable.assign(value)
 
     def optimizer_state(self) -> list[np.ndarray]:
-        return [np.array(v.numpy()) for v in self.optimizer.variables]
+        return [np.array(v.numpy()) for v in self._optimizer_variables()]
 
     def load_optimizer_state(self, values: list[np.ndarray]) -> None:
-        for variable, value in zip(self.optimizer.variables, values, strict=True):
+        for variable, value in zip(self._optimizer_variables(), values, strict=True):
             variable.assign(value)
 
     @property

@@ -59,6 +59,19 @@ def check_compatible(dataset: Dataset, physics, tolerance: float) -> None:
         warnings.warn(f"{where}: photon scale differs from training by {ratio:.3g}×", stacklevel=2)
 
 
+def use_probe(dataset: Dataset, model, probe_file: str | None) -> None:
+    """Make the network's input with the right probe: a given file's, else the bundle's when it was
+    refined in training (the dataset's own probe is the stale guess then), else the dataset's; at the
+    dataset's photon gauge in every case."""
+    from ptycho.workflows.probe_setup import probe_from_file, probe_power
+
+    if probe_file is not None:
+        dataset.probe = probe_from_file(probe_file, dataset)
+    elif model.config.probe_trainable:
+        refined = model.probe_variables.numpy()
+        dataset.probe = (refined * np.sqrt(probe_power(dataset.probe) / probe_power(refined))).astype(np.complex64)
+
+
 def infer(
     config: InferConfig,
     model_dir: Path,
@@ -86,6 +99,7 @@ def infer(
     with load_dataset(dataset_path, mask=config.mask) as dataset:
         check_compatible(dataset, physics, config.dose_tolerance)
         n_patterns = dataset.n_patterns  # read while the file is open
+        use_probe(dataset, model, config.probe_file)
         groups = make_groups(dataset.x, dataset.y, physics.gridsize, n_groups=config.n_groups,
                              neighbors=trained.neighbors, oversample=trained.oversample, seed=trained.seed)
         batch = min(config.batch_size, groups.n_groups)

@@ -16,6 +16,7 @@ from ptycho.data.grouping import Groups, make_groups
 from ptycho.errors import ConfigError, DataError, NumericalError
 from ptycho.seeding import seed_stream
 from ptycho.registry import Components
+from ptycho.workflows.probe_setup import probe_from_file, refine_probe_iteratively, wants_refinement
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -51,7 +52,9 @@ def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
         raise DataError(f"{dataset.source}: pattern size {N} is not supported; use one of {SUPPORTED_N} "
                         f"(crop or bin the patterns with `import.N`)")
     gridsize = config.model.gridsize or int(dataset.metadata.get("gridsize", 1))
-    return config.model.model_copy(update={"N": N, "gridsize": gridsize, "seed": config.seed})
+    trainable = config.model.probe_trainable or wants_refinement(config.refine_probe, dataset)
+    return config.model.model_copy(update={"N": N, "gridsize": gridsize, "seed": config.seed,
+                                           "probe_trainable": trainable})
 
 
 def split_groups(groups: Groups, fraction: float, seed: int) -> tuple[Groups, Groups | None]:
@@ -108,6 +111,8 @@ def train(
     components = components or Components.builtin()
     out = Path(out)
     with load_dataset(dataset_path, mask=config.mask) as dataset:
+        if config.probe_file is not None:
+            dataset.probe = probe_from_file(config.probe_file, dataset)
         model_config = resolve_model_config(config, dataset)
         gridsize = int(model_config.gridsize)
         try:
@@ -118,7 +123,10 @@ def train(
         train_groups, val_groups = split_groups(groups, config.validation_split, config.seed)
         batch_size = min(config.batch_size, train_groups.n_groups)
         info = data_info(dataset, groups, train_groups, val_groups, config)
-        estimate = input_estimate(model_config, dataset)
+        if model_config.probe_trainable and config.probe_init_passes and not resume:
+            init = refine_probe_iteratively(dataset, config.probe_init_passes, config.seed)
+            dataset.probe = init.probe
+            info.update(init.info())
         strategy = make_strategy(config.strategy)
 
         history = History()
@@ -131,6 +139,9 @@ def train(
                 model = PINN(model_config, physics, dataset.probe, components)
             model.valid_pixels = dataset.mask
             trainer = Trainer(model, config, strategy, mask=dataset.mask)
+        if model_config.probe_trainable:  # the estimate is made with the model's (refined) probe
+            dataset.probe = model.probe_variables.numpy()
+        estimate = input_estimate(model_config, dataset)
         if resume and (state := bundle.optimizer_state()) is not None:
             trainer.load_optimizer_state(state)
             if history.learning_rate:

@@ -23,6 +23,9 @@ def infer_command(
     n_groups: Annotated[Optional[int], Opt("--n-groups", help="Groups to reconstruct (default one per position).")] = None,
     jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the forward pass.", show_default=False)] = None,
     mask: Annotated[Optional[Path], Opt("--mask", help="Valid-pixel mask (True = measured) replacing the dataset's.")] = None,
+    probe: Annotated[Optional[Path], Opt("--probe", metavar="FILE", show_default=False,
+                                         help="Make the input with this probe [default: the bundle's when it was "
+                                              "refined in training, else the dataset's].")] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     quiet: Quiet = False,
@@ -47,7 +50,8 @@ def infer_command(
     from ptycho_cli.fields import COMMAND_FLAGS
 
     with guard(verbose, COMMAND_FLAGS["infer"]):
-        flags = {"batch_size": batch_size, "n_groups": n_groups, "jit": jit, "mask": mask}
+        flags = {"batch_size": batch_size, "n_groups": n_groups, "jit": jit, "mask": mask,
+                 "probe_file": None if probe is None else str(probe)}
         cfg = resolve_config(InferConfig, "infer", files=config or (), sets=set_ or (), flags=flags,
                              sections=ctx.obj.config_sections())
         from ptycho.workflows.infer import infer

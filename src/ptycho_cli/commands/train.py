@@ -32,6 +32,13 @@ def train_command(
     strategy: Annotated[Optional[str], Opt("--strategy", help="default, mirrored or multiworker (tf.distribute).")] = None,
     jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the training step.", show_default=False)] = None,
     seed: Annotated[Optional[int], Opt("--seed", help="Seed for grouping, split, shuffling and weights.")] = None,
+    refine_probe: Annotated[Optional[bool], Opt("--refine-probe/--no-refine-probe", show_default=False,
+                                                help="Refine the probe with the network (its own optimiser), after "
+                                                     "--set probe_init_passes=K rPIE passes with probe update "
+                                                     "[default: on when the dataset marks its probe as a guess].")] = None,
+    probe: Annotated[Optional[Path], Opt("--probe", metavar="FILE", show_default=False,
+                                         help="Start from this probe instead of the dataset's (a dataset, "
+                                              "PtychoPINN NPZ, Ptychodus product or .probe.npz).")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue the bundle in --out from its last epoch.")] = False,
     mask: Annotated[Optional[Path], Opt("--mask", help="Valid-pixel mask (True = measured; .npy, or .npz/.h5 key "
                                         "'mask') replacing the dataset's: masked pixels leave the loss.")] = None,
@@ -55,6 +62,8 @@ def train_command(
 
       ptycho train data.h5 --out model/ --epochs 30 --resume
 
+      ptycho train measured.h5 --out model/ --refine-probe --probe guess.probe.npz
+
       ptycho train data.h5 --out model/ --estimate group --set model.epie_iterations=10
     """
     from ptycho.config.train import TrainConfig
@@ -68,7 +77,8 @@ def train_command(
             "model.gridsize": gridsize, "epochs": epochs, "batch_size": batch_size, "loss": loss,
             "learning_rate": learning_rate, "n_groups": n_groups, "neighbors": neighbors, "model.N": N,
             "model.n_filters_scale": n_filters_scale, "model.estimate": estimate, "strategy": strategy, "jit": jit,
-            "seed": seed, "mask": mask,
+            "seed": seed, "mask": mask, "refine_probe": refine_probe,
+            "probe_file": None if probe is None else str(probe),
         }
         cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags,
                              sections=ctx.obj.config_sections())

@@ -44,6 +44,8 @@ def iterative_command(
     engine: Annotated[Optional[str], Opt("--engine", "-e", help="rpie (default), epie, or ml (Poisson maximum likelihood with a regulariser).", show_default=False)] = None,
     iterations: Annotated[Optional[int], Opt("--iterations", "-n", help="Passes over every position (default 50).", show_default=False)] = None,
     probe_update: Annotated[bool, Opt("--probe-update", help="Also refine the probe (its power stays at the dataset's).")] = False,
+    probe: Annotated[Optional[Path], Opt("--probe", metavar="FILE", show_default=False,
+                                         help="Start from this probe instead of the dataset's (scaled to its photon gauge).")] = None,
     alpha: Annotated[Optional[float], Opt("--alpha", help="Object: rPIE / ml preconditioner blend in (0, 1] (default 0.1) / ePIE step (default 1).", show_default=False)] = None,
     beta: Annotated[Optional[float], Opt("--beta", help="Probe: rPIE / ml blend in (0, 1] (default 0.5) / ePIE step (default 1).", show_default=False)] = None,
     batch_size: Annotated[Optional[int], Opt("--batch-size", "-b", help="Positions updated together (default 8); ml: patterns held in memory at once (default 64).", show_default=False)] = None,
@@ -76,6 +78,8 @@ def iterative_command(
 
       ptycho iterative lowdose.h5 --engine ml --iterations 100 --out object.npz
       ptycho iterative measured.h5 --probe-update --probe-modes 2 --refine-positions --iterations 200 --out object.npz
+
+      ptycho iterative measured.h5 --probe guess.probe.npz --probe-update --iterations 100 --out object.npz
     """
     from ptycho_cli.api import guard, print_summary, progress_bar, resolve_config
 
@@ -96,11 +100,15 @@ def iterative_command(
         from ptycho_iterative.workflow import run_iterative
 
         object_format(out)  # a bad suffix fails before any work
+        from ptycho.workflows.probe_setup import probe_from_file
+
         with load_dataset(dataset, mask=mask) as ds, progress_bar(cfg.engine, quiet=quiet or as_json, extra="error {task.fields[error]}", error="-") as update:
             def on_iteration(state: Any) -> None:
                 update(state.iteration, state.iterations, error=f"{state.error:.3e}")
 
             fingerprint = ds.fingerprint() if cfg.refine_positions else None  # of the file, before any probe change
+            if probe is not None:
+                ds.probe = probe_from_file(probe, ds)
             run = run_iterative(cfg, ds, out, figures=not no_figures, callback=on_iteration, fingerprint=fingerprint)
         res = run.result
         rows: dict[str, Any] = {
