@@ -8,7 +8,7 @@ import numpy as np
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import make_groups
 from ptycho.data.pipeline import PREFETCH_BATCHES, batch_rows, read_group_batch, tf_group_batches
-from ptycho.iterative.streaming import global_estimate
+from ptycho.iterative.streaming import estimate_folds, global_estimate
 
 N, M = 16, 96
 
@@ -91,3 +91,38 @@ def test_global_estimate_streams_the_dataset_a_chunk_at_a_time_and_is_repeatable
     # the seed orders the minibatches inside a chunk (one chunk of 8 is a single minibatch)
     reordered = [global_estimate(dataset, 2, chunk=32, seed=seed).object for seed in (0, 1)]
     assert not np.array_equal(*reordered)
+
+
+def test_estimate_folds_are_balanced_and_seeded():
+    folds = estimate_folds(101, 2, seed=3)
+    assert sorted(np.bincount(folds).tolist()) == [50, 51]
+    np.testing.assert_array_equal(folds, estimate_folds(101, 2, seed=3))
+    assert not np.array_equal(folds, estimate_folds(101, 2, seed=4))
+    assert estimate_folds(101, 1, seed=3) is None and estimate_folds(101, 0, seed=3) is None
+
+
+def test_a_leave_fold_out_window_never_contains_its_own_pattern():
+    """Position j's input window is made without pattern j (J-invariance): corrupting pattern j
+    leaves j's window exactly as it was, and changes the windows of the other fold's positions."""
+    dataset, _ = recording_dataset()
+    before = global_estimate(dataset, 2, folds=2, alpha=0.5, batch_size=16)
+    j = 7
+    corrupted = np.array(dataset.diffraction[:], dtype=np.float32)
+    corrupted[j] *= 9.0
+    after = global_estimate(Dataset(corrupted, dataset.x, dataset.y, dataset.probe), 2, folds=2, alpha=0.5,
+                            batch_size=16)
+    np.testing.assert_array_equal(after.folds, before.folds)
+    mine = before.folds == before.folds[j]
+    np.testing.assert_array_equal(after.patches(np.flatnonzero(mine)), before.patches(np.flatnonzero(mine)))
+    assert np.abs(after.patches(np.flatnonzero(~mine)) - before.patches(np.flatnonzero(~mine))).max() > 1e-3
+
+
+def test_groups_within_folds_take_every_member_from_the_seeds_fold():
+    dataset, _ = recording_dataset()
+    folds = estimate_folds(M, 2, seed=0)
+    groups = make_groups(dataset.x, dataset.y, 2, labels=folds)
+    assert groups.n_groups == M
+    assert np.all(folds[groups.index] == folds[groups.index[:, :1]])
+    # without labels the nearest neighbours come from both folds
+    mixed = make_groups(dataset.x, dataset.y, 2)
+    assert np.any(folds[mixed.index] != folds[mixed.index[:, :1]])

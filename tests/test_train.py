@@ -180,13 +180,28 @@ def test_a_version_1_bundle_loads_with_the_group_estimate_it_was_trained_with(cl
     copy = tmp_path / "v1"
     shutil.copytree(cli_bundle[0], copy)
     config = json.loads((copy / "config.json").read_text())
-    assert config["format_version"] == 2 and config["model"]["estimate"] == "global"
+    assert config["format_version"] == 3 and config["model"]["estimate"] == "global"
     config["format_version"] = 1
     for model in (config["model"], config["train"]["model"]):
         del model["estimate"], model["global_passes"]
     (copy / "config.json").write_text(json.dumps(config))
     bundle = load_bundle(copy, verify=False)
     assert bundle.model.config.estimate == "group" and bundle.train_config.model.estimate == "group"
+
+
+def test_a_version_2_bundle_loads_with_the_single_estimate_it_was_trained_with(cli_bundle, tmp_path):
+    """Bundles written before leave-fold-out estimates (format 2) read one estimate of every
+    pattern: 2 rPIE passes at alpha 0.1 in minibatches of 8."""
+    copy = tmp_path / "v2"
+    shutil.copytree(cli_bundle[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["format_version"] = 2
+    for model in (config["model"], config["train"]["model"]):
+        for key in ("estimate_folds", "estimate_alpha", "estimate_batch_size", "global_passes"):
+            model.pop(key, None)
+    (copy / "config.json").write_text(json.dumps(config))
+    model = load_bundle(copy, verify=False).model.config
+    assert (model.estimate_folds, model.global_passes, model.estimate_alpha, model.estimate_batch_size) == (0, 2, 0.1, 8)
 
 
 def test_save_then_load_gives_bit_identical_predictions(cli_bundle, dataset, tmp_path):

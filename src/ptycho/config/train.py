@@ -31,7 +31,12 @@ class ModelConfig(StrictModel):
         default="global",
         description="physics-informed input: windows of a global rPIE estimate of the whole scan, a per-group "
                     "ePIE estimate (residual decoders), or none")
-    global_passes: int = Field(default=2, ge=1, le=20, description="rPIE passes of the global estimate")
+    global_passes: int = Field(default=5, ge=1, le=50, description="rPIE passes of the global estimate")
+    estimate_folds: int = Field(
+        default=2, ge=0, le=8, description="leave-fold-out global estimates: each position reads an estimate made "
+                                           "without its own fold's patterns (0: one estimate of every pattern)")
+    estimate_alpha: float = Field(default=0.5, gt=0, le=1, description="rPIE alpha of the global estimate")
+    estimate_batch_size: int = Field(default=64, ge=1, description="rPIE minibatch of the global estimate")
     epie_iterations: int = Field(default=5, ge=0, le=100, description="ePIE sweeps of the group estimate (0 = none)")
 
     @property

@@ -70,6 +70,7 @@ def make_groups(
     neighbors: int | None = None,
     oversample: bool = False,
     seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> Groups:
     """Build neighbour groups.
 
@@ -81,6 +82,9 @@ def make_groups(
         ``oversample=True`` and, for distinct groups, ``neighbors > C``.
     neighbors : K ≥ C nearest positions to draw members from (default C: the C nearest).
     seed : seed for choosing seeds and members.
+    labels : (M,) int, optional
+        Members come from the seed's own label only (the folds of a leave-fold-out estimate,
+        :mod:`ptycho.iterative.streaming`, so no member's pattern is in the estimate its group reads).
 
     Returns
     -------
@@ -112,9 +116,7 @@ def make_groups(
     if C == 1:
         index = seeds[:, None]
     else:
-        k = min(K, M)
-        _, nearest = cKDTree(points).query(points[seeds], k=k)
-        nearest = np.asarray(nearest).reshape(len(seeds), k)
+        nearest, k = _nearest(points, seeds, min(K, M), C, labels)
         if k > C:
             picks = np.argsort(rng.random((len(seeds), k - 1)), axis=1)[:, : C - 1] + 1
             members = np.concatenate([nearest[:, :1], np.take_along_axis(nearest, picks, axis=1)], axis=1)
@@ -124,6 +126,25 @@ def make_groups(
     gx, gy = x[index], y[index]
     cx, cy = gx.mean(axis=1), gy.mean(axis=1)
     return Groups(index.astype(np.int64), cx, cy, gx - cx[:, None], gy - cy[:, None])
+
+
+def _nearest(points: np.ndarray, seeds: np.ndarray, k: int, C: int, labels: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """The ``k`` nearest positions of each seed ``(S, k)``, the seed first; with ``labels``, among
+    positions of the seed's label only (``k`` then shrinks to the smallest label's size)."""
+    if labels is None:
+        _, nearest = cKDTree(points).query(points[seeds], k=k)
+        return np.asarray(nearest).reshape(len(seeds), k), k
+    labels = np.asarray(labels)
+    members = [np.flatnonzero(labels == lab) for lab in np.unique(labels[seeds])]
+    k = min(k, min(len(m) for m in members))
+    if k < C:
+        raise DataError(f"a fold of the scan holds only {k} positions; a group needs {C}")
+    nearest = np.empty((len(seeds), k), np.int64)
+    for pool in members:
+        rows = np.flatnonzero(labels[seeds] == labels[pool[0]])
+        _, local = cKDTree(points[pool]).query(points[seeds[rows]], k=k)
+        nearest[rows] = pool[np.asarray(local).reshape(len(rows), k)]
+    return nearest, k
 
 
 def _order_by_angle(members: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -7,6 +7,17 @@ cost far below the network's own (measured in ``benchmarks/RESULTS.md``). The PI
 reads each group member's window of this estimate as input channels (``model.estimate =
 "global"``), so training and inference see estimates made the same way.
 
+**Leave-fold-out estimates** (``folds ≥ 2``, ``model.estimate_folds``). Trained through the
+Poisson likelihood of pattern ``j``, a network whose input window was fitted to pattern ``j``
+itself learns to pass that pattern's noise through: copying its input already fits the noise. So the
+positions are split at random into folds, one estimate is made per fold from the patterns of the
+*other* folds, and each position reads the estimate of its own fold. The noise of the input is then
+independent of the noise of the pattern the loss compares against, and the best the network can
+do is to predict the object, not the noise — it learns to denoise (the principle of Noise2Noise and
+of J-invariant denoisers). Inference builds its input the same way, so the network sees estimates of
+the kind it was trained on. Groups of several positions (``gridsize > 1``) take all their members
+from one fold (:func:`ptycho.data.grouping.make_groups` ``labels``).
+
 Memory is the canvas plus one chunk of patterns: the dataset is read ``chunk`` patterns at a time,
 in storage order, and each chunk's positions are visited in a seeded random order in minibatches
 (:func:`ptycho.iterative.engines.minibatch_step`). Same dataset, passes and seed ⇒ same estimate.
@@ -25,6 +36,7 @@ from ptycho.iterative.engines import canvas_for, minibatch_step
 from ptycho.iterative.modulus import fft_valid, measured_modulus
 from ptycho.physics.operators.geometry import Windows, window_geometry
 from ptycho.physics.operators.numpy_ops import extract
+from ptycho.physics.noise import seed_stream
 
 STREAM_CHUNK = 1024
 """Patterns read from the dataset at a time."""
@@ -32,52 +44,99 @@ STREAM_CHUNK = 1024
 
 @dataclass(frozen=True, eq=False)
 class GlobalEstimate:
-    """The estimate on its canvas and every position's window on it.
+    """The estimate(s) on one canvas and every position's window on it.
+
+    With ``folds`` (a leave-fold-out estimate) there is one object per fold, each made from the
+    patterns of every *other* fold, and position ``j`` reads the object of its own fold
+    ``folds[j]``: its input never contains its own pattern's noise (module docstring).
 
     Attributes
     ----------
-    object : (H, W) complex64
-        Ones where no probe reached.
+    objects : tuple of (H, W) complex64
+        Ones where no probe reached; one per fold, or one for the whole scan.
     origin_x, origin_y : int
         Global object pixel of canvas pixel ``(0, 0)``.
     windows : Windows
         The dataset's positions on this canvas.
+    folds : (M,) int64 or None
+        Each position's fold.
     """
 
-    object: np.ndarray
+    objects: tuple[np.ndarray, ...]
     origin_x: int
     origin_y: int
     windows: Windows
+    folds: np.ndarray | None = None
+
+    @property
+    def object(self) -> np.ndarray:
+        """The whole-scan estimate (the first fold's with folds)."""
+        return self.objects[0]
 
     def patches(self, index: np.ndarray) -> np.ndarray:
-        """The ``N×N`` windows of positions ``index`` (any shape ``S``): ``S + (N, N)`` complex64."""
+        """The ``N×N`` input windows of positions ``index`` (any shape ``S``): ``S + (N, N)`` complex64."""
         index = np.asarray(index, dtype=np.int64)
-        out = extract(self.object, self.windows.take(index.ravel()))
+        flat = index.ravel()
+        if self.folds is None:
+            out = extract(self.object, self.windows.take(flat))
+        else:
+            out = np.empty((flat.size, self.windows.N, self.windows.N), np.complex64)
+            fold = self.folds[flat]
+            for k, obj in enumerate(self.objects):
+                rows = np.flatnonzero(fold == k)
+                if rows.size:
+                    out[rows] = extract(obj, self.windows.take(flat[rows]))
         return out.reshape(*index.shape, self.windows.N, self.windows.N)
 
 
-def global_estimate(dataset: Dataset, passes: int, *, chunk: int = STREAM_CHUNK, seed: int = 0) -> GlobalEstimate:
-    """``passes`` rPIE passes over every position of ``dataset`` with its probe (default rPIE
-    options of :class:`~ptycho.config.iterative.IterativeConfig`), starting from a unit object.
+def estimate_folds(n_patterns: int, folds: int, seed: int) -> np.ndarray | None:
+    """Each position's fold, ``(M,)`` int64, balanced and seeded; None for fewer than 2 folds."""
+    if folds < 2:
+        return None
+    order = seed_stream(seed, "estimate folds").permutation(n_patterns)
+    labels = np.empty(n_patterns, np.int64)
+    labels[order] = np.arange(n_patterns) % folds
+    return labels
+
+
+def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: float | None = None,
+                    batch_size: int | None = None, chunk: int = STREAM_CHUNK, seed: int = 0) -> GlobalEstimate:
+    """``passes`` rPIE passes with the dataset's probe, starting from a unit object: over every
+    position, or — with ``folds ≥ 2`` — one estimate per fold over the positions of the other folds.
+
+    ``alpha`` and ``batch_size`` default to those of :class:`~ptycho.config.iterative.IterativeConfig`.
 
     Raises
     ------
     NumericalError
         The estimate became non-finite (exit code 4).
     """
-    config = IterativeConfig(engine="rpie", iterations=max(passes, 1), seed=seed)
+    options = {k: v for k, v in {"alpha": alpha, "batch_size": batch_size}.items() if v is not None}
+    config = IterativeConfig(engine="rpie", iterations=max(passes, 1), seed=seed, **options)
     x, y, N = np.asarray(dataset.x), np.asarray(dataset.y), dataset.N
     canvas = canvas_for(x, y, N, None)
     windows = window_geometry(x, y, N, canvas.origin_x, canvas.origin_y)
-    obj = np.ones(canvas.shape, np.complex64)
+    labels = estimate_folds(dataset.n_patterns, folds, seed)
+    uses = [None] if labels is None else [labels != k for k in range(folds)]
+    objects = tuple(_estimate(dataset, windows, canvas.shape, passes, config, chunk, seed, use) for use in uses)
+    return GlobalEstimate(objects, canvas.origin_x, canvas.origin_y, windows, labels)
+
+
+def _estimate(dataset: Dataset, windows: Windows, shape: tuple[int, int], passes: int, config: IterativeConfig,
+              chunk: int, seed: int, use: np.ndarray | None) -> np.ndarray:
+    """rPIE over the positions where ``use`` (all without it), streamed a chunk at a time."""
+    obj = np.ones(shape, np.complex64)
     probe = np.array(dataset.probe, np.complex64)
     rng = np.random.default_rng(seed)
     valid = fft_valid(dataset.mask)  # masked pixels keep their predicted modulus
     for _ in range(passes):
         for start in range(0, dataset.n_patterns, chunk):
             stop = min(start + chunk, dataset.n_patterns)
+            rows_in_chunk = np.arange(stop - start) if use is None else np.flatnonzero(use[start:stop])
+            if rows_in_chunk.size == 0:
+                continue
             modulus = measured_modulus(dataset.read_patterns(slice(start, stop)))
-            order = rng.permutation(stop - start)
+            order = rows_in_chunk[rng.permutation(rows_in_chunk.size)]
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # checked below
                 for b in range(0, len(order), config.batch_size):
                     rows = order[b:b + config.batch_size]
@@ -85,4 +144,4 @@ def global_estimate(dataset: Dataset, passes: int, *, chunk: int = STREAM_CHUNK,
         if not np.isfinite(obj).all():
             raise NumericalError("the global rPIE estimate became non-finite; check the data for bad patterns "
                                  "or train with `train.model.estimate` = group")
-    return GlobalEstimate(obj, canvas.origin_x, canvas.origin_y, windows)
+    return obj

@@ -31,8 +31,12 @@ from ptycho.models.pinn import PINN, PhysicsSettings
 from ptycho.registry import Components
 
 BUNDLE_FORMAT = "ptycho-model"
-BUNDLE_VERSION = 2
-"""2: ``model.estimate`` (global rPIE input). Version 1 bundles, which predate it, used the group estimate."""
+BUNDLE_VERSION = 3
+"""2: ``model.estimate`` (global rPIE input). Version 1 bundles, which predate it, used the group estimate.
+3: leave-fold-out global estimates (``model.estimate_folds``, ``estimate_alpha``, ``estimate_batch_size``);
+version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1 in minibatches of 8."""
+VERSION_2_ESTIMATE = {"estimate_folds": 0, "global_passes": 2, "estimate_alpha": 0.1, "estimate_batch_size": 8}
+"""The global estimate of version 2 bundles (their config has no such fields: these were the behaviour)."""
 REQUIRED_FILES = ("config.json", "model.weights.h5", "probe.npy", "scale.json", "manifest.json")
 
 
@@ -206,6 +210,9 @@ def load_bundle(path: Path, components: Components | None = None, *, verify: boo
     if int(config.get("format_version", 0)) < 2:  # before model.estimate: the group ePIE estimate
         config["model"] = {"estimate": "group", **config["model"]}
         config["train"]["model"] = {"estimate": "group", **config["train"].get("model", {})}
+    if int(config.get("format_version", 0)) < 3:  # before leave-fold-out estimates
+        config["model"] = {**config["model"], **VERSION_2_ESTIMATE}
+        config["train"]["model"] = {**config["train"].get("model", {}), **VERSION_2_ESTIMATE}
     model_config = ModelConfig.model_validate(config["model"])
     phys = config["physics"]
     physics = PhysicsSettings(int(phys["N"]), int(phys["gridsize"]), float(phys["probe_photons"]),

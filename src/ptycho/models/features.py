@@ -34,7 +34,17 @@ def input_estimate(config: ModelConfig, dataset: Dataset) -> GlobalEstimate | No
         return None
     from ptycho.iterative.streaming import global_estimate
 
-    return global_estimate(dataset, config.global_passes, seed=config.seed)
+    return global_estimate(dataset, config.global_passes, folds=config.estimate_folds, alpha=config.estimate_alpha,
+                           batch_size=config.estimate_batch_size, seed=config.seed)
+
+
+def group_labels(config: ModelConfig, n_patterns: int) -> Any:
+    """The folds groups must stay within (members share their estimate's fold), or None."""
+    if not config.uses_global_estimate:
+        return None
+    from ptycho.iterative.streaming import estimate_folds
+
+    return estimate_folds(n_patterns, config.estimate_folds, config.seed)
 
 
 def epie_estimate(amplitudes: Any, probe: Any, offset_x: Any, offset_y: Any, canvas_size: int, iterations: int,

@@ -89,7 +89,7 @@ def infer(
     from ptycho.io.datasets import load_dataset
     from ptycho.io.patches import PatchesWriter
     from ptycho.models.bundle import load_bundle
-    from ptycho.models.features import input_estimate
+    from ptycho.models.features import group_labels, input_estimate
     from ptycho.models.physics import canvas_size
 
     t0 = time.perf_counter()
@@ -101,7 +101,8 @@ def infer(
         n_patterns = dataset.n_patterns  # read while the file is open
         use_probe(dataset, model, config.probe_file)
         groups = make_groups(dataset.x, dataset.y, physics.gridsize, n_groups=config.n_groups,
-                             neighbors=trained.neighbors, oversample=trained.oversample, seed=trained.seed)
+                             neighbors=trained.neighbors, oversample=trained.oversample, seed=trained.seed,
+                             labels=group_labels(model.config, dataset.n_patterns))
         batch = min(config.batch_size, groups.n_groups)
         size = max(canvas_size(groups.max_offset, physics.N), physics.canvas_size or 0) if physics.C > 1 else None
         model.valid_pixels = dataset.mask

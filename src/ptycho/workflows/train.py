@@ -102,7 +102,7 @@ def train(
     from ptycho.io.config_file import write_resolved_config
     from ptycho.io.datasets import load_dataset
     from ptycho.models.bundle import History, save_bundle
-    from ptycho.models.features import input_estimate
+    from ptycho.models.features import group_labels, input_estimate
     from ptycho.models.physics import canvas_size
     from ptycho.models.pinn import PINN, PhysicsSettings
     from ptycho.models.training import Diverged, Trainer, make_strategy
@@ -117,7 +117,8 @@ def train(
         gridsize = int(model_config.gridsize)
         try:
             groups = make_groups(dataset.x, dataset.y, gridsize, n_groups=config.n_groups,
-                                 neighbors=config.neighbors, oversample=config.oversample, seed=config.seed)
+                                 neighbors=config.neighbors, oversample=config.oversample, seed=config.seed,
+                                 labels=group_labels(model_config, dataset.n_patterns))
         except ConfigError as exc:
             raise ConfigError(f"train: {exc}") from None
         train_groups, val_groups = split_groups(groups, config.validation_split, config.seed)
