@@ -12,7 +12,8 @@ from ptycho.config.train import TrainConfig
 from ptycho.io.datasets import load_dataset, save_dataset
 from ptycho.models.bundle import load_bundle
 from ptycho.models.probe import ProbeVariables, disk_support
-from ptycho.workflows.probe_setup import PROBE_GUESS_KEY, probe_from_file, probe_power
+from ptycho.physics.probe import probe_energy
+from ptycho.workflows.probe_setup import PROBE_GUESS_KEY, probe_from_file
 from ptycho.workflows.simulate import simulate
 from ptycho.workflows.train import resolve_model_config, train
 
@@ -50,7 +51,7 @@ def test_probe_variables_hold_the_photon_gauge_whatever_the_variables():
     variables.imag.assign(rng.normal(size=(2, N, N)).astype(np.float32))
     value = variables.numpy()
     assert value.shape == (2, N, N)
-    assert probe_power(value) == pytest.approx(probe_power(probe), rel=GAUGE_RTOL)
+    assert probe_energy(value) == pytest.approx(probe_energy(probe), rel=GAUGE_RTOL)
     outside = disk_support(N, 0.3) == 0
     assert np.all(value[:, outside] == 0) and outside.any()
 
@@ -72,7 +73,7 @@ def test_a_probe_file_is_scaled_to_the_datasets_photon_gauge(scan, tmp_path):
     data, guess = scan
     with load_dataset(data) as ds:
         probe = probe_from_file(guess, ds)
-        assert probe_power(probe) == pytest.approx(probe_power(ds.probe), rel=GAUGE_RTOL)
+        assert probe_energy(probe) == pytest.approx(probe_energy(ds.probe), rel=GAUGE_RTOL)
         with load_dataset(guess) as g:
             assert overlap(probe, g.probe) == pytest.approx(1.0, abs=1e-6)
 
@@ -89,7 +90,7 @@ def test_joint_refinement_moves_a_wrong_probe_towards_the_truth_at_the_gauge(sca
     refined = load_bundle(tmp_path / "model").model.probe_variables.numpy()
     with load_dataset(data) as ds, load_dataset(guess) as g:
         before, after = overlap(g.probe, ds.probe), overlap(refined, ds.probe)
-        assert probe_power(refined) == pytest.approx(probe_power(ds.probe), rel=GAUGE_RTOL)
+        assert probe_energy(refined) == pytest.approx(probe_energy(ds.probe), rel=GAUGE_RTOL)
     assert after > before + 0.01, (before, after)  # observed 0.680 → 0.699
 
 
@@ -118,12 +119,12 @@ def test_iterative_initialisation_recovers_the_probe_and_infer_uses_it(scan, tmp
 
     monkeypatch.setattr(features, "input_estimate", spy)
     with load_dataset(data) as ds, load_dataset(guess) as g:
-        stale = ds.probe * np.sqrt(probe_power(ds.probe) / probe_power(g.probe))
+        stale = ds.probe * np.sqrt(probe_energy(ds.probe) / probe_energy(g.probe))
         save_dataset(tmp_path / "stale.npz", type(ds)(ds.read_patterns(), ds.x, ds.y, g.probe * np.sqrt(
-            probe_power(ds.probe) / probe_power(g.probe)), ds.object))
+            probe_energy(ds.probe) / probe_energy(g.probe)), ds.object))
     infer(InferConfig(), tmp_path / "model", tmp_path / "stale.npz", tmp_path / "patches.h5")
     assert overlap(seen["probe"], refined) == pytest.approx(1.0, abs=1e-6)
-    assert probe_power(seen["probe"]) == pytest.approx(probe_power(stale), rel=GAUGE_RTOL)
+    assert probe_energy(seen["probe"]) == pytest.approx(probe_energy(stale), rel=GAUGE_RTOL)
 
 
 @pytest.mark.parametrize("command", ["train", "infer", "iterative"])

@@ -36,7 +36,7 @@ from ptycho.iterative.engines import canvas_for, minibatch_step
 from ptycho.iterative.modulus import fft_valid, measured_modulus
 from ptycho.physics.operators.geometry import Windows, window_geometry
 from ptycho.physics.operators.numpy_ops import extract
-from ptycho.physics.noise import seed_stream
+from ptycho.seeding import seed_stream
 
 STREAM_CHUNK = 1024
 """Patterns read from the dataset at a time."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ptycho._tf import tf as _tf
+from ptycho.physics.probe import probe_energy
 
 
 def disk_support(N: int, radius_frac: float | None) -> np.ndarray:
@@ -47,7 +48,7 @@ class ProbeVariables:
         tf = _tf()
         probe = np.asarray(probe, np.complex64)
         N = int(probe.shape[-1])
-        self.photons = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+        self.photons = probe_energy(probe)
         rms = np.sqrt(self.photons / probe.size) or 1.0
         q = probe / np.complex64(rms)
         self.support = disk_support(N, support_radius_frac)

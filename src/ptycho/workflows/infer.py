@@ -63,13 +63,14 @@ def use_probe(dataset: Dataset, model, probe_file: str | None) -> None:
     """Make the network's input with the right probe: a given file's, else the bundle's when it was
     refined in training (the dataset's own probe is the stale guess then), else the dataset's; at the
     dataset's photon gauge in every case."""
-    from ptycho.workflows.probe_setup import probe_from_file, probe_power
+    from ptycho.physics.probe import probe_energy
+    from ptycho.workflows.probe_setup import probe_from_file
 
     if probe_file is not None:
         dataset.probe = probe_from_file(probe_file, dataset)
     elif model.config.probe_trainable:
         refined = model.probe_variables.numpy()
-        dataset.probe = (refined * np.sqrt(probe_power(dataset.probe) / probe_power(refined))).astype(np.complex64)
+        dataset.probe = (refined * np.sqrt(probe_energy(dataset.probe) / probe_energy(refined))).astype(np.complex64)
 
 
 def infer(

@@ -19,15 +19,11 @@ import numpy as np
 
 from ptycho.data.dataset import Dataset
 from ptycho.errors import DataError
+from ptycho.physics.probe import probe_energy
 
 PROBE_GUESS_KEY = "probe_is_guess"
 """Dataset metadata flag: the stored probe is a model or a guess (importers set it), so training
 refines it unless told otherwise."""
-
-
-def probe_power(probe: np.ndarray) -> float:
-    """``Σ|P|²`` over every pixel (and mode)."""
-    return float(np.sum(np.abs(np.asarray(probe).astype(np.complex128)) ** 2))
 
 
 def probe_from_file(path: str | Path, dataset: Dataset) -> np.ndarray:
@@ -45,10 +41,10 @@ def probe_from_file(path: str | Path, dataset: Dataset) -> np.ndarray:
     if probe.shape[-1] != dataset.N:
         raise DataError(f"{path}: probe is {probe.shape[-2]}×{probe.shape[-1]} but the patterns of "
                         f"{dataset.source or 'the dataset'} are {dataset.N}×{dataset.N}; give a probe of that size")
-    power = probe_power(probe)
+    power = probe_energy(probe)
     if not np.isfinite(power) or power <= 0:
         raise DataError(f"{path}: the probe has no energy")
-    return (probe * np.sqrt(probe_power(dataset.probe) / power)).astype(np.complex64)
+    return (probe * np.sqrt(probe_energy(dataset.probe) / power)).astype(np.complex64)
 
 
 def wants_refinement(requested: bool | None, dataset: Dataset) -> bool:
