@@ -54,3 +54,27 @@ def metrics_table(metrics: Mapping[str, Any], *, title: str = "metrics") -> Tabl
     if shift:
         table.add_row("registration shift (dy, dx) px", ", ".join(_num(v) for v in shift), "", "")
     return table
+
+
+_SIDE_BY_SIDE_ROWS = (
+    ("phase SSIM", ("phase", "ssim")), ("amplitude SSIM", ("amplitude", "ssim")),
+    ("phase PSNR (dB)", ("phase", "psnr")), ("amplitude PSNR (dB)", ("amplitude", "psnr")),
+    ("FRC-0.5 (cycles/px)", ("frc", "frc50_cycles_per_px")),
+    ("amplitude mean ratio (recon/truth)", ("amplitude_mean", "ratio")),
+)
+
+
+def side_by_side_table(metrics: Mapping[str, Mapping[str, Any]], *, title: str = "side by side") -> Table:
+    """One column per reconstruction (``{label: metrics}`` as ``evaluate`` writes them with several
+    objects), one row per headline metric; the best value of each SSIM/PSNR/FRC row is marked ``*``."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="bold")
+    for label in metrics:
+        table.add_column(label, justify="right")
+    for name, (section, key) in _SIDE_BY_SIDE_ROWS:
+        values = [(m.get(section) or {}).get(key) for m in metrics.values()]
+        finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        best = max(finite) if finite and section != "amplitude_mean" else None
+        table.add_row(name, *(_num(v) + (" *" if best is not None and v == best and len(finite) > 1 else "")
+                              for v in values))
+    return table
