@@ -503,14 +503,15 @@ MIRRORED_SCRIPT = textwrap.dedent(
     from ptycho.models.pinn import PINN, PhysicsSettings
     from ptycho.data.grouping import make_groups
     from ptycho.data.pipeline import read_group_batch
+    from ptycho.distribute.strategy import start_distribution
     from ptycho.models.features import input_estimate
-    from ptycho.models.training import Trainer, make_strategy
+    from ptycho.models.training import Trainer
     from ptycho.registry import Components
     from ptycho.workflows.train import train
 
     dataset, out, JIT = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "jit"
     config = TrainConfig(model=ModelConfig(n_filters_scale=1), epochs=1, batch_size=8, strategy="mirrored", jit=JIT)
-    strategy = make_strategy("mirrored")
+    strategy = start_distribution("mirrored", config.cluster).strategy
     with load_dataset(dataset) as ds, strategy.scope():
         model_config = config.model.model_copy(update={"N": ds.N, "gridsize": 1})
         model = PINN(model_config, PhysicsSettings.from_probe(ds.probe, 1, None), ds.probe, Components.builtin())

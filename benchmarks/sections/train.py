@@ -40,7 +40,8 @@ def task_step_throughput(dataset: str, gridsize: int, jit: bool, batch: int, n_f
     from ptycho.models.features import input_estimate
     from ptycho.models.physics import canvas_size
     from ptycho.models.pinn import PINN, PhysicsSettings
-    from ptycho.models.training import Trainer, make_strategy
+    from ptycho.distribute.strategy import start_distribution
+    from ptycho.models.training import Trainer
     from ptycho.registry import Components
     from ptycho.workflows.train import resolve_model_config
 
@@ -53,7 +54,7 @@ def task_step_throughput(dataset: str, gridsize: int, jit: bool, batch: int, n_f
         estimate = input_estimate(model_config, ds)  # made once per dataset, like train(): not timed
         batches = [read_group_batch(ds, groups, np.arange(i * batch, (i + 1) * batch), estimate) for i in range(n_batches)]
         physics = PhysicsSettings.from_probe(ds.probe, gridsize, canvas_size(groups.max_offset, ds.N))
-        strategy = make_strategy("default")
+        strategy = start_distribution("default", config.cluster).strategy
         with strategy.scope():
             model = PINN(model_config, physics, ds.probe, Components.builtin())
             trainer = Trainer(model, config, strategy)

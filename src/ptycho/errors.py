@@ -58,3 +58,10 @@ class NumericalError(PtychoError):
     """A numerical failure that could not be recovered, e.g. a persistent NaN loss (exit code 4)."""
 
     exit_code = 4
+
+
+class ClusterError(PtychoError):
+    """A worker of a multi-worker training died or could not be reached (exit code 1, like an
+    internal error: the run itself was sound, and restarting every worker with resume continues it)."""
+
+    exit_code = 1

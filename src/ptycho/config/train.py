@@ -59,13 +59,37 @@ class ModelConfig(StrictModel):
         return self
 
 
+class ClusterConfig(StrictModel):
+    """How the workers of ``strategy: multiworker`` find each other, and how long they wait.
+
+    Every worker runs the same training with the same config; TensorFlow's
+    ``MultiWorkerMirroredStrategy`` keeps their weights identical and the chief (worker 0) writes.
+    """
+
+    resolver: Literal["tf_config", "slurm"] = Field(
+        default="tf_config",
+        description="where the cluster comes from: the TF_CONFIG environment variable, or the SLURM job step")
+    slurm_port_base: int = Field(default=8888, ge=1024, le=65535,
+                                 description="slurm: first port on each node (one port per task on the node)")
+    startup_timeout_s: float = Field(default=300.0, gt=0,
+                                     description="how long a worker waits for all the others to join at start")
+    heartbeat_timeout_s: float = Field(default=10.0, gt=0,
+                                       description="a worker silent this long is declared lost and training stops")
+    collective_timeout_s: float | None = Field(
+        default=None, gt=0,
+        description="also stop when one gradient exchange waits this long (catches a worker that is alive but "
+                    "stuck); off by default: TensorFlow keeps one thread per exchange for this long")
+
+
 class TrainConfig(StrictModel):
     """Everything that determines a training run (with the dataset and seed, a run is repeatable)."""
 
     model: ModelConfig = ModelConfig()
     epochs: int = Field(default=20, ge=1)
-    batch_size: int = Field(default=16, gt=0)
-    learning_rate: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=16, gt=0, description="groups per optimizer step, summed over every replica "
+                                                          "and worker (the global batch)")
+    learning_rate: float = Field(default=1e-3, gt=0, description="Adam's, for the mean gradient over the global "
+                                                                 "batch: unchanged by the number of workers")
     refine_probe: bool | None = Field(
         default=None, description="refine the probe with the network (default: when the dataset marks its probe as a guess)")
     probe_learning_rate: float = Field(
@@ -85,6 +109,7 @@ class TrainConfig(StrictModel):
     min_learning_rate: float = Field(default=1e-5, gt=0)
     early_stopping_patience: int | None = Field(default=8, ge=1)
     strategy: Literal["default", "mirrored", "multiworker"] = "default"
+    cluster: ClusterConfig = ClusterConfig()
     jit: bool = Field(default=True, description="XLA-compile the training step")
     max_nan_recoveries: int = Field(default=4, ge=0)
     loss_epsilon: float = Field(default=1e-8, gt=0, description="ε inside the Poisson log")

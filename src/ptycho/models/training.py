@@ -19,21 +19,13 @@ import numpy as np
 from ptycho._tf import tf as _tf
 from ptycho.config.train import TrainConfig
 from ptycho.data.pipeline import Batch
+from ptycho.distribute.cluster import shares
+from ptycho.distribute.strategy import local_replicas, sum_over_workers
 from ptycho.models.bundle import History
 from ptycho.models.losses import per_group_loss
 from ptycho.models.pinn import PINN
 
 PLATEAU_MIN_DELTA = 1e-4  # relative improvement that counts as progress
-
-
-def make_strategy(name: str) -> Any:
-    """``default`` (one device), ``mirrored`` (all local devices) or ``multiworker`` (TF_CONFIG)."""
-    tf = _tf()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 class Diverged(Exception):
@@ -58,15 +50,26 @@ class Trainer:
     strategy : the ``tf.distribute`` strategy the model was created under
     mask : (N, N) bool, optional
         Valid detector pixels: the loss is their mean only (docs/measured-data.md#masks).
+    global_batch : groups per step over all workers; needed with several workers, each of which
+        passes only its own share of every batch (by default, the length of the batch given)
+
+    The loss of a step is the mean over the global batch: each replica sums its groups' losses and
+    divides by the global batch, and the optimizer sums the replicas' gradients, so the step is the
+    one a single process would take on the whole batch, at the same learning rate.
     """
 
-    def __init__(self, model: PINN, config: TrainConfig, strategy: Any, mask: np.ndarray | None = None):
+    def __init__(self, model: PINN, config: TrainConfig, strategy: Any, mask: np.ndarray | None = None, *,
+                 global_batch: int | None = None):
         tf = _tf()
         import keras
 
         self.model, self.config, self.strategy = model, config, strategy
         self.network_vars = model.network_variables
         self.probe_vars = model.probe_trainable_variables
+        self.local_replicas = local_replicas(strategy)
+        if global_batch is None and strategy.num_replicas_in_sync > self.local_replicas:
+            raise ValueError("Trainer: global_batch is required with several workers")
+        self.global_batch = global_batch
         with strategy.scope():
             self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
             self.optimizer.build(self.network_vars)
@@ -148,18 +151,20 @@ class Trainer:
         return tuple(tf.convert_to_tensor(a) for a in batch)  # type: ignore[return-value]
 
     def to_replicas(self, batch: Batch) -> tuple[Any, ...]:
-        """Split a batch along its first axis, one shard per replica (a plain tensor passed to
-        ``strategy.run`` would reach every replica whole, duplicating the work): each array of
-        ``batch`` becomes a distributed value whose replica ``r`` holds the ``r``-th part."""
+        """Split this worker's batch along its first axis, one share per local replica (a plain
+        tensor passed to ``strategy.run`` would reach every replica whole, duplicating the work):
+        each array of ``batch`` becomes a distributed value whose local replica ``r`` holds the
+        ``r``-th share. Replica ids are numbered worker by worker, so ``id % local_replicas`` is the
+        local one."""
         tf = _tf()
-        n = self.strategy.num_replicas_in_sync
-        if n == 1:
+        if self.strategy.num_replicas_in_sync == 1:
             return self._to_device(batch)
-        shards = [np.array_split(np.asarray(a), n) for a in batch]
+        local = self.local_replicas
+        parts = shares(len(batch[0]), local)
         return tuple(  # type: ignore[return-value]
             self.strategy.experimental_distribute_values_from_function(
-                lambda ctx, parts=parts: tf.convert_to_tensor(parts[ctx.replica_id_in_sync_group]))
-            for parts in shards
+                lambda ctx, a=np.asarray(a): tf.convert_to_tensor(a[parts[ctx.replica_id_in_sync_group % local]]))
+            for a in batch
         )
 
     def run_epoch(self, batches: Iterable[Batch], steps: int, epoch: int,
@@ -168,7 +173,7 @@ class Trainer:
         tf = _tf()
         total, count = 0.0, 0
         for step, batch in enumerate(batches):
-            global_batch = tf.constant(float(len(batch[0])), tf.float32)
+            global_batch = tf.constant(float(self.global_batch or len(batch[0])), tf.float32)
             loss, ok = self._train_step(*self.to_replicas(batch), global_batch)
             if float(ok) < self.strategy.num_replicas_in_sync:  # some replica saw a non-finite value
                 return None
@@ -179,11 +184,14 @@ class Trainer:
         return total / max(count, 1)
 
     def evaluate(self, batches: Iterable[Batch]) -> float:
+        """Mean loss per group over ``batches``; with several workers, each passes its own groups
+        and every worker gets the mean over all of them."""
         total, n = 0.0, 0
         for batch in batches:
             total += float(self._eval_step(*self._to_device(batch)))
             n += len(batch[0])
-        return total / max(n, 1)
+        total, n = sum_over_workers(self.strategy, np.array([total, n], np.float64))
+        return float(total / max(n, 1))
 
     def fit(
         self,

@@ -28,6 +28,9 @@ class TrainResult:
     seconds: float
     stopped_early: bool
     nan_recoveries: int
+    worker: int = 0
+    """This process's worker number in a multi-worker training (0, the chief, wrote ``out``)."""
+    workers: int = 1
 
     @property
     def patterns_per_second(self) -> float:
@@ -92,12 +95,20 @@ def train(
 ) -> TrainResult:
     """Train a PINN on ``dataset_path`` and write the bundle to directory ``out``.
 
+    With ``config.strategy == "multiworker"`` every worker of the cluster calls this with the same
+    config, dataset and ``out`` (both readable by every worker; ``resume`` reads the bundle on each):
+    each reads only its share of every batch, and only the chief writes ``out``. This must then be
+    the first use of TensorFlow in the process.
+
     Raises
     ------
     NumericalError
         Training diverged beyond recovery (exit code 4); ``out`` keeps the last good bundle.
+    ClusterError
+        A worker was lost (exit code 1); ``out`` keeps the chief's last complete bundle.
     """
     from ptycho.data.pipeline import batch_rows, tf_group_batches
+    from ptycho.distribute.strategy import start_distribution, stop_on_lost_worker
     from ptycho.figures.loss import loss_figure
     from ptycho.io.config_file import write_resolved_config
     from ptycho.io.datasets import load_dataset
@@ -105,12 +116,15 @@ def train(
     from ptycho.models.features import group_labels, input_estimate
     from ptycho.models.physics import canvas_size
     from ptycho.models.pinn import PINN, PhysicsSettings
-    from ptycho.models.training import Diverged, Trainer, make_strategy
+    from ptycho.models.training import Diverged, Trainer
 
     t0 = time.perf_counter()
+    distribution = start_distribution(config.strategy, config.cluster)  # before any other TensorFlow op
     components = components or Components.builtin()
     out = Path(out)
-    with load_dataset(dataset_path, mask=config.mask) as dataset:
+    history = History()
+    kept_bundle = lambda: _kept_after_lost_worker(out, history.epochs)  # noqa: E731 - reads history when called
+    with stop_on_lost_worker(distribution, config.cluster, kept_bundle), load_dataset(dataset_path, mask=config.mask) as dataset:
         if config.probe_file is not None:
             dataset.probe = probe_from_file(config.probe_file, dataset)
         model_config = resolve_model_config(config, dataset)
@@ -122,15 +136,13 @@ def train(
         except ConfigError as exc:
             raise ConfigError(f"train: {exc}") from None
         train_groups, val_groups = split_groups(groups, config.validation_split, config.seed)
-        batch_size = min(config.batch_size, train_groups.n_groups)
+        batch_size = distribution.check_global_batch(min(config.batch_size, train_groups.n_groups))
         info = data_info(dataset, groups, train_groups, val_groups, config)
         if model_config.probe_trainable and config.probe_init_passes and not resume:
             init = refine_probe_iteratively(dataset, config.probe_init_passes, config.seed)
             dataset.probe = init.probe
             info.update(init.info())
-        strategy = make_strategy(config.strategy)
-
-        history = History()
+        strategy = distribution.strategy
         with strategy.scope():
             if resume:
                 bundle = _resume_bundle(out, model_config, components)
@@ -139,10 +151,13 @@ def train(
                 physics = PhysicsSettings.from_probe(dataset.probe, gridsize, canvas_size(groups.max_offset, dataset.N))
                 model = PINN(model_config, physics, dataset.probe, components)
             model.valid_pixels = dataset.mask
-            trainer = Trainer(model, config, strategy, mask=dataset.mask)
+            trainer = Trainer(model, config, strategy, mask=dataset.mask, global_batch=batch_size)
         if model_config.probe_trainable:  # the estimate is made with the model's (refined) probe
             dataset.probe = model.probe_variables.numpy()
         estimate = input_estimate(model_config, dataset)
+        if resume:
+            distribution.require_same(f"bundle to resume in {out} (every worker must read the same one)",
+                                      bundle_identity(bundle))
         if resume and (state := bundle.optimizer_state()) is not None:
             trainer.load_optimizer_state(state)
             if history.learning_rate:
@@ -151,16 +166,19 @@ def train(
         def epoch_batches(epoch: int):
             rows = batch_rows(train_groups.n_groups, batch_size, shuffle=True, seed=config.seed, epoch=epoch,
                               drop_remainder=True)
-            return tf_group_batches(dataset, train_groups, rows, estimate), len(rows)
+            own = [distribution.cluster.share(r) for r in rows]  # this worker's groups of each global batch
+            return tf_group_batches(dataset, train_groups, own, estimate), len(rows)
 
         val_batches = None
         if val_groups is not None:
-            val_rows = batch_rows(val_groups.n_groups, batch_size, shuffle=False)
+            own_val = distribution.cluster.share(np.arange(val_groups.n_groups))
+            val_rows = [own_val[r] for r in batch_rows(len(own_val), batch_size, shuffle=False)]
             val_batches = lambda: tf_group_batches(dataset, val_groups, val_rows, estimate=estimate)  # noqa: E731
 
         def checkpoint(epoch: int, hist: History) -> None:
-            save_bundle(out, model, train_config=config, history=hist, data_info=info,
-                        optimizer_state=trainer.optimizer_state())
+            if distribution.is_chief:
+                save_bundle(out, model, train_config=config, history=hist, data_info=info,
+                            optimizer_state=trainer.optimizer_state())
 
         try:
             trainer.fit(history, epoch_batches, val_batches, on_step=on_step, on_epoch=checkpoint)
@@ -171,11 +189,28 @@ def train(
             ) from None
         if history.epochs:
             checkpoint(history.epochs, history)
-    write_resolved_config(out, "train", config)
-    loss_figure(out / "loss.png", history.to_dict(), loss_name=config.loss)
+    if distribution.is_chief:
+        write_resolved_config(out, "train", config)
+        loss_figure(out / "loss.png", history.to_dict(), loss_name=config.loss)
+    with stop_on_lost_worker(distribution, config.cluster, kept_bundle):
+        distribution.barrier()  # no worker reports success before the chief has written everything
     return TrainResult(out, history.epochs, history.to_dict(), groups.n_groups,
                        (train_groups.n_groups // batch_size) * batch_size * groups.C,
-                       time.perf_counter() - t0, history.stopped_early, history.nan_recoveries)
+                       time.perf_counter() - t0, history.stopped_early, history.nan_recoveries,
+                       distribution.cluster.rank, distribution.cluster.size)
+
+
+def _kept_after_lost_worker(out: Path, epochs: int) -> str:
+    if not epochs:
+        return "no epoch was completed, so no bundle was written"
+    return f"{out} keeps the chief's last complete bundle (epoch {epochs}); restart every worker resuming from it"
+
+
+def bundle_identity(bundle: Any) -> int:
+    """A 52-bit number that differs between bundles with different epochs or weights (from the
+    manifest's weights hash), to check that every worker resumes the same bundle."""
+    digest = int(bundle.manifest.get("files", {}).get("model.weights.h5", "0" * 12)[:10], 16)  # 40 bits
+    return (bundle.history.epochs % 4096) << 40 | digest
 
 
 def _resume_bundle(out: Path, model_config: ModelConfig, components: Components) -> Any:

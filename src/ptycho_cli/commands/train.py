@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,7 +30,11 @@ def train_command(
     n_filters_scale: Annotated[Optional[int], Opt("--n-filters-scale", help="Network width multiplier.")] = None,
     estimate: Annotated[Optional[str], Opt("--estimate", help="Physics input: global (rPIE over the whole scan, default), "
                                                               "group (ePIE per group) or none.", show_default=False)] = None,
-    strategy: Annotated[Optional[str], Opt("--strategy", help="default, mirrored or multiworker (tf.distribute).")] = None,
+    strategy: Annotated[Optional[str], Opt("--strategy", help="default (one device), mirrored (all local devices) or "
+                                                              "multiworker (a cluster; see --cluster).")] = None,
+    cluster: Annotated[Optional[str], Opt("--cluster", help="multiworker: the cluster from tf_config (the TF_CONFIG "
+                                                            "variable, default) or slurm (the SLURM job step).",
+                                          show_default=False)] = None,
     jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the training step.", show_default=False)] = None,
     seed: Annotated[Optional[int], Opt("--seed", help="Seed for grouping, split, shuffling and weights.")] = None,
     refine_probe: Annotated[Optional[bool], Opt("--refine-probe/--no-refine-probe", show_default=False,
@@ -65,8 +70,14 @@ def train_command(
       ptycho train measured.h5 --out model/ --refine-probe --probe guess.probe.npz
 
       ptycho train data.h5 --out model/ --estimate group --set model.epie_iterations=10
+
+      srun ptycho train data.h5 --out model/ --strategy multiworker --cluster slurm
+
+    With --strategy multiworker every worker runs this same command; --batch-size is the global
+    batch (split over the workers) and only the chief (worker 0) writes OUT and shows progress.
     """
     from ptycho.config.train import TrainConfig
+    from ptycho.distribute.cluster import is_chief_process
     from ptycho_cli.config_io import resolve_config
     from ptycho_cli.console import print_summary, progress_bar
     from ptycho_cli.errors import guard
@@ -77,20 +88,28 @@ def train_command(
             "model.gridsize": gridsize, "epochs": epochs, "batch_size": batch_size, "loss": loss,
             "learning_rate": learning_rate, "n_groups": n_groups, "neighbors": neighbors, "model.N": N,
             "model.n_filters_scale": n_filters_scale, "model.estimate": estimate, "strategy": strategy, "jit": jit,
-            "seed": seed, "mask": mask, "refine_probe": refine_probe,
+            "cluster.resolver": cluster, "seed": seed, "mask": mask, "refine_probe": refine_probe,
             "probe_file": None if probe is None else str(probe),
         }
         cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags,
                              sections=ctx.obj.config_sections())
         from ptycho.workflows.train import train
 
-        with progress_bar("training", quiet=quiet or as_json, extra="loss {task.fields[loss]}", loss="-") as update:
+        chief = cfg.strategy != "multiworker" or is_chief_process(cfg.cluster.resolver, os.environ)
+        with progress_bar("training", quiet=quiet or as_json or not chief, extra="loss {task.fields[loss]}",
+                          loss="-") as update:
             def on_step(report) -> None:
                 update(report.step, report.steps, description=f"epoch {report.epoch + 1}/{cfg.epochs}",
                        loss=f"{report.loss:.4g}")
 
             result = train(cfg, dataset, out, ctx.obj.components(), resume=resume, on_step=on_step)
         history = result.history
+        if result.worker != 0:
+            print_summary("trained (this worker's part)", {
+                "worker": f"{result.worker} of {result.workers}", "bundle (written by worker 0)": str(result.out),
+                "epochs": result.epochs, "seconds": result.seconds,
+            }, as_json=as_json, quiet=quiet)
+            return
         print_summary(
             "trained",
             {
