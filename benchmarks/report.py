@@ -15,8 +15,8 @@ from typing import Any
 
 PASS, FAIL, INFO, NA, ERROR = "pass", "FAIL", "info", "n/a", "error"
 SCHEMA = "ptycho-benchmarks/1"
-SECTIONS = ("sim", "train", "infer", "quality", "sweep", "regimes")
-DEFAULT_SECTIONS = ("sim", "train", "infer", "quality", "sweep")
+SECTIONS = ("sim", "train", "cluster", "infer", "quality", "sweep", "regimes")
+DEFAULT_SECTIONS = ("sim", "train", "cluster", "infer", "quality", "sweep")
 """What a run without ``--only`` measures: the regime map takes hours and runs only when named."""
 
 

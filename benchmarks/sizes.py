@@ -25,6 +25,12 @@ class Sizes:
     train_gridsizes: tuple[int, ...]
     train_batches: int  # distinct batches per timed epoch
     train_epochs: int  # timed epochs (after a warm-up epoch that compiles)
+    # cluster (one process vs two local workers)
+    cluster_N: int
+    cluster_positions: int
+    cluster_batch: int  # global batch
+    cluster_filters: int
+    cluster_epochs: int
     # infer
     infer_gridsizes: tuple[int, ...]
     infer_large_gridsizes: tuple[int, ...]  # gridsizes also run at the largest size
@@ -93,6 +99,7 @@ FULL = Sizes(
     sim_N=64, sim_sizes=(10_000, 100_000), sim_baseline_patterns=2000,
     train_N=64, train_positions=2000, train_batch=16, train_filters=2, train_gridsizes=(1, 2),
     train_batches=20, train_epochs=3,
+    cluster_N=64, cluster_positions=1000, cluster_batch=16, cluster_filters=2, cluster_epochs=3,
     infer_gridsizes=(1, 2), infer_large_gridsizes=(1, 2),
     quality_N=64, quality_object_size=None, quality_train_positions=2000, quality_test_positions=1000,
     quality_doses=(1e9, 1e4), quality_gridsizes=(1, 2), quality_epochs=20, quality_filters=2,
@@ -105,6 +112,7 @@ QUICK = replace(
     mode="quick",
     sim_N=32, sim_sizes=(2000, 10_000), sim_baseline_patterns=500,
     train_N=32, train_positions=256, train_filters=1, train_batches=3, train_epochs=1,
+    cluster_N=32, cluster_positions=128, cluster_batch=8, cluster_filters=1, cluster_epochs=2,
     quality_N=32, quality_train_positions=256, quality_test_positions=128, quality_doses=(1e4,),
     quality_epochs=2, quality_filters=1, iterative_iterations=10,
     sweep_epochs=2, sweep_jit=False, sweep_cases=QUICK_SWEEP_CASES,

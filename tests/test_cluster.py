@@ -61,7 +61,7 @@ def test_a_chief_task_comes_before_the_workers():
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    (None, "TF_CONFIG environment variable is not set"),
+    (None, "TF_CONFIG environment variable is not"),
     ("{not json", "TF_CONFIG is not a valid cluster description"),
     (json.dumps({"task": {"type": "worker", "index": 0}}), "TF_CONFIG is not a valid cluster description"),
     (tf_config({"worker": WORKERS, "ps": ["h:1"]}), "job 'ps' is not supported"),
@@ -104,8 +104,8 @@ def test_the_workers_shares_of_a_batch_partition_it():
 @pytest.mark.parametrize(("message", "rank", "own", "symptom"), [
     (KILLED_PEER, 1, 0, "closed its connection"),
     (KILLED_CHIEF, 0, 1, "closed its connection"),
-    (FROZEN_PEER, 1, 0, "went silent (no heartbeat within train.cluster.heartbeat_timeout_s=10 s"),
-    (NEVER_JOINED, 1, 0, "did not join within train.cluster.startup_timeout_s=300 s"),
+    (FROZEN_PEER, 1, 0, "went silent (no heartbeat within `train.cluster.heartbeat_timeout_s`=10 s"),
+    (NEVER_JOINED, 1, 0, "did not join within `train.cluster.startup_timeout_s`=300 s"),
 ])
 def test_a_tensorflow_error_names_the_lost_worker(message, rank, own, symptom):
     info = tf_config_cluster(tf_config({"worker": WORKERS[:2]}, index=own))
@@ -147,7 +147,7 @@ def test_slurm_outside_a_job_step_is_a_config_error(monkeypatch):
 
     for key in SLURM_STEP:
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(ConfigError, match="train.cluster.resolver=slurm: SLURM_PROCID not found") as err:
+    with pytest.raises(ConfigError, match="`train.cluster.resolver` slurm: SLURM_PROCID not found") as err:
         cluster_resolver(ClusterConfig(resolver="slurm"))
     assert "srun" in str(err.value)
 
@@ -157,7 +157,7 @@ def test_a_global_batch_smaller_than_the_replicas_is_refused():
 
     distribution = Distribution(SimpleNamespace(num_replicas_in_sync=4), ClusterInfo.single())
     assert distribution.check_global_batch(4) == 4
-    with pytest.raises(ConfigError, match="train.batch_size: a step of 3 groups cannot feed 4 replicas"):
+    with pytest.raises(ConfigError, match="`train.batch_size` 3: a step of 3 groups cannot feed 4 replicas"):
         distribution.check_global_batch(3)
 
 
@@ -177,5 +177,6 @@ def test_cli_multiworker_without_a_cluster_exits_2(invoke, monkeypatch, tmp_path
     result = invoke("train", tmp_path / "data.h5", "--out", tmp_path / "m", "--strategy", "multiworker")
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith(
-        "error: train.strategy is multiworker but the TF_CONFIG environment variable is not set")
+        "error: --strategy is multiworker but the TF_CONFIG environment variable is not set")
+    assert "take the cluster from SLURM (--cluster slurm)" in result.output
     assert not (tmp_path / "m").exists()

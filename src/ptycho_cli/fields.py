@@ -30,6 +30,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
         "train.model.estimate": "--estimate", "train.strategy": "--strategy", "train.jit": "--jit",
         "train.seed": "--seed", "train.resume": "--resume", "train.mask": "--mask",
         "train.refine_probe": "--refine-probe", "train.probe_file": "--probe",
+        "train.cluster.resolver": "--cluster",
     },
     "infer": {"infer.batch_size": "--batch-size", "infer.n_groups": "--n-groups", "infer.jit": "--jit",
               "infer.mask": "--mask", "infer.probe_file": "--probe"},

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ptycho.config.train import ClusterConfig
-from ptycho.errors import ConfigError
+from ptycho.errors import ConfigError, field
 
 JOBS = ("chief", "worker")
 """The task types a synchronous multi-worker training has, in rank order (no ``ps``, no ``evaluator``)."""
@@ -120,15 +120,15 @@ def describe_failure(kind: str, message: str, cluster: ClusterInfo, config: Clus
     who = cluster.describe(rank) if rank is not None else "a worker"
     text = message.lower()
     if "barrier timed out" in text or "tasks to register" in text:
-        what = f"did not join within train.cluster.startup_timeout_s={config.startup_timeout_s:g} s"
+        what = f"did not join within {field('train.cluster.startup_timeout_s')}={config.startup_timeout_s:g} s"
     elif "heartbeat" in text:
-        what = (f"went silent (no heartbeat within train.cluster.heartbeat_timeout_s="
+        what = (f"went silent (no heartbeat within {field('train.cluster.heartbeat_timeout_s')}="
                 f"{config.heartbeat_timeout_s:g} s: hung, stopped or cut off)")
     elif any(s in text for s in _CONNECTION_LOST):
         what = "closed its connection (its process ended or its host went down)"
     elif kind == "DeadlineExceededError" and config.collective_timeout_s is not None:
-        what = f"did not take part in a gradient exchange within train.cluster.collective_timeout_s=" \
-               f"{config.collective_timeout_s:g} s"
+        what = (f"did not take part in a gradient exchange within {field('train.cluster.collective_timeout_s')}="
+                f"{config.collective_timeout_s:g} s")
     else:
         first = next((line.strip() for line in message.splitlines() if line.strip()), kind)
         what = f"failed ({kind}: {first[:160]})"
@@ -145,9 +145,9 @@ def tf_config_cluster(text: str | None) -> ClusterInfo:
         Unset, not JSON, or not a cluster this training can run on.
     """
     if not text:
-        raise ConfigError("train.strategy is multiworker but the TF_CONFIG environment variable is not set; set it "
-                          "on every worker (cluster and task), or take the cluster from SLURM "
-                          "(train.cluster.resolver=slurm)")
+        raise ConfigError(f"{field('train.strategy')} is multiworker but the TF_CONFIG environment variable is not "
+                          f"set; set it on every worker (cluster and task), or take the cluster from SLURM "
+                          f"({field('train.cluster.resolver')} slurm)")
     try:
         data = json.loads(text)
         cluster, task = data["cluster"], data.get("task", {})

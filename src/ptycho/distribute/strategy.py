@@ -28,7 +28,7 @@ from ptycho._tf import quiet_start
 from ptycho._tf import tf as _tf
 from ptycho.config.train import ClusterConfig
 from ptycho.distribute.cluster import ClusterInfo, describe_failure, tf_config_cluster
-from ptycho.errors import ClusterError, ConfigError
+from ptycho.errors import ClusterError, ConfigError, field
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,8 @@ class Distribution:
         """
         replicas = self.strategy.num_replicas_in_sync
         if batch_size < replicas:
-            raise ConfigError(f"train.batch_size: a step of {batch_size} groups cannot feed {replicas} replicas; "
-                              f"the batch is global (over every worker), so use at least {replicas}")
+            raise ConfigError(f"{field('train.batch_size')} {batch_size}: a step of {batch_size} groups cannot feed "
+                              f"{replicas} replicas; the batch is global (over every worker), so use at least {replicas}")
         return batch_size
 
     def require_same(self, what: str, value: int) -> None:
@@ -107,8 +107,8 @@ def _multi_worker(config: ClusterConfig) -> Distribution:
     tf = _tf(start=False)
     resolver = cluster_resolver(config)
     cluster = ClusterInfo.from_spec(resolver.cluster_spec().as_dict(), resolver.task_type, resolver.task_id)
-    already_ran = ConfigError("train.strategy=multiworker must be the first use of TensorFlow in its process, but "
-                              "TensorFlow already ran here; start each worker's training in a fresh process")
+    already_ran = ConfigError(f"{field('train.strategy')} multiworker must be the first use of TensorFlow in its "
+                              f"process, but TensorFlow already ran here; start each worker's training in a fresh process")
     if _runtime_started():
         raise already_ran
     if cluster.size > 1:
@@ -152,7 +152,7 @@ def cluster_resolver(config: ClusterConfig) -> Any:
             return resolvers.SlurmClusterResolver(port_base=config.slurm_port_base, gpus_per_node=tasks,
                                                   gpus_per_task=1, auto_set_gpu=False)
     except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"train.cluster.resolver=slurm: {exc} (run the training as a SLURM job step, "
+        raise ConfigError(f"{field('train.cluster.resolver')} slurm: {exc} (run the training as a SLURM job step, "
                           f"e.g. with srun)") from None
 
 
