@@ -33,7 +33,7 @@ import yaml
 
 from ptycho.config.simulate import SimulateConfig
 from ptycho.config.train import ClusterConfig, ModelConfig, TrainConfig
-from ptycho.models.bundle import all_finite, load_bundle
+from ptycho.models.bundle import all_finite, load_bundle, save_bundle
 from ptycho.workflows.simulate import simulate
 from ptycho.workflows.train import train
 
@@ -287,6 +287,7 @@ def test_a_lost_worker_stops_the_other_in_bounded_time(cluster, shared, tmp_path
     if how != "kill" or victim != 1:
         return
     cluster.stop_all()
+    check_resume_refuses_different_bundles(out, shared, tmp_path)
     resumed = Cluster(tmp_path / "resumed")
     try:
         for rank in (0, 1):
@@ -297,6 +298,31 @@ def test_a_lost_worker_stops_the_other_in_bounded_time(cluster, shared, tmp_path
         resumed.stop_all()
     history = load_bundle(out).history
     assert history.epochs == 3 and history.loss[0] == bundle.history.loss[0]
+
+
+def check_resume_refuses_different_bundles(out: Path, shared: Path, tmp_path: Path) -> None:
+    """Workers that would resume from different bundles (as without a shared filesystem) stop
+    before the first step with exit code 2, naming the worker that differs; ``out`` is untouched."""
+    other = tmp_path / "other"
+    bundle = load_bundle(out)
+    weight = bundle.model.network.trainable_variables[0]
+    weight.assign(weight.numpy() * 1.01)
+    save_bundle(other, bundle.model, train_config=bundle.train_config, history=bundle.history,
+                data_info=bundle.data_info, optimizer_state=bundle.optimizer_state())
+    before = snapshot(out)
+    mismatched = Cluster(tmp_path / "mismatched")
+    try:
+        for rank, folder in ((0, out), (1, other)):
+            mismatched.start_cli(rank, shared / "data.h5", "--out", folder, "--config", shared / "train.yaml",
+                                 "--resume", "--epochs", "3", "--quiet")
+        codes = [mismatched.wait(rank)[0] for rank in (0, 1)]
+    finally:
+        mismatched.stop_all()
+    line = one_error_line(mismatched.output(0))
+    print(line)
+    assert codes == [2, 2] and line.startswith("error: cluster: the workers hold different bundle to resume"), line
+    assert line.endswith("worker 0 differs from worker(s) 1")
+    assert snapshot(out) == before
 
 
 def test_a_worker_that_never_joins_stops_the_other(cluster, shared, tmp_path):

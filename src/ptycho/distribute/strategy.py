@@ -7,7 +7,7 @@ from TensorFlow's own resolvers (``TFConfigClusterResolver``, ``SlurmClusterReso
 strategy broadcasts the chief's initial weights and all-reduces the gradients.
 
 A lost worker is noticed by TensorFlow's coordination service: a peer whose process ends breaks
-its connections (the others fail within a second), one that goes silent misses its heartbeats
+its connections (the others fail at once), one that goes silent misses its heartbeats
 (``train.cluster.heartbeat_timeout_s``), one that never joins misses the start-up barrier
 (``train.cluster.startup_timeout_s``). :func:`lost_worker` turns the resulting TensorFlow error
 into one line naming the worker.
