@@ -13,7 +13,7 @@ import numpy as np
 from ptycho.config.train import SUPPORTED_N, ModelConfig, TrainConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import Groups, make_groups
-from ptycho.errors import ConfigError, DataError, NumericalError
+from ptycho.errors import ConfigError, DataError, NumericalError, field
 from ptycho.seeding import seed_stream
 from ptycho.registry import Components
 from ptycho.workflows.probe_setup import probe_from_file, refine_probe_iteratively, wants_refinement
@@ -203,7 +203,8 @@ def train(
 def _kept_after_lost_worker(out: Path, epochs: int) -> str:
     if not epochs:
         return "no epoch was completed, so no bundle was written"
-    return f"{out} keeps the chief's last complete bundle (epoch {epochs}); restart every worker resuming from it"
+    return (f"{out} keeps the chief's last complete bundle (epoch {epochs}); restart every worker with "
+            f"{field('train.resume')} to continue it")
 
 
 def bundle_identity(bundle: Any) -> int:
