@@ -118,6 +118,9 @@ def test_quickstart_script_is_the_readme_main_job():
     first_block = readme.split("```bash")[1].split("```")[0]
     assert "examples/quickstart.sh" in first_block
     script = (REPO / "examples" / "quickstart.sh").read_text()
-    for command in ("simulate", "train", "infer", "stitch", "evaluate"):
+    for command in ("simulate", "train", "infer", "stitch", "iterative", "evaluate"):
         assert f"ptycho {command}" in script
+    assert "plugins/ptycho-iterative" in first_block  # the main job runs rPIE beside the PINN
+    evaluate_line = next(line for line in script.splitlines() if line.startswith("ptycho evaluate"))
+    assert "pinn.npz" in evaluate_line and "rpie.npz" in evaluate_line  # scored side by side
     assert subprocess.run(["bash", "-n", str(REPO / "examples" / "quickstart.sh")]).returncode == 0
