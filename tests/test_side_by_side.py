@@ -85,3 +85,18 @@ def test_cli_evaluate_several_objects(invoke, tmp_path, truth, monkeypatch):
     missing = invoke("evaluate", pinn, tmp_path / "nope.npz", "--truth", truth_path, "--out", tmp_path / "e3")
     assert missing.exit_code == 3 and "nope.npz" in missing.output
     assert not (tmp_path / "e3" / "metrics.json").exists()
+
+
+def test_side_by_side_table_marks_the_best_and_reads_an_uncrossed_frc_as_nyquist():
+    from rich.console import Console
+
+    from ptycho_cli.tables import side_by_side_table
+
+    metrics = {"a": {"phase": {"ssim": 0.7}, "frc": {"frc50_cycles_per_px": 0.3}},
+               "b": {"phase": {"ssim": 0.8}, "frc": {"frc50_cycles_per_px": None}}}
+    console = Console(width=200, record=True)
+    console.print(side_by_side_table(metrics))
+    lines = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]]
+             for line in console.export_text().splitlines() if line.count("│") >= 4}
+    assert lines["phase SSIM"] == ["0.7", "0.8 *"]
+    assert lines["FRC-0.5 (cycles/px)"] == ["0.3", "not crossed *"]

@@ -66,15 +66,18 @@ _SIDE_BY_SIDE_ROWS = (
 
 def side_by_side_table(metrics: Mapping[str, Mapping[str, Any]], *, title: str = "side by side") -> Table:
     """One column per reconstruction (``{label: metrics}`` as ``evaluate`` writes them with several
-    objects), one row per headline metric; the best value of each SSIM/PSNR/FRC row is marked ``*``."""
+    objects), one row per headline metric; the best value of each SSIM/PSNR/FRC row is marked ``*``.
+    An FRC that never falls below 0.5 reads "not crossed" and counts as Nyquist (0.5 cycles/px)."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric", style="bold")
     for label in metrics:
         table.add_column(label, justify="right")
     for name, (section, key) in _SIDE_BY_SIDE_ROWS:
         values = [(m.get(section) or {}).get(key) for m in metrics.values()]
+        if section == "frc":
+            values = [0.5 if v is None else v for v in values]
         finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-        best = max(finite) if finite and section != "amplitude_mean" else None
-        table.add_row(name, *(_num(v) + (" *" if best is not None and v == best and len(finite) > 1 else "")
-                              for v in values))
+        best = max(finite) if len(finite) > 1 and section != "amplitude_mean" else None
+        cells = ["not crossed" if section == "frc" and v == 0.5 else _num(v) for v in values]
+        table.add_row(name, *(c + (" *" if best is not None and v == best else "") for c, v in zip(cells, values)))
     return table
