@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import h5py
@@ -50,6 +51,27 @@ def test_ragged_last_batch_and_positions(trained, tmp_path):
         np.testing.assert_allclose(data["y"], ds.y[data["index"]], atol=1e-9)
     provenance = json.loads(attrs["provenance"])
     assert provenance["model"].endswith("model") and provenance["dataset_fingerprint"]
+
+
+def test_stage_times_account_for_the_whole_call(trained, tmp_path, monkeypatch):
+    import ptycho.models.features as features
+
+    real, calls = features.input_estimate, []
+
+    def slow_estimate(config, dataset):  # a known pre-pass cost must land in the estimate stage
+        calls.append(config.estimate)
+        time.sleep(0.3)
+        return real(config, dataset)
+
+    monkeypatch.setattr(features, "input_estimate", slow_estimate)
+    t0 = time.perf_counter()
+    result = infer(InferConfig(batch_size=16), trained / "model", trained / "test.h5", tmp_path / "p.h5")
+    wall = time.perf_counter() - t0
+    stages = result.stage_seconds
+    assert set(stages) == {"load", "prepare", "estimate", "network", "io"} and calls == ["global"]
+    assert all(v >= 0 for v in stages.values()) and stages["estimate"] >= 0.3
+    assert stages["network"] == result.inference_seconds
+    assert sum(stages.values()) == pytest.approx(result.seconds, rel=1e-9) and result.seconds <= wall
 
 
 def test_same_bundle_and_data_give_identical_patches_whatever_the_batch(trained, tmp_path):

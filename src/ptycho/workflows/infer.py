@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,11 @@ class InferResult:
     inference_seconds: float
     steady_groups: int = 0
     steady_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each stage, summing to ``seconds``: ``load`` (the bundle), ``prepare`` (opening
+    the dataset, checks, grouping), ``estimate`` (the global-estimate input, 0 when the model reads
+    none), ``network`` (``inference_seconds``: every batch, the first one's compilation included)
+    and ``io`` (reading the batches, writing the patches, the rest)."""
 
     @property
     def patterns_per_second(self) -> float:
@@ -97,6 +102,7 @@ def infer(
     tf_ = tf()
     bundle = load_bundle(Path(model_dir), components or Components.builtin())
     model, physics, trained = bundle.model, bundle.model.physics, bundle.train_config
+    t_loaded = time.perf_counter()
     with load_dataset(dataset_path, mask=config.mask) as dataset:
         check_compatible(dataset, physics, config.dose_tolerance)
         n_patterns = dataset.n_patterns  # read while the file is open
@@ -107,7 +113,9 @@ def infer(
         batch = min(config.batch_size, groups.n_groups)
         size = max(canvas_size(groups.max_offset, physics.N), physics.canvas_size or 0) if physics.C > 1 else None
         model.valid_pixels = dataset.mask
+        t_prepared = time.perf_counter()
         estimate = input_estimate(model.config, dataset)
+        t_estimated = time.perf_counter()
         forward = tf_.function(lambda c, ox, oy, est: model.object_patches(c, ox, oy, est, canvas_size=size),
                                jit_compile=config.jit)
         xs, ys = groups.positions()
@@ -132,5 +140,9 @@ def infer(
                 if progress:
                     progress(int(rows[-1]) + 1, groups.n_groups)
     write_resolved_config(Path(out), "infer", config)
-    return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize,
-                       time.perf_counter() - t0, seconds, steady_groups, steady_seconds)
+    total = time.perf_counter() - t0
+    stages = {"load": t_loaded - t0, "prepare": t_prepared - t_loaded, "estimate": t_estimated - t_prepared,
+              "network": seconds}
+    stages["io"] = total - sum(stages.values())
+    return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize, total, seconds, steady_groups,
+                       steady_seconds, stages)
