@@ -1,0 +1,133 @@
+"""The benchmark's cost accounting (benchmarks/README.md#cost-accounting): FLOP counts of layers,
+of the PINN and of the iterative engines, the measured matmul rate, and the efficiency rows."""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ is a folder of the repository, not an installed package
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.costs import efficiency_rows, stages_note  # noqa: E402
+from benchmarks.flops import Flops, layer_flops, network_flops  # noqa: E402
+from benchmarks.flops_iterative import block_areas, pie_iteration_flops, pie_pattern_flops  # noqa: E402
+from benchmarks.matmul import fraction, numpy_rates, tensorflow_rates  # noqa: E402
+from benchmarks.report import INFO, NA  # noqa: E402
+
+
+def _keras():
+    from ptycho._tf import tf
+
+    tf()
+    import keras
+
+    return keras
+
+
+def test_conv_and_dense_layers_cost_the_analytic_formula():
+    keras = _keras()
+    inputs = keras.Input((16, 12, 3))
+    conv = keras.layers.Conv2D(8, (3, 5), padding="same", activation="relu")
+    dense = keras.layers.Dense(4, use_bias=False)  # linear, no bias: products only
+    pool = keras.layers.MaxPooling2D(2)
+    pool(dense(conv(inputs)))
+    assert layer_flops(conv) == Flops(conv=2 * 16 * 12 * 3 * 8 * 3 * 5, elementwise=16 * 12 * 8 * 2)
+    assert layer_flops(dense) == Flops(conv=2 * 16 * 12 * 8 * 4)
+    assert layer_flops(pool) == Flops(elementwise=8 * 6 * 4 * 3)  # 3 compares per 2×2 window
+
+
+def test_a_layer_without_a_rule_is_refused_not_counted_free():
+    keras = _keras()
+    inputs = keras.Input((8, 8, 2))
+    norm = keras.layers.BatchNormalization()
+    norm(inputs)
+    with pytest.raises(ValueError, match="no FLOP rule.*BatchNormalization"):
+        layer_flops(norm)
+
+
+@pytest.mark.parametrize("gridsize, estimate", [(1, "global"), (2, "group")])
+def test_network_convolutions_match_tensorflows_own_count(gridsize, estimate):
+    """The built-in network's convolution FLOPs equal the statistics TensorFlow registers for its
+    Conv2D ops (``2·output·k_h·k_w·C_in``), traced on one sample; per pattern is per group / C."""
+    from tensorflow.python.framework import ops as tf_ops
+
+    from ptycho._tf import tf as _tf
+    from ptycho.config.train import ModelConfig
+    from ptycho.models.network import build_cnn
+
+    tf = _tf()
+    network = build_cnn(ModelConfig(N=32, gridsize=gridsize, estimate=estimate))
+    spec = tf.TensorSpec([1, *network.input.shape[1:]], tf.float32)
+    graph = tf.function(lambda t: network(t)).get_concrete_function(spec).graph
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the statistics helper is TF1-era and says so
+        tf_conv = sum(tf_ops.get_stats_for_node_def(graph, op.node_def, "flops").value
+                      for op in graph.get_operations() if op.type == "Conv2D")
+    C = gridsize**2
+    per_pattern = network_flops(network, C)
+    assert tf_conv > 0 and per_pattern.conv * C == pytest.approx(tf_conv, rel=1e-12)
+    assert 0 < per_pattern.elementwise < per_pattern.conv
+
+
+def _random_scan(M: int, N: int, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(N, 3 * N, M), rng.uniform(N, 3 * N, M)
+
+
+def test_pie_count_replays_the_engines_minibatches(monkeypatch):
+    """The per-minibatch sub-canvas areas the count assumes are the ones rPIE's first iteration
+    really forms its step on (same seeded order, same batches)."""
+    import ptycho.iterative.engines as engines
+    from ptycho.iterative.engines import reconstruct_arrays
+
+    N, M = 16, 37
+    x, y = _random_scan(M, N)
+    seen = []
+    real = engines.block_extent
+
+    def recording(windows):
+        r0, r1, c0, c1 = real(windows)
+        seen.append((r1 - r0) * (c1 - c0))
+        return r0, r1, c0, c1
+
+    monkeypatch.setattr(engines, "block_extent", recording)
+    probe = np.ones((N, N), np.complex64)
+    counts = np.random.default_rng(0).poisson(5.0, (M, N, N)).astype(np.float32)
+    reconstruct_arrays(counts, x, y, probe, engine="rpie", iterations=1, batch_size=8, seed=4)
+    assert np.array_equal(block_areas(x, y, N, batch=8, seed=4), np.asarray(seen, float))
+    one = pie_iteration_flops(x, y, N, "rpie", batch=8, seed=4)
+    assert one.fft == pytest.approx(M * pie_pattern_flops(N).fft)  # an FFT pair per pattern
+    assert one.fft == pytest.approx(M * 2 * 5 * N * N * math.log2(N * N))
+    assert one.elementwise > M * pie_pattern_flops(N).elementwise  # plus the per-minibatch work
+
+
+def test_matmul_rates_are_positive_and_finite_at_a_tiny_size():
+    for rates in (numpy_rates(64, 2), tensorflow_rates(64, 2)):
+        assert math.isfinite(rates["gflops"]) and rates["gflops"] > 0
+        assert math.isfinite(rates["gflops_half_size"]) and rates["gflops_half_size"] > 0
+        assert rates["n"] == 64 and rates["threads"]
+    assert fraction(3e9, {"gflops": 12.0}) == pytest.approx(0.25)
+    assert fraction(None, {"gflops": 12.0}) is None and fraction(3e9, None) is None
+
+
+def test_efficiency_rows_report_flops_rate_and_share_of_the_matmul_rate():
+    per_pattern = {"conv": 6e6, "fft": 0.0, "elementwise": 2e6, "total": 8e6}
+    count, rate, share = efficiency_rows("network", "gs1", per_pattern, 500.0, {"gflops": 16.0, "threads": "intra-op 2"})
+    assert (count.measured, count.unit) == (8.0, "MFLOP") and "conv 75.0%" in count.note
+    assert (rate.measured, rate.unit) == (pytest.approx(4.0), "GFLOP/s")  # 8 MFLOP × 500/s
+    assert share.measured == pytest.approx(25.0) and share.status == INFO and "16.0 GFLOP/s" in share.note
+    *_, unmeasured = efficiency_rows("network", "gs1", per_pattern, 500.0, None)
+    assert unmeasured.measured is None and unmeasured.status == NA and "not measured" in unmeasured.note
+
+
+def test_stages_note_names_every_stage_in_order():
+    text = stages_note({"load": 0.5, "prepare": 0.25, "estimate": 2.0, "network": 3.0, "io": 1.0}, stitch_s=4.0)
+    assert text == ("bundle load 0.50 s + grouping 0.25 s + pre-pass (global estimate) 2.00 s + "
+                    "network (first batch compiles) 3.00 s + reading/writing 1.00 s + stitch 4.00 s")
