@@ -33,6 +33,16 @@ class Context:
     datasets: dict[str, Path] = field(default_factory=dict)
     out: Path | None = None  # the results folder (figures go there), when known
     stem: str = "benchmarks"  # the result files' name without suffix
+    matmul: dict[str, Any] = field(default_factory=dict)  # benchmarks.machine.measure_matmul of this run
+
+    def matmul_rate(self, library: str) -> dict[str, Any] | None:
+        """This run's float32 matmul record of ``library`` ("tensorflow" or "numpy"), if measured."""
+        rate = self.matmul.get(library)
+        return rate if isinstance(rate, dict) and rate.get("gflops") else None
+
+    def rates(self) -> dict[str, dict[str, Any] | None]:
+        """:meth:`matmul_rate` of both libraries, by name."""
+        return {library: self.matmul_rate(library) for library in ("tensorflow", "numpy")}
 
     @property
     def quick(self) -> bool:

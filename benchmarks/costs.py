@@ -31,7 +31,8 @@ def efficiency_rows(what: str, label: str, flops_per_unit: dict[str, float], uni
 
 
 def stages_note(stages: dict[str, float], stitch_s: float | None = None) -> str:
-    """``bundle load 0.41 s + pre-pass 1.20 s + network 5.73 s + reading/writing 0.80 s + stitch 6.03 s``."""
+    """``bundle load … s + grouping … s + pre-pass (global estimate) … s + network … s + reading/writing
+    … s`` (+ ``stitch … s``): the stages of ``InferResult.stage_seconds`` in order."""
     names = (("load", "bundle load"), ("prepare", "grouping"), ("estimate", "pre-pass (global estimate)"),
              ("network", "network (first batch compiles)"), ("io", "reading/writing"))
     parts = [f"{text} {stages[key]:.2f} s" for key, text in names if key in stages]

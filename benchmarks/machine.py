@@ -1,5 +1,6 @@
-"""A description of the machine and software the numbers were measured on (no TensorFlow import:
-versions come from the installed distributions' metadata)."""
+"""A description of the machine and software the numbers were measured on (no TensorFlow import
+here: versions come from the installed distributions' metadata, and the matmul rates are measured
+in a child process, :func:`measure_matmul`)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,18 @@ def describe() -> dict[str, Any]:
         "platform": platform.platform(), "python_executable": sys.executable, "versions": versions(),
         "load_start": load_average(),
     }
+
+
+def measure_matmul(n: int, repeats: int, timeout_s: float = 600) -> dict[str, Any]:
+    """The float32 matmul rates of TensorFlow and NumPy (:mod:`benchmarks.matmul`), measured in a
+    fresh process; ``{"error": ...}`` when that fails (the rest of the run goes on)."""
+    from benchmarks.child import ChildError, run_child
+
+    try:
+        result = run_child("common", "matmul_rates", timeout_s=timeout_s, n=n, repeats=repeats)
+    except ChildError as exc:
+        return {"error": str(exc).strip().splitlines()[-1][:300]}
+    return {k: result[k] for k in ("tensorflow", "numpy")}
 
 
 def git_state(repo: Path) -> dict[str, Any]:

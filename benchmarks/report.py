@@ -237,7 +237,23 @@ def machine_lines(machine: dict[str, Any]) -> list[tuple[str, str]]:
         ("h5py / SciPy", " / ".join(str(versions.get(k, "?")) for k in ("h5py", "scipy"))),
         ("load average (start → end)", f"{machine.get('load_start', '?')} → {machine.get('load_end', '?')}"),
     ]
+    matmul = machine.get("matmul")
+    if matmul:
+        out.append(("float32 matmul rate (measured)", matmul_text(matmul)))
     return out
+
+
+def matmul_text(matmul: dict[str, Any]) -> str:
+    """``TensorFlow X GFLOP/s (n², threads …); NumPy Y GFLOP/s (…)`` of a machine record's ``matmul``."""
+    if "error" in matmul:
+        return f"not measured: {matmul['error']}"
+    parts = []
+    for name, key in (("TensorFlow", "tensorflow"), ("NumPy", "numpy")):
+        r = matmul.get(key) or {}
+        if r.get("gflops"):
+            parts.append(f"{name} {r['gflops']:.1f} GFLOP/s ({r['n']}², best of {r['repeats']}; "
+                         f"{r['gflops_half_size']:.1f} at {r['n'] // 2}²; {r['threads']})")
+    return "; ".join(parts) or "—"
 
 
 def print_rich(meta: dict[str, Any], sections: list[Section], console: Any = None) -> None:

@@ -27,11 +27,13 @@ from typing import Any
 
 from benchmarks.child import REPO
 from benchmarks.context import Context
-from benchmarks.machine import describe, git_state, load_average
+from benchmarks.machine import describe, git_state, load_average, measure_matmul
 from benchmarks.report import DEFAULT_SECTIONS, ERROR, SECTIONS, Row, Section, print_rich, to_json, to_markdown
 from benchmarks.sizes import FULL, QUICK, override
 
 DEFAULT_OUT = REPO / "benchmarks" / "results"
+MATMUL_SECTIONS = {"train", "infer", "quality", "regimes"}
+"""Sections whose FLOP rates are compared with the machine's matmul rate, measured once per run."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         "sections_run": args.sections,
     }
     console.print(f"[bold]ptycho benchmarks[/] ({sizes.mode}) → {json_path}; work folder {work}")
+    if MATMUL_SECTIONS & set(args.sections):
+        console.print(f"[{dt.datetime.now():%H:%M:%S}] float32 matmul rates ({sizes.matmul_n}², best of {sizes.matmul_repeats}) …")
+        ctx.matmul = meta["machine"]["matmul"] = measure_matmul(sizes.matmul_n, sizes.matmul_repeats)
     sections: dict[str, Section] = {}
     try:
         for name in args.sections:

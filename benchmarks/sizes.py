@@ -62,6 +62,9 @@ class Sizes:
     regimes_budget: int = 20  # rPIE's fixed budget
     regimes_ptychi_epochs: int = 100  # 0: no pty-chi arm
     regimes_pinn_epochs: int = 10  # 0: no PINN arm
+    # the machine's float32 matmul rate (runs with train/infer/quality/regimes/settings): n×n GEMM, best of repeats
+    matmul_n: int = 2048
+    matmul_repeats: int = 5
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,7 +122,7 @@ QUICK = replace(
     child_timeout_s=600,
     regimes_N=32, regimes_object_size=112, regimes_doses=(1e4,), regimes_overlaps=("dense", "free"),
     regimes_objects=("lines", "gold"), regimes_iterations=4, regimes_budget=2, regimes_ptychi_epochs=2,
-    regimes_pinn_epochs=1,
+    regimes_pinn_epochs=1, matmul_n=512, matmul_repeats=3,
 )
 
 

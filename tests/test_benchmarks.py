@@ -70,6 +70,15 @@ def check_report(doc: dict, md: str, sections: tuple[str, ...]) -> None:
     assert "| metric | config | target | measured |" in md and "## Machine" in md
 
 
+def quick_section(out: Path, name: str) -> tuple[dict, str]:
+    """``--quick --only NAME`` run and checked; its section's JSON and the Markdown."""
+    result = run_benchmarks(out, "--only", name)
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc, md = result_files(out)
+    check_report(doc, md, (name,))
+    return doc["sections"][name], md
+
+
 # -- in-process: targets, rows, rendering, options -----------------------------------------
 
 def test_targets_decide_pass_and_fail():
@@ -201,14 +210,32 @@ def test_regime_arms_pick_the_oracle_and_the_budget():
 
 @pytest.mark.slow
 def test_quick_regime_map_runs_end_to_end(tmp_path):
-    result = run_benchmarks(tmp_path, "--only", "regimes")
-    assert result.returncode == 0, result.stderr[-3000:]
-    doc, md = result_files(tmp_path)
-    check_report(doc, md, ("regimes",))
-    section = doc["sections"]["regimes"]
+    section, _ = quick_section(tmp_path, "regimes")
     assert section["grid"]["columns"] == ["rPIE best", "rPIE budget", "ML best", "pty-chi best", "PINN"]
     assert len(section["grid"]["rows"]) == 4  # 1 dose × 2 overlaps × 2 objects (gold beside the repository)
     measured = {(r["metric"], r["config"]) for r in section["rows"] if r["measured"] is not None}
     for arm in ("rPIE best", "ML best", "PINN"):
         assert (f"{arm} phase SSIM", "lines, free, 1e4") in measured
     assert (tmp_path / next(tmp_path.glob("*-regimes.png")).name).stat().st_size > 10_000
+
+
+def test_regime_arms_report_their_flop_rate_against_the_matmul_rate():
+    from benchmarks.sections.regimes import arm_results, cell_rows
+    from benchmarks.report import Section
+
+    scores = {"phase_ssim": 0.8, "amplitude_ssim": 0.9, "frc50_cycles_per_px": 0.1, "amplitude_mean_ratio": 1.0}
+    trajectory = [{"iteration": i, "seconds": 0.5 * i, **scores, "phase_ssim": 0.7 + 0.1 * i} for i in (1, 2)]
+    rpie = {"trajectory": trajectory, "setup_s": 1.0, "flops_per_iteration": {"total": 2e9}}
+    pinn = {"metrics": scores, "reconstruct_s": 3.0, "train_s": 9.0, "stitch_s": 1.0, "network_patterns_per_second": 100.0,
+            "infer_stages": {"load": 0.5, "prepare": 0.1, "estimate": 0.4, "network": 0.8, "io": 0.2},
+            "flops": {"infer": {"total": 1e8}}}
+    arms = arm_results({"rpie": rpie, "ml": {"trajectory": []}, "ptychi": {"skipped": "no"}}, pinn, budget=2)
+    assert arms["rPIE best"]["achieved_flops"] == pytest.approx(4e9)  # 2 iterations × 2 GFLOP in 1 s
+    assert arms["PINN"]["achieved_flops"] == pytest.approx(1e10) and arms["PINN"]["stages"]["stitch"] == 1.0
+    sec = Section("regimes", "t")
+    cell_rows(sec, "lines, dense, 1e4", arms, {"tensorflow": {"gflops": 40.0}, "numpy": {"gflops": 8.0}})
+    notes = {r.metric: r.note for r in sec.rows}
+    assert "iterations 4 GFLOP/s = 50.0% of NumPy's matmul" in notes["rPIE best phase SSIM"]
+    assert "network 10 GFLOP/s = 25.0% of TensorFlow's matmul" in notes["PINN phase SSIM"]
+    assert "set-up 1.00 s + iterations 1.00 s" in notes["rPIE best phase SSIM"]
+    assert "pre-pass (global estimate) 0.40 s" in notes["PINN phase SSIM"] and "stitch 1.00 s" in notes["PINN phase SSIM"]

@@ -1,4 +1,5 @@
-"""Child tasks several sections use: simulate a dataset, save an untrained model bundle."""
+"""Child tasks several sections use: simulate a dataset, save an untrained model bundle, measure
+the matmul rates."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def task_make_bundle(dataset: str, out: str, gridsize: int, n_filters_scale: int
     """Save an untrained default PINN for ``dataset``'s probe at ``gridsize`` as a bundle in ``out``:
     inference speed and memory do not depend on the weights. The group canvas is sized from the
     dataset's own groups, as ``train`` would."""
+    from benchmarks.flops import flops_record, pinn_flops
     from ptycho.config.train import TrainConfig
     from ptycho.data.grouping import make_groups
     from ptycho.io.datasets import load_dataset
@@ -47,4 +49,30 @@ def task_make_bundle(dataset: str, out: str, gridsize: int, n_filters_scale: int
         info = {"path": str(dataset), "fingerprint": ds.fingerprint(), "n_patterns": ds.n_patterns,
                 "note": "untrained (benchmark bundle)"}
     save_bundle(Path(out), model, train_config=config, history=History(), data_info=info)
-    return {"bundle": out, "n_parameters": int(sum(int(v.numpy().size) for v in model.network.weights))}
+    return {"bundle": out, "n_parameters": int(sum(int(v.numpy().size) for v in model.network.weights)),
+            "flops": flops_record(pinn_flops(model, config.batch_size))}
+
+
+def model_flops(bundle: str | Path, dataset: str | Path) -> dict[str, Any]:
+    """A bundle's FLOPs per pattern (:func:`benchmarks.flops.pinn_flops` at its training batch
+    size, as plain data) and, as ``prepass``, those of the global-estimate pre-pass its model makes
+    for ``dataset`` (by kind and ``total``, per pattern, with ``n_patterns``; all 0 when the model
+    reads no global estimate)."""
+    from benchmarks.flops import flops_record, pinn_flops
+    from benchmarks.flops_iterative import prepass_flops
+    from ptycho.io.datasets import load_dataset
+    from ptycho.models.bundle import load_bundle
+
+    loaded = load_bundle(Path(bundle))
+    with load_dataset(dataset) as ds:
+        total = prepass_flops(loaded.model.config, ds.x, ds.y, ds.N)
+        n = ds.n_patterns
+    record = flops_record(pinn_flops(loaded.model, loaded.train_config.batch_size))
+    return {**record, "prepass": {**(total * (1.0 / n)).as_dict(), "n_patterns": n}}
+
+
+def task_matmul_rates(n: int, repeats: int) -> dict[str, Any]:
+    """:func:`benchmarks.matmul.matmul_rates` (TensorFlow and NumPy float32 GEMM)."""
+    from benchmarks.matmul import matmul_rates
+
+    return matmul_rates(n, repeats)

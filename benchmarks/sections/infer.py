@@ -15,10 +15,13 @@ from typing import Any
 
 from benchmarks.child import ChildError, current_rss_mb, import_tensorflow, peak_rss_mb
 from benchmarks.context import Context, sim_config
+from benchmarks.costs import efficiency_rows, stages_note
+from benchmarks.sections.common import model_flops
 from benchmarks.report import Section, Target, row
 
 TARGETS = {1: 160.0, 2: 450.0}
-EARLIER = {1: "~78 patterns/s", 2: "~224 patterns/s"}
+EARLIER = {1: "same run: ours 3.5× (network), 2.5× (whole infer())", 2: "same run: ours 3.3× (network), 1.2× (whole infer())"}
+"""The earlier implementation measured side by side with ours (issue 16): only same-run ratios carry over."""
 RSS_FLAT_TOL = 0.10
 EARLIER_RSS = "grew to ~1.9 GB at 1,764 patterns"
 
@@ -44,13 +47,15 @@ def task_infer_timed(bundle: str, dataset: str, out: str, n_groups: int | None) 
         steady = (g_last - g_first) * C / max(t_last - t_first, 1e-9)
     size_mb = Path(out).stat().st_size / 1e6
     Path(out).unlink()
+    peak = peak_rss_mb()  # before the FLOP count below loads the bundle again
     return {
         "n_groups": result.n_groups, "n_patterns_through_network": result.n_groups * C, "gridsize": result.gridsize,
         "wall_s": wall, "infer_seconds": result.seconds, "network_seconds": result.inference_seconds,
-        "network_patterns_per_second": result.patterns_per_second,
+        "stage_seconds": result.stage_seconds, "network_patterns_per_second": result.patterns_per_second,
         "end_to_end_patterns_per_second": result.n_groups * C / wall,
         "steady_end_to_end_patterns_per_second": steady, "first_batch_s": marks[0][0] - t0 if marks else None,
-        "rss_after_import_mb": rss_ready, "peak_rss_mb": peak_rss_mb(), "patches_file_mb": size_mb,
+        "rss_after_import_mb": rss_ready, "peak_rss_mb": peak, "patches_file_mb": size_mb,
+        "prepass_flops": model_flops(bundle, dataset)["prepass"],  # counted after the clocks
     }
 
 
@@ -62,11 +67,13 @@ def run(ctx: Context) -> Section:
     datasets = dict(zip(sizes, ctx.datasets_for([(sim_config(N, n), "sim") for n in sizes])))
     bundles = {gs: ctx.work / "models" / f"untrained-N{N}-gs{gs}" for gs in s.infer_gridsizes}
     try:
-        ctx.child("common", "make_bundles", jobs=[{"dataset": str(datasets[sizes[0]]), "out": str(path), "gridsize": gs}
-                                                  for gs, path in bundles.items()])
+        made = ctx.child("common", "make_bundles", jobs=[{"dataset": str(datasets[sizes[0]]), "out": str(path),
+                                                          "gridsize": gs} for gs, path in bundles.items()])
     except ChildError as exc:
         sec.error("untrained bundles", exc)
         return sec
+    flops = {gs: r["flops"] for gs, r in zip(bundles, made["results"])}
+    sec.raw["flops"], sec.raw["matmul"] = {f"gs{gs}": f for gs, f in flops.items()}, ctx.matmul
     for gs, bundle in bundles.items():
         runs: dict[int, dict[str, Any]] = {}
         for n in sizes:
@@ -85,8 +92,15 @@ def run(ctx: Context) -> Section:
             sec.add(row("network throughput", r["network_patterns_per_second"], unit="patterns/s", config=label,
                         target=Target(">=", TARGETS[gs]) if gs in TARGETS else None, reference=EARLIER.get(gs, ""),
                         note="InferResult.patterns_per_second: network time only, steady state (the first, compiling batch excluded)"))
+            sec.add(*efficiency_rows("network", label, flops[gs]["infer"], r["network_patterns_per_second"],
+                                     ctx.matmul_rate("tensorflow")))
+            stages, prepass = r["stage_seconds"], r["prepass_flops"]
+            if prepass["total"]:
+                sec.add(*efficiency_rows("pre-pass (global rPIE estimate)", label, prepass,
+                                         prepass["n_patterns"] / max(stages["estimate"], 1e-9), ctx.matmul_rate("numpy"),
+                                         library="NumPy"))
             sec.add(row("end-to-end throughput", r["end_to_end_patterns_per_second"], unit="patterns/s", config=label,
-                        note=f"infer() wall {r['wall_s']:.1f} s: bundle load, grouping, the global rPIE estimate, compile, reading, writing "
+                        note=f"infer() wall {r['wall_s']:.1f} s = {stages_note(stages)} "
                              f"(first batch done after {r['first_batch_s']:.1f} s)"
                              + (f"; steady state after the first batch {r['steady_end_to_end_patterns_per_second']:.0f}"
                                 if r["steady_end_to_end_patterns_per_second"] else "")))

@@ -28,6 +28,8 @@ from typing import Any
 
 from benchmarks.child import REPO, ChildError
 from benchmarks.context import Context, sim_config
+from benchmarks.costs import stages_note
+from benchmarks.matmul import fraction
 from benchmarks.report import NA, Section, Target, row
 
 STEP_FRACTION = {"dense": 0.25, "sparse": 0.7, "free": 1.1}
@@ -77,7 +79,12 @@ def summarise(arm: dict[str, Any], budget: int | None = None) -> dict[str, Any] 
         pick = next((e for e in trajectory if e["iteration"] == budget), trajectory[-1])
     else:
         pick = max(trajectory, key=lambda e: e["phase_ssim"])
-    return {**pick, "wall_s": (arm.get("setup_s") or 0.0) + pick["seconds"], "last_phase_ssim": trajectory[-1]["phase_ssim"]}
+    out = {**pick, "wall_s": (arm.get("setup_s") or 0.0) + pick["seconds"], "setup_s": arm.get("setup_s") or 0.0,
+           "last_phase_ssim": trajectory[-1]["phase_ssim"]}
+    flops = (arm.get("flops_per_iteration") or {}).get("total")
+    if flops and pick["seconds"] > 0:  # iterations only: the FLOPs counted are the iterations'
+        out["achieved_flops"] = flops * pick["iteration"] / pick["seconds"]
+    return out
 
 
 def arm_results(iterative: dict[str, Any], pinn: dict[str, Any], budget: int) -> dict[str, dict[str, Any] | str]:
@@ -91,24 +98,51 @@ def arm_results(iterative: dict[str, Any], pinn: dict[str, Any], budget: int) ->
 
     out: dict[str, dict[str, Any] | str] = {"rPIE best": pick("rpie"), "rPIE budget": pick("rpie", budget),
                                             "ML best": pick("ml"), "pty-chi best": pick("ptychi")}
-    out["PINN"] = pinn["error"] if "error" in pinn else {**pinn["metrics"], "wall_s": pinn["reconstruct_s"],
-                                                         "train_s": pinn["train_s"]}
+    if "error" in pinn:
+        out["PINN"] = pinn["error"]
+        return out
+    out["PINN"] = {**pinn["metrics"], "wall_s": pinn["reconstruct_s"], "train_s": pinn["train_s"],
+                   "stages": {**pinn.get("infer_stages", {}),
+                              **({"stitch": pinn["stitch_s"]} if "stitch_s" in pinn else {})}}
+    network = ((pinn.get("flops") or {}).get("infer") or {}).get("total")
+    if network and pinn.get("network_patterns_per_second"):
+        out["PINN"]["achieved_flops"] = network * pinn["network_patterns_per_second"]
     return out
 
 
-def _note(r: dict[str, Any]) -> str:
+def _efficiency(r: dict[str, Any], rates: dict[str, Any]) -> str:
+    """``network X GFLOP/s = Y % of TensorFlow's matmul`` (PINN) or ``iterations X GFLOP/s = Y % of
+    NumPy's matmul`` (iterative), or "" when not counted."""
+    if not r.get("achieved_flops"):
+        return ""
+    pinn = "stages" in r
+    library, name = ("tensorflow", "TensorFlow") if pinn else ("numpy", "NumPy")
+    part = fraction(r["achieved_flops"], rates.get(library))
+    share = f" = {part:.1%} of {name}'s matmul" if part is not None else ""
+    return f"{'network' if pinn else 'iterations'} {r['achieved_flops'] / 1e9:.3g} GFLOP/s{share}"
+
+
+def _wall(r: dict[str, Any]) -> str:
+    if "stages" in r:  # the PINN: each part of infer + stitch
+        return f"{r['wall_s']:.1f} s = {stages_note(r['stages'], r['stages'].get('stitch'))}"
+    return f"{r['wall_s']:.1f} s = set-up {r.get('setup_s', 0.0):.2f} s + iterations {r['seconds']:.2f} s"
+
+
+def _note(r: dict[str, Any], rates: dict[str, Any] | None = None) -> str:
     bits = [f"amp SSIM {r['amplitude_ssim']:.3f}"]
     frc = r.get("frc50_cycles_per_px")
     bits.append(f"FRC-0.5 {frc:.3f} c/px" if frc is not None else "FRC ≥ 0.5 to Nyquist")
     bits.append(f"amp mean ratio {r['amplitude_mean_ratio']:.3f}")
     if "iteration" in r:
         bits.append(f"iteration {r['iteration']}, last {r['last_phase_ssim']:.3f}")
-    bits.append(f"{r['wall_s']:.1f} s" + (f" (+ training {r['train_s']:.0f} s)" if "train_s" in r else ""))
-    return "; ".join(bits)
+    bits.append(_wall(r) + (f" (+ training {r['train_s']:.0f} s)" if "train_s" in r else ""))
+    efficiency = _efficiency(r, rates or {})
+    return "; ".join(bits + ([efficiency] if efficiency else []))
 
 
-def cell_rows(sec: Section, label: str, arms: dict[str, Any]) -> list[str]:
-    """One row per arm (phase SSIM, the rest in the note); returns the grid cells."""
+def cell_rows(sec: Section, label: str, arms: dict[str, Any], rates: dict[str, Any] | None = None) -> list[str]:
+    """One row per arm (phase SSIM, the rest in the note; ``rates`` is ``Context.rates()``);
+    returns the grid cells."""
     cells = []
     for name in ARMS:
         r = arms[name]
@@ -116,7 +150,7 @@ def cell_rows(sec: Section, label: str, arms: dict[str, Any]) -> list[str]:
             sec.add(row(f"{name} phase SSIM", None, config=label, status=NA, note=r[:300]))
             cells.append("—")
             continue
-        sec.add(row(f"{name} phase SSIM", r["phase_ssim"], config=label, note=_note(r)))
+        sec.add(row(f"{name} phase SSIM", r["phase_ssim"], config=label, note=_note(r, rates)))
         cells.append(f"{r['phase_ssim']:.3f} / {r['amplitude_ssim']:.3f}")
     return cells
 
@@ -210,7 +244,7 @@ def run(ctx: Context) -> Section:
             pinn = {"error": str(exc).splitlines()[-1][:300]}
         arms = arm_results(iterative, pinn, s.regimes_budget)
         results[cell] = arms
-        grid_rows[label] = cell_rows(sec, label, arms)
+        grid_rows[label] = cell_rows(sec, label, arms, ctx.rates())
         target_rows(sec, label, arms, cell)
         sec.raw[label] = {"iterative": iterative, "pinn": pinn}
     sec.grid = {"title": "phase SSIM / amplitude SSIM per cell and arm", "columns": list(ARMS), "rows": grid_rows}
@@ -218,7 +252,10 @@ def run(ctx: Context) -> Section:
         path = figure(ctx.out / f"{ctx.stem}-regimes.png", results, s.regimes_doses, s.regimes_overlaps, objects)
         sec.notes.append(f"figure: {path.name}")
     sec.notes.append("best = the iteration with the highest phase SSIM against the truth (an oracle); wall time = "
-                     "set-up + iterations to it (scoring excluded); PINN wall time = infer + stitch, training apart")
+                     "set-up (dataset read, data preparation, engine set-up) + iterations to it (scoring excluded); "
+                     "PINN wall time = infer (bundle load, grouping, pre-pass, network, reading/writing) + stitch, "
+                     "training apart; FLOP rates count the iterations' or the network's FLOPs (benchmarks/flops*.py)")
+    sec.raw["matmul"] = ctx.matmul
     if ctx.quick:
         sec.notes.append("quick mode: tiny sizes — the numbers only show that every arm runs")
     return sec

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scoring import headline, score
+from benchmarks.scoring import TrajectoryRecorder, headline, score
 
 
 def scan_box_image(obj: Any, support: Any, origin_x: float, origin_y: float, metadata: dict[str, Any]) -> Any:
@@ -40,38 +40,13 @@ def scan_box_image(obj: Any, support: Any, origin_x: float, origin_y: float, met
     return ObjectImage(np.where(box, obj, 0).astype(np.complex64), box, float(origin_x), float(origin_y), metadata)
 
 
-def _scored(entry: dict[str, Any], image: Any, truth: Any) -> dict[str, Any]:
-    try:
-        entry.update(headline(score(image, truth)))
-    except Exception as exc:  # noqa: BLE001 - a state that cannot be scored is recorded, not fatal
-        entry["score_error"] = str(exc)
-    return entry
-
-
-class _Recorder:
-    """Collects a scored trajectory; ``setup_s`` is the wall time from its creation to the start of
-    the first iteration (the arm's clock reports iteration time only)."""
-
-    def __init__(self, truth: Any) -> None:
-        self.truth, self.started, self.trajectory = truth, time.perf_counter(), []
-        self.setup_s: float | None = None
-
-    def add(self, iteration: int, seconds: float, image: Any, **extra: Any) -> None:
-        if self.setup_s is None:
-            self.setup_s = time.perf_counter() - self.started - seconds
-        self.trajectory.append(_scored({"iteration": iteration, "seconds": seconds, **extra}, image, self.truth))
-
-    def outcome(self, error: BaseException | None = None, **extra: Any) -> dict[str, Any]:
-        out = {"trajectory": self.trajectory, "setup_s": self.setup_s or 0.0, **extra}
-        return {**out, "error": f"{type(error).__name__}: {error}"} if error is not None else out
-
-
 def _engine_trajectory(test_ds: str, engine: str, iterations: int, truth: Any) -> dict[str, Any]:
-    """One ptycho engine, every iteration scored."""
+    """One ptycho engine, every iteration scored, and its FLOPs per iteration."""
+    from benchmarks.flops_iterative import engine_iteration_flops
     from ptycho.io.datasets import load_dataset
     from ptycho.iterative.engines import reconstruct
 
-    record = _Recorder(truth)
+    record = TrajectoryRecorder(truth)
 
     def on_iteration(state: Any) -> None:
         r = state.result()
@@ -81,9 +56,10 @@ def _engine_trajectory(test_ds: str, engine: str, iterations: int, truth: Any) -
     try:
         with load_dataset(test_ds) as ds:
             result = reconstruct(ds, engine=engine, iterations=iterations, callback=on_iteration)
+            flops, n_patterns = engine_iteration_flops(ds, result.config), ds.n_patterns  # after the clocks
     except Exception as exc:  # noqa: BLE001 - e.g. NumericalError: an arm's failure is a result
         return record.outcome(exc)
-    return record.outcome(info=result.info)
+    return record.outcome(info=result.info, flops_per_iteration=flops.as_dict(), n_patterns=n_patterns)
 
 
 def _ptychi_trajectory(test_ds: str, epochs: int, truth: Any) -> dict[str, Any]:
@@ -94,7 +70,7 @@ def _ptychi_trajectory(test_ds: str, epochs: int, truth: Any) -> dict[str, Any]:
     ok, version = available()
     if not ok:
         return {"skipped": version}
-    record = _Recorder(truth)
+    record = TrajectoryRecorder(truth)
 
     def on_epoch(state: Any) -> None:
         image = state.image(raw=True)
@@ -133,7 +109,9 @@ def pinn_arm(cell: dict[str, Any], work: Path) -> dict[str, Any]:
     Returns
     -------
     dict with ``metrics`` (``benchmarks.scoring.headline``), ``train_s``, ``reconstruct_s``
-    (infer + stitch wall time), ``infer_s``, ``stitch_s``, ``epochs``, ``recipe``; or ``error``.
+    (infer + stitch wall time), ``infer_s``, ``stitch_s``, ``infer_stages`` (``InferResult.stage_seconds``:
+    bundle load, grouping, pre-pass, network, reading/writing), ``network_patterns_per_second``,
+    ``epochs``, ``recipe``; or ``error``.
     """
     from benchmarks.child import import_tensorflow
     from ptycho.config.infer import InferConfig
@@ -155,18 +133,25 @@ def pinn_arm(cell: dict[str, Any], work: Path) -> dict[str, Any]:
     except PtychoError as exc:
         return {"error": f"training: {exc}", "recipe": recipe}
     t1 = time.perf_counter()
-    infer(InferConfig(), work / "model", Path(cell["test"]), work / "patches.h5")
+    inferred = infer(InferConfig(), work / "model", Path(cell["test"]), work / "patches.h5")
     t2 = time.perf_counter()
     stitched = stitch(StitchConfig(), work / "patches.h5", work / "object.npz", figures=False)
     t3 = time.perf_counter()
     metrics = headline(score(read_object(work / "object.npz"), read_object(cell["test"])))
     return {"metrics": metrics, "train_s": t1 - t0, "infer_s": t2 - t1, "stitch_s": t3 - t2, "reconstruct_s": t3 - t1,
+            "infer_stages": inferred.stage_seconds, "network_patterns_per_second": inferred.patterns_per_second,
             "epochs": trained.epochs, "stitch_crop": stitched.crop, "coverage": stitched.coverage, "recipe": recipe}
 
 
 def task_pinn(train_ds: str, test_ds: str, epochs: int, work: str) -> dict[str, Any]:
-    """:func:`pinn_arm` in a child process."""
+    """:func:`pinn_arm` in a child process, with the trained model's FLOPs per pattern (counted
+    after the clocks: :func:`benchmarks.sections.common.model_flops`)."""
+    from benchmarks.sections.common import model_flops
+
     try:
-        return pinn_arm({"train": train_ds, "test": test_ds, "epochs": epochs}, Path(work))
+        result = pinn_arm({"train": train_ds, "test": test_ds, "epochs": epochs}, Path(work))
+        if "error" not in result:
+            result["flops"] = model_flops(Path(work) / "model", test_ds)
+        return result
     except Exception as exc:  # noqa: BLE001 - reported as the arm's error
         return {"error": f"{type(exc).__name__}: {exc}"}
