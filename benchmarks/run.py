@@ -32,7 +32,7 @@ from benchmarks.report import DEFAULT_SECTIONS, ERROR, SECTIONS, Row, Section, p
 from benchmarks.sizes import FULL, QUICK, override
 
 DEFAULT_OUT = REPO / "benchmarks" / "results"
-MATMUL_SECTIONS = {"train", "infer", "quality", "regimes"}
+MATMUL_SECTIONS = {"train", "infer", "quality", "regimes", "settings"}
 """Sections whose FLOP rates are compared with the machine's matmul rate, measured once per run."""
 
 

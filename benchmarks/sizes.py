@@ -65,6 +65,13 @@ class Sizes:
     # the machine's float32 matmul rate (runs with train/infer/quality/regimes/settings): n×n GEMM, best of repeats
     matmul_n: int = 2048
     matmul_repeats: int = 5
+    # settings (XLA × batch × threads for train and infer; train_N/positions/filters/epochs, sim_N from above)
+    settings_gridsizes: tuple[int, ...] = (1, 2)
+    settings_threads: tuple[int, ...] = (0, 1, 2)  # TensorFlow intra- and inter-op threads; 0 = its own choice
+    settings_train_batches: tuple[int, ...] = (8, 16, 32, 64)
+    settings_infer_batches: tuple[int, ...] = (16, 64, 256)
+    settings_train_groups: int = 256  # groups per timed training epoch (whole batches)
+    settings_infer_patterns: int = 4000  # positions of the infer dataset
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +130,8 @@ QUICK = replace(
     regimes_N=32, regimes_object_size=112, regimes_doses=(1e4,), regimes_overlaps=("dense", "free"),
     regimes_objects=("lines", "gold"), regimes_iterations=4, regimes_budget=2, regimes_ptychi_epochs=2,
     regimes_pinn_epochs=1, matmul_n=512, matmul_repeats=3,
+    settings_gridsizes=(1,), settings_threads=(0, 1), settings_train_batches=(8, 16), settings_infer_batches=(16, 64),
+    settings_train_groups=32, settings_infer_patterns=500,
 )
 
 

@@ -239,3 +239,53 @@ def test_regime_arms_report_their_flop_rate_against_the_matmul_rate():
     assert "network 10 GFLOP/s = 25.0% of TensorFlow's matmul" in notes["PINN phase SSIM"]
     assert "set-up 1.00 s + iterations 1.00 s" in notes["rPIE best phase SSIM"]
     assert "pre-pass (global estimate) 0.40 s" in notes["PINN phase SSIM"] and "stitch 1.00 s" in notes["PINN phase SSIM"]
+
+
+# -- the settings comparison ------------------------------------------------------------------
+
+def _variant(jit, batch, threads, rate, network=0.0):
+    return {"jit": jit, "batch": batch, "threads": threads, "patterns_per_second": rate,
+            "network_patterns_per_second": network}
+
+
+def test_settings_name_the_fastest_variant_and_the_defaults_share():
+    from benchmarks.sections.settings import fastest_rows, grid_rows
+
+    results = [_variant(True, 16, 0, 200.0, 900.0), _variant(False, 16, 0, 250.0, 700.0),
+               _variant(False, 64, 1, 400.0, 800.0), _variant(True, 64, 1, 300.0, 1000.0)]
+    (best, share), sentence = fastest_rows("train", 1, results)
+    assert best.measured == 400.0 and best.note == "XLA off, batch 64, 1 thread"
+    assert share.measured == pytest.approx(0.5) and "XLA on, batch 16, TensorFlow's threads" in share.note
+    assert sentence.startswith("fastest for train at gridsize 1: XLA off, batch 64, 1 thread (400 patterns/s")
+    rows, sentence = fastest_rows("infer", 2, results, "network_patterns_per_second", "network only")
+    assert [r.note for r in rows] == ["XLA on, batch 64, 1 thread"]  # infer's default (batch 64, TF threads) not run
+    assert sentence == "fastest for infer (network only) at gridsize 2: XLA on, batch 64, 1 thread (1000 patterns/s)"
+    grid = grid_rows("train", 1, results, [8, 16, 64])
+    assert grid["train gs1, XLA off, 1 thread"] == ["—", "—", "400"]
+    assert grid["train gs1, XLA on, TensorFlow's threads"] == ["—", "200", "—"]
+
+
+def test_settings_refuse_to_set_threads_after_tensorflow_started(monkeypatch):
+    from benchmarks.sections.settings import use_threads
+
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    with pytest.raises(RuntimeError, match="already imported"):
+        use_threads(2)
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    use_threads(0)  # TensorFlow's own choice: nothing set
+    assert "TF_NUM_INTRAOP_THREADS" not in os.environ
+    use_threads(2)
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == os.environ["TF_NUM_INTEROP_THREADS"] == "2"
+
+
+@pytest.mark.slow
+def test_quick_settings_section_runs_end_to_end(tmp_path):
+    section, md = quick_section(tmp_path, "settings")
+    assert len(section["raw"]["train_gs1"]) == len(section["raw"]["infer_gs1"]) == 2 * 2 * 2  # XLA × batch × threads
+    assert any(n.startswith("fastest for train at gridsize 1:") for n in section["notes"])
+    assert any(n.startswith("fastest for infer (whole infer()) at gridsize 1:") for n in section["notes"])
+    assert "fastest for train at gridsize 1:" in md
+    threads = {r["threads"]: r["os_threads"] for r in section["raw"]["infer_gs1"]}
+    assert threads[1] < threads[0]  # the thread setting took effect
