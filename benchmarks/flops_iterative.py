@@ -69,10 +69,11 @@ def pie_minibatch_flops(area: float, N: int, engine: str, probe_update: bool = F
     return Flops(elementwise=elementwise)
 
 
-def block_areas(x: Any, y: Any, N: int, batch: int, seed: int = 0, chunk: int | None = None) -> np.ndarray:
+def block_areas(x: Any, y: Any, N: int, batch: int, seed: int = 0, chunk: int | None = None,
+                use: Any = None) -> np.ndarray:
     """Bounding-box area of each minibatch of one PIE pass, replaying the engine's visiting order:
     a seeded random permutation of the positions (of each ``chunk`` of them in storage order, as
-    the streamed global estimate reads them)."""
+    the streamed global estimate reads them; only those where ``use``, when given)."""
     from ptycho.physics.operators.geometry import block_extent, window_geometry
 
     windows = window_geometry(np.asarray(x, np.float64), np.asarray(y, np.float64), N)
@@ -80,7 +81,9 @@ def block_areas(x: Any, y: Any, N: int, batch: int, seed: int = 0, chunk: int | 
     chunk = chunk or M
     areas = []
     for start in range(0, M, chunk):
-        order = start + rng.permutation(min(chunk, M - start))
+        stop = min(start + chunk, M)
+        rows = np.arange(stop - start) if use is None else np.flatnonzero(np.asarray(use)[start:stop])
+        order = start + rows[rng.permutation(rows.size)]
         for b in range(0, len(order), batch):
             r0, r1, c0, c1 = block_extent(windows.take(order[b:b + batch]))
             areas.append((r1 - r0) * (c1 - c0))
@@ -88,11 +91,13 @@ def block_areas(x: Any, y: Any, N: int, batch: int, seed: int = 0, chunk: int | 
 
 
 def pie_iteration_flops(x: Any, y: Any, N: int, engine: str = "rpie", batch: int = 8, probe_update: bool = False,
-                        seed: int = 0, chunk: int | None = None) -> Flops:
-    """One rPIE/ePIE iteration (a pass over every position) on the scan ``(x, y)``."""
-    areas = block_areas(x, y, N, batch, seed, chunk)
+                        seed: int = 0, chunk: int | None = None, use: Any = None) -> Flops:
+    """One rPIE/ePIE iteration on the scan ``(x, y)``: a pass over every position (or over those
+    where ``use``)."""
+    areas = block_areas(x, y, N, batch, seed, chunk, use)
     per_batch = sum((pie_minibatch_flops(a, N, engine, probe_update) for a in areas), Flops())
-    return pie_pattern_flops(N, probe_update) * len(np.asarray(x)) + per_batch
+    visits = len(np.asarray(x)) if use is None else int(np.count_nonzero(use))
+    return pie_pattern_flops(N, probe_update) * visits + per_batch
 
 
 REGULARISER_PER_PIXEL = {"tv": 63, "gradient": 28, "none": 0}
@@ -150,13 +155,19 @@ def engine_iteration_flops(dataset: Any, config: Any) -> Flops:
 
 def prepass_flops(model_config: Any, x: Any, y: Any, N: int) -> Flops:
     """The global-estimate pre-pass of a PINN reading ``model.estimate = "global"`` on the scan
-    ``(x, y)`` (``ptycho.iterative.streaming.global_estimate``): ``global_passes`` rPIE passes over
-    every position, in minibatches drawn per chunk; zero when the model reads no global estimate."""
+    ``(x, y)`` (``ptycho.iterative.streaming.global_estimate``): ``global_passes`` rPIE passes of
+    ``estimate_batch_size`` minibatches drawn per chunk, over every position or — with
+    ``estimate_folds ≥ 2`` — one estimate per fold over the other folds' positions (``folds − 1``
+    visits of each pattern a pass); zero when the model reads no global estimate."""
     from ptycho.config.iterative import IterativeConfig
-    from ptycho.iterative.streaming import STREAM_CHUNK
+    from ptycho.iterative.streaming import STREAM_CHUNK, estimate_folds
 
     if not model_config.uses_global_estimate:
         return Flops()
-    batch = IterativeConfig(engine="rpie").batch_size
-    one_pass = pie_iteration_flops(x, y, N, "rpie", batch, seed=int(model_config.seed), chunk=STREAM_CHUNK)
+    seed, folds = int(model_config.seed), int(model_config.estimate_folds)
+    batch = model_config.estimate_batch_size or IterativeConfig(engine="rpie").batch_size
+    labels = estimate_folds(len(np.asarray(x)), folds, seed)
+    uses = [None] if labels is None else [labels != k for k in range(folds)]
+    one_pass = sum((pie_iteration_flops(x, y, N, "rpie", batch, seed=seed, chunk=STREAM_CHUNK, use=use) for use in uses),
+                   Flops())
     return one_pass * int(model_config.global_passes)

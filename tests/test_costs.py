@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:  # benchmarks/ is a folder of the repository, not 
 
 from benchmarks.costs import efficiency_rows, stages_note  # noqa: E402
 from benchmarks.flops import Flops, layer_flops, network_flops  # noqa: E402
-from benchmarks.flops_iterative import block_areas, pie_iteration_flops, pie_pattern_flops  # noqa: E402
+from benchmarks.flops_iterative import block_areas, pie_iteration_flops, pie_pattern_flops, prepass_flops  # noqa: E402
 from benchmarks.matmul import fraction, numpy_rates, tensorflow_rates  # noqa: E402
 from benchmarks.report import INFO, NA  # noqa: E402
 
@@ -106,6 +106,40 @@ def test_pie_count_replays_the_engines_minibatches(monkeypatch):
     assert one.fft == pytest.approx(M * pie_pattern_flops(N).fft)  # an FFT pair per pattern
     assert one.fft == pytest.approx(M * 2 * 5 * N * N * math.log2(N * N))
     assert one.elementwise > M * pie_pattern_flops(N).elementwise  # plus the per-minibatch work
+
+
+def test_prepass_count_replays_the_leave_fold_out_estimate(monkeypatch):
+    """The global-estimate pre-pass: one rPIE estimate per fold over the other folds' positions,
+    streamed by chunks; the count's minibatch areas are the ones the estimate really forms."""
+    from types import SimpleNamespace
+
+    import ptycho.iterative.engines as engines
+    from ptycho.config.train import ModelConfig
+    from ptycho.iterative.streaming import estimate_folds, global_estimate
+
+    N, M, folds, passes, batch, chunk = 16, 45, 3, 2, 8, 20
+    x, y = _random_scan(M, N, seed=5)
+    counts = np.random.default_rng(1).poisson(5.0, (M, N, N)).astype(np.float32)
+    dataset = SimpleNamespace(x=x, y=y, N=N, n_patterns=M, probe=np.ones((N, N), np.complex64), mask=None,
+                              read_patterns=lambda rows: counts[rows])
+    seen = []
+    real = engines.block_extent
+
+    def recording(windows):
+        r0, r1, c0, c1 = real(windows)
+        seen.append((r1 - r0) * (c1 - c0))
+        return r0, r1, c0, c1
+
+    monkeypatch.setattr(engines, "block_extent", recording)
+    global_estimate(dataset, 1, folds=folds, batch_size=batch, chunk=chunk, seed=7)  # one pass replayed exactly
+    labels = estimate_folds(M, folds, 7)
+    expected = np.concatenate([block_areas(x, y, N, batch, seed=7, chunk=chunk, use=labels != k) for k in range(folds)])
+    assert np.array_equal(expected, np.asarray(seen, float))
+    config = ModelConfig(N=32, gridsize=1, estimate="global", estimate_folds=folds, global_passes=passes,  # N: the scan's below
+                         estimate_batch_size=batch, seed=7)
+    total = prepass_flops(config, x, y, N)
+    assert total.fft == pytest.approx(passes * (folds - 1) * M * pie_pattern_flops(N).fft)  # each pattern in folds − 1 estimates
+    assert prepass_flops(ModelConfig(N=32, gridsize=1, estimate="none"), x, y, N).total == 0
 
 
 def test_matmul_rates_are_positive_and_finite_at_a_tiny_size():

@@ -35,6 +35,7 @@ def task_make_bundle(dataset: str, out: str, gridsize: int, n_filters_scale: int
     from ptycho.data.grouping import make_groups
     from ptycho.io.datasets import load_dataset
     from ptycho.models.bundle import History, save_bundle
+    from ptycho.models.features import group_labels
     from ptycho.models.physics import canvas_size
     from ptycho.models.pinn import PINN, PhysicsSettings
     from ptycho.registry import Components
@@ -43,7 +44,7 @@ def task_make_bundle(dataset: str, out: str, gridsize: int, n_filters_scale: int
     config = TrainConfig(model={"gridsize": gridsize, "n_filters_scale": n_filters_scale})
     with load_dataset(dataset) as ds:
         model_config = resolve_model_config(config, ds)
-        groups = make_groups(ds.x, ds.y, gridsize)
+        groups = make_groups(ds.x, ds.y, gridsize, labels=group_labels(model_config, ds.n_patterns))  # as train()
         physics = PhysicsSettings.from_probe(ds.probe, gridsize, canvas_size(groups.max_offset, ds.N))
         model = PINN(model_config, physics, ds.probe, Components.builtin())
         info = {"path": str(dataset), "fingerprint": ds.fingerprint(), "n_patterns": ds.n_patterns,

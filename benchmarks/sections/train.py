@@ -43,7 +43,7 @@ def prepared_trainer(dataset: str, gridsize: int, jit: bool, batch: int, n_filte
     from ptycho.data.grouping import make_groups
     from ptycho.data.pipeline import read_group_batch
     from ptycho.io.datasets import load_dataset
-    from ptycho.models.features import input_estimate
+    from ptycho.models.features import group_labels, input_estimate
     from ptycho.models.physics import canvas_size
     from ptycho.models.pinn import PINN, PhysicsSettings
     from ptycho.distribute.strategy import start_distribution
@@ -53,10 +53,10 @@ def prepared_trainer(dataset: str, gridsize: int, jit: bool, batch: int, n_filte
 
     config = TrainConfig(batch_size=batch, jit=jit, model={"gridsize": gridsize, "n_filters_scale": n_filters})
     with load_dataset(dataset) as ds:
-        groups = make_groups(ds.x, ds.y, gridsize)
+        model_config = resolve_model_config(config, ds)
+        groups = make_groups(ds.x, ds.y, gridsize, labels=group_labels(model_config, ds.n_patterns))  # as train()
         if groups.n_groups < batch * n_batches:
             raise ValueError(f"{dataset}: {groups.n_groups} groups, {batch * n_batches} needed")
-        model_config = resolve_model_config(config, ds)
         key = (dataset, gridsize, n_filters)
         estimate = estimates.get(key) if estimates is not None else None
         if estimate is None:
