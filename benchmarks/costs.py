@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.matmul import fraction
+from benchmarks.matmul import fraction, limit_gflops
 from benchmarks.report import Row, row
 
 
@@ -19,7 +19,8 @@ def efficiency_rows(what: str, label: str, flops_per_unit: dict[str, float], uni
                       if flops_per_unit.get(k)) if total else ""
     achieved = total * units_per_second if units_per_second else None
     share = fraction(achieved, rate)
-    rate_note = (f"of {library}'s float32 matmul {rate['gflops']:.1f} GFLOP/s ({rate['threads']})" if rate
+    limit = limit_gflops(rate)
+    rate_note = (f"of {library}'s float32 matmul {limit:.1f} GFLOP/s ({rate['threads']})" if limit and rate
                  else f"{library}'s matmul rate was not measured in this run")
     return [
         row(f"{what}: FLOPs per {unit_name}", total / 1e6, unit="MFLOP", config=label, note=split),

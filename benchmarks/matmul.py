@@ -4,8 +4,8 @@ with (benchmarks/README.md#cost-accounting).
 
 A ``n×n`` by ``n×n`` product costs ``2·n³`` FLOPs. Each rate is the best of ``repeats`` timed
 products after one warm-up, at ``n`` and at ``n/2``: when the two agree the size is compute-bound
-(the rate has stopped growing with ``n``). Thread counts are reported as the libraries resolved
-them.
+(the rate has stopped growing with ``n``); the faster of the two is the limit
+(:func:`limit_gflops`). Thread counts are reported as the libraries resolved them.
 """
 
 from __future__ import annotations
@@ -99,8 +99,17 @@ def matmul_rates(n: int, repeats: int) -> dict[str, Any]:
     return {"tensorflow": tensorflow_rates(n, repeats), "numpy": numpy_rates(n, repeats)}
 
 
-def fraction(achieved_flops_per_s: float | None, rate: dict[str, Any] | None) -> float | None:
-    """``achieved / measured matmul rate`` (None when either is unknown)."""
-    if not achieved_flops_per_s or not rate or not rate.get("gflops"):
+def limit_gflops(rate: dict[str, Any] | None) -> float | None:
+    """The measured limit of a rate record: the faster of its two sizes (a product disturbed by
+    other work on the machine only ever reads slower), or None when not measured."""
+    if not rate or not rate.get("gflops"):
         return None
-    return achieved_flops_per_s / (rate["gflops"] * 1e9)
+    return max(rate["gflops"], rate.get("gflops_half_size") or 0.0)
+
+
+def fraction(achieved_flops_per_s: float | None, rate: dict[str, Any] | None) -> float | None:
+    """``achieved / measured matmul limit`` (:func:`limit_gflops`; None when either is unknown)."""
+    limit = limit_gflops(rate)
+    if not achieved_flops_per_s or limit is None:
+        return None
+    return achieved_flops_per_s / (limit * 1e9)

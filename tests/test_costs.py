@@ -148,6 +148,7 @@ def test_matmul_rates_are_positive_and_finite_at_a_tiny_size():
         assert math.isfinite(rates["gflops_half_size"]) and rates["gflops_half_size"] > 0
         assert rates["n"] == 64 and rates["threads"]
     assert fraction(3e9, {"gflops": 12.0}) == pytest.approx(0.25)
+    assert fraction(3e9, {"gflops": 6.0, "gflops_half_size": 12.0}) == pytest.approx(0.25)  # the faster size is the limit
     assert fraction(None, {"gflops": 12.0}) is None and fraction(3e9, None) is None
 
 
