@@ -81,16 +81,12 @@ def _random_scan(M: int, N: int, seed: int = 3):
     return rng.uniform(N, 3 * N, M), rng.uniform(N, 3 * N, M)
 
 
-def test_pie_count_replays_the_engines_minibatches(monkeypatch):
-    """The per-minibatch sub-canvas areas the count assumes are the ones rPIE's first iteration
-    really forms its step on (same seeded order, same batches)."""
+@pytest.fixture
+def minibatch_areas(monkeypatch):
+    """The sub-canvas area of every minibatch the PIE engine forms its step on, as it runs."""
     import ptycho.iterative.engines as engines
-    from ptycho.iterative.engines import reconstruct_arrays
 
-    N, M = 16, 37
-    x, y = _random_scan(M, N)
-    seen = []
-    real = engines.block_extent
+    seen, real = [], engines.block_extent
 
     def recording(windows):
         r0, r1, c0, c1 = real(windows)
@@ -98,22 +94,31 @@ def test_pie_count_replays_the_engines_minibatches(monkeypatch):
         return r0, r1, c0, c1
 
     monkeypatch.setattr(engines, "block_extent", recording)
+    return seen
+
+
+def test_pie_count_replays_the_engines_minibatches(minibatch_areas):
+    """The per-minibatch sub-canvas areas the count assumes are the ones rPIE's first iteration
+    really forms its step on (same seeded order, same batches)."""
+    from ptycho.iterative.engines import reconstruct_arrays
+
+    N, M = 16, 37
+    x, y = _random_scan(M, N)
     probe = np.ones((N, N), np.complex64)
     counts = np.random.default_rng(0).poisson(5.0, (M, N, N)).astype(np.float32)
     reconstruct_arrays(counts, x, y, probe, engine="rpie", iterations=1, batch_size=8, seed=4)
-    assert np.array_equal(block_areas(x, y, N, batch=8, seed=4), np.asarray(seen, float))
+    assert np.array_equal(block_areas(x, y, N, batch=8, seed=4), np.asarray(minibatch_areas, float))
     one = pie_iteration_flops(x, y, N, "rpie", batch=8, seed=4)
     assert one.fft == pytest.approx(M * pie_pattern_flops(N).fft)  # an FFT pair per pattern
     assert one.fft == pytest.approx(M * 2 * 5 * N * N * math.log2(N * N))
     assert one.elementwise > M * pie_pattern_flops(N).elementwise  # plus the per-minibatch work
 
 
-def test_prepass_count_replays_the_leave_fold_out_estimate(monkeypatch):
+def test_prepass_count_replays_the_leave_fold_out_estimate(minibatch_areas):
     """The global-estimate pre-pass: one rPIE estimate per fold over the other folds' positions,
     streamed by chunks; the count's minibatch areas are the ones the estimate really forms."""
     from types import SimpleNamespace
 
-    import ptycho.iterative.engines as engines
     from ptycho.config.train import ModelConfig
     from ptycho.iterative.streaming import estimate_folds, global_estimate
 
@@ -122,19 +127,10 @@ def test_prepass_count_replays_the_leave_fold_out_estimate(monkeypatch):
     counts = np.random.default_rng(1).poisson(5.0, (M, N, N)).astype(np.float32)
     dataset = SimpleNamespace(x=x, y=y, N=N, n_patterns=M, probe=np.ones((N, N), np.complex64), mask=None,
                               read_patterns=lambda rows: counts[rows])
-    seen = []
-    real = engines.block_extent
-
-    def recording(windows):
-        r0, r1, c0, c1 = real(windows)
-        seen.append((r1 - r0) * (c1 - c0))
-        return r0, r1, c0, c1
-
-    monkeypatch.setattr(engines, "block_extent", recording)
     global_estimate(dataset, 1, folds=folds, batch_size=batch, chunk=chunk, seed=7)  # one pass replayed exactly
     labels = estimate_folds(M, folds, 7)
     expected = np.concatenate([block_areas(x, y, N, batch, seed=7, chunk=chunk, use=labels != k) for k in range(folds)])
-    assert np.array_equal(expected, np.asarray(seen, float))
+    assert np.array_equal(expected, np.asarray(minibatch_areas, float))
     config = ModelConfig(N=32, gridsize=1, estimate="global", estimate_folds=folds, global_passes=passes,  # N: the scan's below
                          estimate_batch_size=batch, seed=7)
     total = prepass_flops(config, x, y, N)
