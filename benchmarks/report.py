@@ -15,10 +15,11 @@ from typing import Any
 
 PASS, FAIL, INFO, NA, ERROR = "pass", "FAIL", "info", "n/a", "error"
 SCHEMA = "ptycho-benchmarks/1"
-SECTIONS = ("sim", "train", "cluster", "infer", "quality", "sweep", "regimes", "settings")
+SECTIONS = ("sim", "train", "cluster", "infer", "quality", "sweep", "realistic", "regimes", "settings")
 DEFAULT_SECTIONS = ("sim", "train", "cluster", "infer", "quality", "sweep")
-"""What a run without ``--only`` measures: the regime map takes hours and the settings comparison
-repeats train and infer over every variant, so both run only when named."""
+"""What a run without ``--only`` measures: the regime map takes hours, the realistic scenario trains at
+N=128, and the settings comparison repeats train and infer over every variant, so these run only
+when named."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, every code path (a few minutes)")
     parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
                         help=f"comma list of sections to run, of {','.join(SECTIONS)} "
-                             f"(default: {','.join(DEFAULT_SECTIONS)}; regimes runs only when named)")
+                             f"(default: {','.join(DEFAULT_SECTIONS)}; realistic, regimes and settings run only when named)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON and Markdown results")
     parser.add_argument("--work", type=Path, default=None, help="folder for datasets and models (default: a temporary folder)")
     parser.add_argument("--keep-work", action="store_true", help="keep the work folder (datasets, models, patches)")

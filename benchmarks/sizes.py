@@ -72,6 +72,13 @@ class Sizes:
     settings_infer_batches: tuple[int, ...] = (16, 64, 256)
     settings_train_groups: int = 256  # groups per timed training epoch (whole batches)
     settings_infer_patterns: int = 4000  # positions of the infer dataset
+    # realistic (the gold-balls specimen and probe, wrong probe guess, position errors)
+    realistic_N: int = 128
+    realistic_dose: float = 1e6  # photons per pattern
+    realistic_stride: int = 2  # every stride-th raster row and column of the real scan, per scan
+    realistic_extent_px: float | None = None  # keep positions within this span of the scan corner
+    realistic_iterations: int = 200  # ptycho iterative
+    realistic_epochs: int = 5  # ptycho train (N=128 epochs are long on 2 cores)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +139,7 @@ QUICK = replace(
     regimes_pinn_epochs=1, matmul_n=512, matmul_repeats=3,
     settings_gridsizes=(1,), settings_threads=(0, 1), settings_train_batches=(8, 16), settings_infer_batches=(16, 64),
     settings_train_groups=32, settings_infer_patterns=500,
+    realistic_N=64, realistic_stride=4, realistic_extent_px=30.0, realistic_iterations=12, realistic_epochs=1,
 )
 
 

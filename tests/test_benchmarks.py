@@ -289,3 +289,30 @@ def test_quick_settings_section_runs_end_to_end(tmp_path):
     assert "fastest for train at gridsize 1:" in md
     threads = {r["threads"]: r["os_threads"] for r in section["raw"]["infer_gs1"]}
     assert threads[1] < threads[0]  # the thread setting took effect
+
+
+# -- the realistic scenario ---------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_quick_realistic_section_end_to_end(tmp_path):
+    """``--quick --only realistic``: every arm runs through the ptycho commands, each target has a
+    met/missed row with its number, and the two refinement figures are written."""
+    from benchmarks.sections.realistic import ARMS
+
+    result = run_benchmarks(tmp_path, "--only", "realistic", timeout=2 * QUICK_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc, md = result_files(tmp_path)
+    check_report(doc, md, ("realistic",))
+    rows = doc["sections"]["realistic"]["rows"]
+    for arm, label in ARMS.items():
+        [phase] = [r for r in rows if r["metric"] == "phase SSIM" and r["config"] == f"({arm}) {label}"]
+        assert -1 <= phase["measured"] <= 1
+    targets = {r["metric"]: r for r in rows if r["target"] != "—"}
+    for metric in ("PINN phase SSIM − iterative phase SSIM", "PINN phase SSIM − its input estimate's",
+                   "PINN refined probe overlap"):
+        assert targets[metric]["status"] in (PASS, FAIL) and targets[metric]["measured"] is not None
+    assert targets["PINN position RMS error"]["status"] in (PASS, FAIL, NA)
+    [iterative_positions] = [r for r in rows if r["metric"] == "position RMS error" and r["config"].startswith("(a)")]
+    assert 0 <= iterative_positions["measured"] < 3
+    for name in ("iterative", "pinn"):
+        assert (tmp_path / f"{doc['date']}-{doc['hostname']}-quick-realistic-{name}.png").stat().st_size > 10_000
