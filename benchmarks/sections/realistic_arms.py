@@ -111,14 +111,19 @@ def task_iterative(test_ds: str, truth: str, work: str, iterations: int, max_shi
             "--iterations", str(iterations), "--set", f"iterative.position_max_shift_px={max_shift_px:g}",
             "--out", str(out)]
     wall = ptycho_command(args, work_dir / "iterative.log")
+    return {**iterative_scores(out, test_ds, truth), "wall_s": wall, "commands": ["ptycho " + " ".join(args)]}
+
+
+def iterative_scores(out: Path, test_ds: str, truth: str) -> dict[str, Any]:
+    """Scores of the files ``ptycho iterative … --out OUT`` wrote (the object, ``<stem>.probe.npz``)."""
     with np.load(truth, allow_pickle=False) as t:
         true = {k: t[k] for k in t.files}
-    probe = np.load(out.with_name("iterative.probe.npz"), allow_pickle=False)["probe"]
+    probe_path = out.with_name(f"{out.stem}.probe.npz")
+    probe = np.load(probe_path, allow_pickle=False)["probe"]
     found = refined_positions(out, len(true["test_x_true"]))
     return {"metrics": object_metrics(out, test_ds), "probe": probe_scores(probe, true["probe"]),
-            "probe_path": str(out.with_name("iterative.probe.npz")),
-            "positions": scored_positions(found, true, "test"), "wall_s": wall,
-            "commands": ["ptycho " + " ".join(args)], "figure": str(out.with_name("iterative.refinement.png"))}
+            "probe_path": str(probe_path), "positions": scored_positions(found, true, "test"),
+            "figure": str(out.with_name(f"{out.stem}.refinement.png"))}
 
 
 def input_estimate_metrics(model_dir: Path, dataset: str) -> dict[str, Any]:
