@@ -15,7 +15,8 @@ ARROW_SCALE = 10.0
 PHASE_FLOOR = 0.02
 """Probe phase is shown only where the mode's amplitude exceeds this fraction of its maximum."""
 VIEW_FLOOR = 1e-3
-"""The probe panels show the square holding every pixel brighter than this fraction of the peak intensity."""
+"""The probe panels show the square holding every pixel of the dominant mode brighter than this fraction of
+its peak intensity (weak modes may spread over the whole window)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,8 @@ def _modes(probe: np.ndarray) -> np.ndarray:
 
 
 def _view(*probes: np.ndarray) -> tuple[slice, slice]:
-    """A centred square (at least N/4) holding every bright pixel of ``probes``."""
-    intensity = sum(np.sum(np.abs(_modes(p)) ** 2, axis=0) for p in probes)
+    """A centred square (at least N/4) holding every bright pixel of the dominant modes of ``probes``."""
+    intensity = sum(np.abs(_modes(p)[0]) ** 2 for p in probes)
     N = intensity.shape[-1]
     rows, cols = np.nonzero(intensity > VIEW_FLOOR * intensity.max())
     half = max(N // 8, int(np.max(np.abs(np.concatenate([rows, cols]) - (N - 1) / 2))) + 2)
