@@ -172,7 +172,7 @@ def run(ctx: Context) -> Section:
     spec = ScenarioSpec(N=s.realistic_N, dose=s.realistic_dose, stride=s.realistic_stride,
                         extent_px=s.realistic_extent_px)
     sec = Section("realistic", f"realistic scenario: gold-balls specimen and two-mode probe, N={spec.N}, "
-                               f"{spec.dose:.0e} photons/pattern, real scan every {spec.stride}nd row/column, "
+                               f"{spec.dose:.0e} photons/pattern, real scan every {spec.stride}-th raster row and column, "
                                f"position errors σ={spec.position_sigma_px} px/axis, defocused probe guess; "
                                f"iterative {s.realistic_iterations} iterations, PINN {s.realistic_epochs} epochs")
     if not GOLD.is_file():
