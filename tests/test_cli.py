@@ -174,7 +174,12 @@ def test_command_name_conflict_is_reported_not_fatal(invoke):
     host = get_plugin_manager(plugins=[clash], load_entry_points=False, env={})
     names = [spec.name for _, spec in host.commands()]
     assert names.count("simulate") == 1
-    assert any("already provided" in b.reason for b in host.broken)
+    # only the clashing record is dropped: the plugin is not "skipped", and the way to prefer it
+    # is to disable the plugin that won
+    assert host.broken == []
+    (clash_record,) = host.clashes
+    assert (clash_record.plugin, clash_record.record, clash_record.winner) == ("clash", "simulate", "builtin.simulate")
+    assert "ignored" in clash_record.message() and "PTYCHO_DISABLE_PLUGINS=builtin.simulate" in clash_record.message()
 
 
 class _LevelConfig(pydantic.BaseModel):

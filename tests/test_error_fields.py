@@ -15,7 +15,8 @@ from ptycho_cli.errors import guard
 from ptycho_cli.fields import COMMAND_FLAGS, render
 
 CORE = Path(__file__).resolve().parents[1] / "src" / "ptycho"
-WORKFLOW_ARGUMENTS = {"train.resume": ("ptycho.workflows.train", "train")}
+WORKFLOW_ARGUMENTS = {"train.resume": ("ptycho.workflows.train", "train"),
+                      "train.force": ("ptycho.workflows.train", "train")}
 """Mapped names that are keyword arguments of a workflow rather than config fields."""
 
 

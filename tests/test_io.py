@@ -111,8 +111,8 @@ def test_legacy_round_trip_counts_amplitudes_counts(tmp_path):
     with np.load(path, allow_pickle=False) as raw:
         assert raw["diffraction"].shape == (M, N, N) and raw["diffraction"].dtype == np.float32
         np.testing.assert_allclose(raw["diffraction"] ** 2, ds.diffraction, rtol=LEGACY_RTOL)
-        np.testing.assert_array_equal(raw["xcoords_start"], ds.x)
-        np.testing.assert_array_equal(raw["ycoords"], ds.y)
+        np.testing.assert_array_equal(raw["xcoords_start"], ds.x + 0.5)  # the earlier convention
+        np.testing.assert_array_equal(raw["ycoords"], ds.y + 0.5)
         assert "probeGuess" in raw.files and "objectGuess" in raw.files
     back = load_dataset(path)
     assert back.metadata["converted_from"] == "ptychopinn-npz"

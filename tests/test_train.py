@@ -53,6 +53,8 @@ FIT_RESIDUAL_REDUCTION = 2.0
 """... and the relative residual ‖λ − k‖/‖k‖ at least this much (observed 5.6–6.2×)."""
 RESUME_RTOL = 1e-5
 """Resumed vs. uninterrupted run on the same CPU: same batches, weights and optimizer state."""
+FLOAT32_RTOL = 1e-6
+"""Keras keeps the learning rate in a float32 variable."""
 MIRRORED_RTOL = 1e-4
 """Two-replica (XLA off) vs. one-device (XLA on) loss: the same mean gradient, summed in another
 order (observed ≈ 1e-6)."""
@@ -466,15 +468,40 @@ def test_persistent_nan_after_a_good_epoch_keeps_that_epoch(dataset, tmp_path, m
     assert bundle.history.epochs == 1 and all_finite(bundle.model)
 
 
+def test_repeated_nan_keeps_halving_the_learning_rate(dataset, tmp_path, monkeypatch):
+    """Two failed tries of epoch 2 in a row: each retry runs at half the rate of the try before it
+    (restoring the optimizer's state must not restore its rate), and the history says so."""
+    config = TrainConfig(model=ModelConfig(n_filters_scale=1), epochs=2, batch_size=8, jit=False,
+                         learning_rate=2e-3, early_stopping_patience=None)
+    hook = nan_batches(monkeypatch, lambda epoch, step, seen: epoch == 1 and step == 0 and len(seen) < 2)
+    result = train(config, dataset, tmp_path / "m")
+    history = result.history
+    assert hook.seen == [(1, 0), (1, 0)] and history["nan_recoveries"] == 2
+    np.testing.assert_allclose(history["learning_rate"], [2e-3, 5e-4], rtol=FLOAT32_RTOL)  # 2e-3 / 2 / 2
+    np.testing.assert_allclose([r["learning_rate"] for r in history["recoveries"]], [2e-3, 1e-3], rtol=FLOAT32_RTOL)
+    assert [r["epoch"] for r in history["recoveries"]] == [2, 2]
+    assert json.loads((tmp_path / "m" / "history.json").read_text())["recoveries"] == history["recoveries"]
+
+
+def test_divergence_reports_the_last_rate_that_ran(dataset, tmp_path, monkeypatch):
+    config = TrainConfig(model=ModelConfig(n_filters_scale=1), epochs=1, batch_size=8, jit=False,
+                         learning_rate=3e7, max_nan_recoveries=2)
+    nan_batches(monkeypatch, lambda epoch, step, seen: True)
+    with pytest.raises(NumericalError) as excinfo:
+        train(config, dataset, tmp_path / "m")
+    assert "after 2 recoveries" in str(excinfo.value) and "7.5e+06" in str(excinfo.value)  # 3e7 / 2 / 2
+
+
 def test_unrecoverable_nan_exits_4_and_keeps_the_earlier_bundle(cli_bundle, dataset, tmp_path, invoke, monkeypatch):
     """NaN in every batch through the command line: exit 4, one error line, and the bundle an
-    earlier run left in the same ``--out`` is untouched and still loads as a finite model."""
+    earlier run left in the same ``--out`` (replaced only with ``--force``, and only by a complete
+    checkpoint) is untouched and still loads as a finite model."""
     out = tmp_path / "model"
     shutil.copytree(cli_bundle[0], out)
     digests = {p.name: sha256(p) for p in out.iterdir()}
     hook = nan_batches(monkeypatch, lambda epoch, step, seen: True)
     result = invoke("train", dataset, "--out", out, "--epochs", "2", "--no-jit", *TINY,
-                    "--set", "max_nan_recoveries=1")
+                    "--set", "max_nan_recoveries=1", "--force")
     assert result.exit_code == 4, result.output
     lines = error_lines(result)
     assert len(lines) == 1 and "diverged" in lines[0] and "Traceback" not in result.output

@@ -17,12 +17,23 @@ from pydantic import BaseModel, ValidationError
 
 from ptycho.config.merge import deep_merge, dotted_to_nested, validation_message
 from ptycho.errors import ConfigError
+from ptycho_cli.safe_yaml import load_settings
 
 __all__ = [
     "SECTIONS", "deep_merge", "dotted_to_nested", "parse_set", "read_config_file", "resolve_config", "section_of",
 ]
 
 SECTIONS = ("simulate", "import", "train", "infer", "stitch", "evaluate", "export", "debug_ab")
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest config file read (settings, never data)."""
+PREVIEW_CHARS = 40
+"""Characters of a value quoted in a message."""
+
+
+def _preview(value: Any) -> str:
+    """A short quotation of ``value`` (never the whole of an unbounded one)."""
+    text = repr(value)
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -31,12 +42,18 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a dict."""
     if not path.is_file():
         raise ConfigError(f"--config {path}: file not found")
-    text = path.read_text(encoding="utf-8")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"--config {path}: {path.stat().st_size} bytes; a settings file is at most "
+                          f"{MAX_CONFIG_BYTES} bytes (is it a data file?)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path}: cannot read as UTF-8 text ({type(exc).__name__})") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in {".yaml", ".yml", ".json"}:
-            data = yaml.safe_load(text) or {}
+            data = load_settings(text, f"--config {path}") or {}
         else:
             raise ConfigError(f"--config {path}: unsupported suffix '{path.suffix}'; use .yaml, .yml or .toml")
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
@@ -52,7 +69,11 @@ def section_of(data: Mapping[str, Any], section: str, known: Iterable[str] = SEC
     sectioned for other commands only (a key among ``known`` sections); else the whole file (a
     file for one command)."""
     if section in data:
-        return dict(data.get(section) or {})
+        value = data.get(section) or {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config section '{section}' holds {type(value).__name__} {_preview(value)}; "
+                              f"expected a mapping of settings, e.g. '{section}: {{seed: 1}}'")
+        return dict(value)
     known = set(known)
     if any(key in known for key in data):
         return {}
@@ -69,7 +90,7 @@ def parse_set(item: str, section: str) -> dict[str, Any]:
     if key.startswith(section + "."):
         key = key[len(section) + 1:]
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_settings(raw, f"--set {key}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return dotted_to_nested(key, value)

@@ -22,13 +22,15 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
         "simulate.gridsize": "--gridsize", "simulate.scan.n_images": "--n-images", "simulate.N": "--N",
         "simulate.object.size": "--size", "simulate.nphotons": "--nphotons", "simulate.seed": "--seed",
         "simulate.noise": "--no-noise", "simulate.scan.step_px": "--step", "simulate.scan.jitter_px": "--jitter",
+        "simulate.photon_energy_eV": "--photon-energy-ev", "simulate.detector_distance_m": "--detector-distance-m",
+        "simulate.pixel_size_m": "--pixel-size-m",
     },
     "train": {
         "train.model.gridsize": "--gridsize", "train.epochs": "--epochs", "train.batch_size": "--batch-size",
         "train.loss": "--loss", "train.learning_rate": "--learning-rate", "train.n_groups": "--n-groups",
         "train.neighbors": "--neighbors", "train.model.N": "--N", "train.model.n_filters_scale": "--n-filters-scale",
         "train.model.estimate": "--estimate", "train.strategy": "--strategy", "train.jit": "--jit",
-        "train.seed": "--seed", "train.resume": "--resume", "train.mask": "--mask",
+        "train.seed": "--seed", "train.resume": "--resume", "train.mask": "--mask", "train.force": "--force",
         "train.refine_probe": "--refine-probe", "train.probe_file": "--probe",
         "train.cluster.resolver": "--cluster",
     },
@@ -55,6 +57,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "debug-ab": {
         "debug_ab.stages": "--stages", "debug_ab.epochs": "--epochs", "debug_ab.n_images": "--n-images",
         "debug_ab.stop_on_divergence": "--stop-on-divergence", "debug_ab.figure": "--no-figure",
+        "debug_ab.replicates": "--replicates",
     },
 }
 """Per built-in command: dotted config field (from the section) → the flag that sets it."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterable, Mapping
+import traceback
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pluggy
 
 from ptycho_cli import hookspecs
+from ptycho_cli.plugin_checks import BadHookResult, checked_records
 from ptycho_cli.specs import CommandSpec
 
 ENTRY_POINT_GROUP = "ptycho"
@@ -48,10 +50,26 @@ COMPONENT_HOOKS = {
 
 @dataclass(frozen=True)
 class BrokenPlugin:
-    """A plugin that was skipped, and why."""
+    """A plugin, or one of its hooks, that was skipped, and why (``detail``: the traceback)."""
 
     name: str
     reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Clash:
+    """A record a plugin provides under a name another plugin registered first: only that record
+    is dropped, the plugin itself works."""
+
+    plugin: str
+    kind: str
+    record: str
+    winner: str
+
+    def message(self) -> str:
+        return (f"plugin '{self.plugin}': {self.kind} '{self.record}' ignored, '{self.winner}' provides it "
+                f"already (to use '{self.plugin}''s, set {DISABLE_ENV}={self.winner})")
 
 
 @dataclass
@@ -60,35 +78,68 @@ class PluginHost:
 
     pm: pluggy.PluginManager
     broken: list[BrokenPlugin] = field(default_factory=list)
+    clashes: list[Clash] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     verbose: bool = False
+    echo: Callable[[str], None] | None = None
+    """Set once the app is built: problems found later (during a run) are printed at once."""
 
     def _collect(self, hook_name: str) -> list[tuple[str, Any]]:
         """Call one hook plugin by plugin, so a failing plugin is reported and skipped."""
         results: list[tuple[str, Any]] = []
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             try:
-                for item in impl.function() or ():
-                    results.append((impl.plugin_name, item))
+                records = checked_records(hook_name, impl.function())
+            except BadHookResult as exc:
+                self._report(impl.plugin_name, f"{exc}; its {hook_name} records are ignored")
+                continue
             except Exception as exc:  # noqa: BLE001 - a plugin's failure must not break the host
-                self._report(impl.plugin_name, f"hook {hook_name} raised {type(exc).__name__}: {exc}")
+                self._report(impl.plugin_name, f"hook {hook_name} raised {type(exc).__name__}: {exc}",
+                             traceback.format_exc())
+                continue
+            results.extend((impl.plugin_name, record) for record in records)
         return results
 
-    def _report(self, name: str, reason: str) -> None:
+    def _report(self, name: str, reason: str, detail: str = "") -> None:
         if not any(b.name == name and b.reason == reason for b in self.broken):
-            self.broken.append(BrokenPlugin(name, reason))
+            self.broken.append(BrokenPlugin(name, reason, detail))
+            self._print(f"warning: plugin '{name}' skipped: {reason} (set {DISABLE_ENV}={name} to silence)")
+
+    def _clash(self, clash: Clash) -> None:
+        if clash not in self.clashes:
+            self.clashes.append(clash)
+            self._print(f"warning: {clash.message()}")
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            self._print(f"warning: {message}")
+
+    def _print(self, line: str) -> None:
+        if self.echo is not None:
+            self.echo(line)
+
+    def report_lines(self) -> list[str]:
+        """Every problem found so far, one line each (what the app prints when it is built)."""
+        return ([f"warning: plugin '{b.name}' skipped: {b.reason} (set {DISABLE_ENV}={b.name} to silence)"
+                 for b in self.broken] + [f"warning: {c.message()}" for c in self.clashes]
+                + [f"warning: {w}" for w in self.warnings])
+
+    def _first_wins(self, kind: str, entries: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        seen: dict[str, str] = {}
+        kept = []
+        for plugin, spec in entries:
+            if spec.name in seen:
+                self._clash(Clash(plugin, kind, spec.name, seen[spec.name]))
+                continue
+            seen[spec.name] = plugin
+            kept.append((plugin, spec))
+        return kept
 
     def commands(self) -> list[tuple[str, CommandSpec]]:
         """``(plugin name, spec)`` for every command, first registration of a name wins."""
-        seen: dict[str, str] = {}
-        out = []
-        for plugin, spec in self._collect("ptycho_commands"):
-            if spec.name in seen:
-                self._report(plugin, f"command '{spec.name}' already provided by {seen[spec.name]}")
-                continue
-            seen[spec.name] = plugin
-            out.append((plugin, spec))
-        return out
+        return self._first_wins("command", self._collect("ptycho_commands"))
 
     def config_sections(self) -> tuple[str, ...]:
         """Every top-level key of a shared config file: the built-in commands' and those the
@@ -100,18 +151,8 @@ class PluginHost:
 
     def component_specs(self) -> dict[str, list[tuple[str, Any]]]:
         """``{"objects": [(plugin, spec), …], …}`` with name conflicts reported and skipped."""
-        collected: dict[str, list[tuple[str, Any]]] = {}
-        for kind, hook_name in COMPONENT_HOOKS.items():
-            seen: dict[str, str] = {}
-            entries = []
-            for plugin, spec in self._collect(hook_name):
-                if spec.name in seen:
-                    self._report(plugin, f"{kind[:-1]} '{spec.name}' already provided by {seen[spec.name]}")
-                    continue
-                seen[spec.name] = plugin
-                entries.append((plugin, spec))
-            collected[kind] = entries
-        return collected
+        return {kind: self._first_wins(kind[:-1], self._collect(hook_name))
+                for kind, hook_name in COMPONENT_HOOKS.items()}
 
     def components(self) -> Any:
         """The :class:`ptycho.registry.Components` the workflows receive."""
@@ -134,12 +175,14 @@ def _disabled_names(env: Mapping[str, str]) -> set[str]:
 
 
 def _unknown_hooks(module: Any) -> list[str]:
-    """Names that look like hook implementations but match no hookspec (misspelt hooks)."""
+    """Functions marked ``@hookimpl`` whose name matches no hookspec (misspelt hooks); an unmarked
+    helper that happens to start with ``ptycho_`` is not a hook and not reported."""
     known = {name for name in dir(hookspecs) if name.startswith("ptycho_")}
+    marker = f"{hookspecs.PROJECT}_impl"
     return [
         name
         for name in dir(module)
-        if name.startswith("ptycho_") and callable(getattr(module, name)) and name not in known
+        if name.startswith("ptycho_") and name not in known and hasattr(getattr(module, name), marker)
     ]
 
 
@@ -178,8 +221,10 @@ def get_plugin_manager(
     for name in disabled:
         pm.set_blocked(name)
 
+    seen: set[str] = set()  # every name a plugin can be blocked by
     for module_name in BUILTIN_PLUGINS:
         name = builtin_name(module_name)
+        seen.add(name)
         if name in disabled:
             continue
         _register(host, importlib.import_module(module_name), name)
@@ -188,12 +233,13 @@ def get_plugin_manager(
         eps = entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP)
         for ep in eps:
             dist_name = getattr(getattr(ep, "dist", None), "name", None)
+            seen.update(n for n in (ep.name, dist_name) if n)
             if ep.name in disabled or (dist_name and dist_name in disabled):
                 continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - report and skip broken third-party code
-                host._report(ep.name, f"failed to load ({type(exc).__name__}: {exc})")
+                host._report(ep.name, f"failed to load ({type(exc).__name__}: {exc})", traceback.format_exc())
                 continue
             _register(host, plugin, ep.name)
             if dist_name and ep.dist is not None:
@@ -201,9 +247,14 @@ def get_plugin_manager(
 
     for plugin in plugins:
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin)}"
+        seen.add(name)
         if name in disabled:
             continue
         _register(host, plugin, name)
+    unknown = sorted(disabled - seen)
+    if unknown:
+        host._warn(f"{DISABLE_ENV} names {', '.join(repr(n) for n in unknown)}, which no installed plugin is "
+                   f"called (known: {', '.join(sorted(seen))})")
     return host
 
 

@@ -22,3 +22,5 @@ class EvaluateConfig(StrictModel):
     register_on: Literal["complex", "amplitude", "phase"] = "complex"
     phase_ramp: bool = False
     dpi: int = Field(default=110, ge=30, le=600, description="figure resolution")
+    check_truth: bool = Field(default=True, description="refuse a truth other than the ground truth of the "
+                              "dataset the reconstruction was made from (when the reconstruction records it)")

@@ -9,6 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+QUOTE_CHARS = 60
+"""Characters of an offending value quoted in a validation message."""
+
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """Recursively merge ``update`` into a copy of ``base``; mappings merge, other values replace."""
@@ -59,6 +62,9 @@ def validation_message(exc: ValidationError, section: str = "") -> str:
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         got = err.get("input")
-        suffix = "" if err.get("type") in {"missing", "model_type"} or isinstance(got, dict) else f" (got {got!r})"
+        quoted = repr(got)
+        if len(quoted) > QUOTE_CHARS:  # never echo an unbounded value
+            quoted = quoted[: QUOTE_CHARS - 1] + "…"
+        suffix = "" if err.get("type") in {"missing", "model_type"} or isinstance(got, dict) else f" (got {quoted})"
         parts.append(f"{loc}: {msg}{suffix}")
     return "; ".join(parts)

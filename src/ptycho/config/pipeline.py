@@ -84,6 +84,8 @@ class DebugABConfig(StrictModel):
     (they are defaults beneath any config file or override of the pipeline keys).
     ``tolerances``: ``{stage: {tap or "*": {rtol, atol}}}`` overrides of the built-in tolerances.
     ``stop_on_divergence``: stop after the first stage whose taps diverge.
+    ``replicates``: for arms that differ by design, when evaluate runs, each arm runs this many
+    more times with other seeds, so the report can say whether the outcome differs beyond noise.
     """
 
     stages: tuple[Stage, ...] = STAGES
@@ -95,6 +97,8 @@ class DebugABConfig(StrictModel):
     tolerances: dict[Stage, dict[str, ToleranceConfig]] = Field(default_factory=dict)
     figure: bool = True
     stop_on_divergence: bool = False
+    replicates: int = Field(default=1, ge=0, le=4, description="extra runs per arm with other seeds, for arms "
+                            "that differ by design, to judge the outcome against run-to-run noise (0: off)")
 
     @field_validator("stages", mode="before")
     @classmethod

@@ -9,6 +9,9 @@ from pydantic import Field, field_validator
 from ptycho.config.base import StrictModel
 from ptycho.config.physics import ObjectConfig, ProbeConfig, ScanConfig
 
+MAX_PHOTONS = 1e18
+"""Largest finite photon budget: NumPy's Poisson sampler takes rates below ~9.2e18 (int64)."""
+
 
 class SimulateConfig(StrictModel):
     """Everything that determines a simulated dataset; the same config and seed give the same file.
@@ -30,6 +33,14 @@ class SimulateConfig(StrictModel):
     photon_energy_eV: float | None = Field(default=None, gt=0)
     detector_distance_m: float | None = Field(default=None, gt=0)
     pixel_size_m: float | None = Field(default=None, gt=0, description="object pixel size")
+
+    @field_validator("nphotons")
+    @classmethod
+    def _countable(cls, value: float) -> float:
+        if math.isfinite(value) and value > MAX_PHOTONS:
+            raise ValueError(f"at most {MAX_PHOTONS:g} photons per pattern can be drawn as Poisson counts; "
+                             "use inf (or noise off) for exact, noise-free data")
+        return value
 
     @field_validator("N")
     @classmethod

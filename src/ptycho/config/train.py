@@ -19,7 +19,8 @@ class ModelConfig(StrictModel):
     N: int | None = Field(default=None, description="pattern size; must match the data")
     gridsize: int | None = Field(default=None, ge=1, le=4, description="default: the dataset's gridsize")
     n_filters_scale: int = Field(default=2, ge=1, le=8)
-    amplitude_max: float = Field(default=2.0, gt=0, description="amplitude head: a_max·sigmoid")
+    amplitude_max: float = Field(default=2.0, gt=0, description="amplitude head: a_max·sigmoid; unless set, "
+                                 "training raises it to twice the largest window amplitude the data show")
     probe_trainable: bool = Field(default=False, description="refine the probe jointly with the network "
                                   "(its own optimiser; set by train.refine_probe)")
     probe_support_radius_frac: float | None = Field(

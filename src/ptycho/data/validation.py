@@ -24,6 +24,9 @@ VALIDATION_CHUNK = 1024
 BOUNDS_TOL_PX = 1e-6
 #: Accepted values of ``check_bounds``.
 CHECK_BOUNDS_MODES = ("warn", "error", "off")
+#: Largest object canvas (pixels) the positions may span: 2**28 px is 2 GiB of complex64, far
+#: beyond any scan, so a larger span means positions not in object pixels (metres, or corrupt).
+MAX_CANVAS_PX = 1 << 28
 
 _KINDS = {"f": "iuf", "c": "iufc", "i": "iu"}
 
@@ -163,6 +166,7 @@ def validate_dataset(ds: Dataset, *, where: str, check_bounds: str = "warn") -> 
         value = getattr(ds, key)
         if value is not None:
             _check_finite(np.asarray(value), key, where)
+    _check_span(ds, N, where)
     _scan_diffraction(ds.diffraction, where)
     if ds.object is not None and check_bounds != "off":
         _check_bounds(ds, N, where, check_bounds)
@@ -245,6 +249,18 @@ def _check_detector_extras(ds: Dataset, N: int, where: str) -> None:
         if shape[1:] != (N, N):
             raise DataError(f"{where}: key 'probe_modes' has shape {shape}; expected (K, {N}, {N})")
         _check_finite(np.asarray(ds.probe_modes), "probe_modes", where)
+
+
+def _check_span(ds: Dataset, N: int, where: str) -> None:
+    """Refuse positions whose span needs an absurd canvas (every reconstruction allocates one)."""
+    x, y = np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64)
+    width, height = float(np.ptp(x)) + N, float(np.ptp(y)) + N
+    if width * height > MAX_CANVAS_PX:
+        raise DataError(
+            f"{where}: positions span {np.ptp(x):.3g} × {np.ptp(y):.3g} px (x in [{x.min():.3g}, {x.max():.3g}], "
+            f"y in [{y.min():.3g}, {y.max():.3g}]), a canvas over {MAX_CANVAS_PX} px; expected positions in "
+            "object pixels"
+        )
 
 
 def _nonfinite_counts(arr: np.ndarray) -> tuple[int, int]:

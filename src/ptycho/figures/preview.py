@@ -6,8 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.figures.common import new_figure, save_figure, show_image
+from ptycho.figures.common import new_figure, phase_display, save_figure, show_image
 from ptycho.physics.modes import summed_intensity
+
+PROBE_LIT = 0.05
+"""Probe pixels above this fraction of the peak amplitude have their phase shown."""
 
 
 def simulation_preview(
@@ -32,14 +35,16 @@ def simulation_preview(
     """
     fig, axes = new_figure(2, 4, size=(15, 7))
     show_image(fig, axes[0, 0], np.abs(obj), "object amplitude")
-    show_image(fig, axes[0, 1], np.angle(obj), "object phase (rad)", cmap="twilight")
+    show_image(fig, axes[0, 1], np.angle(obj), "object phase (rad)", **phase_display(np.angle(obj)))
     modes = 1 if np.ndim(probe) == 2 else len(probe)
     first = probe if np.ndim(probe) == 2 else probe[0]
     amplitude = np.sqrt(summed_intensity(probe))
     show_image(fig, axes[0, 2], amplitude, "probe amplitude (√counts)" if modes == 1 else
                f"probe √Σ|P_k|² over {modes} modes", cmap="magma")
-    show_image(fig, axes[0, 3], np.angle(first), "probe phase (rad)" if modes == 1 else "mode 0 phase (rad)",
-               cmap="twilight")
+    lit = np.abs(first) > PROBE_LIT * np.abs(first).max()  # the phase of an unlit pixel is noise
+    probe_phase = np.where(lit, np.angle(first), np.nan)
+    show_image(fig, axes[0, 3], probe_phase, "probe phase (rad), where lit" if modes == 1 else
+               "mode 0 phase (rad), where lit", **phase_display(probe_phase))
     ax = axes[1, 0]
     ax.imshow(np.abs(obj), cmap="gray", interpolation="nearest")
     ax.plot(x, y, ".", ms=2, color="tab:orange")

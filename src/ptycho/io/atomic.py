@@ -5,6 +5,11 @@ An interrupted or failed run never leaves a truncated file under the final name:
 atomic) and are moved into place with :func:`os.replace` only when writing finished cleanly.
 The temporary name keeps the target's suffix so that writers which append one (``np.savez``
 adds ``.npz``) do not rename the file behind our back.
+
+A temporary file outlives its writer only when the process is killed outright (``kill -9``);
+SIGINT and SIGTERM unwind through :func:`atomic_output`, which removes it. The next writer of the
+same output removes such leftovers: a temporary name carries its writer's process id, and one
+whose process no longer runs on this machine is stale.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +33,9 @@ __all__ = [
     "discard_temp",
     "json_default",
     "one_line",
+    "is_stale_temp_name",
     "parse_json_metadata",
+    "remove_stale_temps",
     "temp_path_for",
     "to_json",
     "write_json_atomic",
@@ -35,11 +43,68 @@ __all__ = [
 ]
 
 
+_WRITER_PID = re.compile(r"(?:\.tmp-|^\.staging-)(\d+)-[0-9a-f]{8}")
+
+
+def _process_running(pid: int) -> bool:
+    """True if a process ``pid`` exists on this machine (ours, or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True  # cannot tell: keep the file
+    return True
+
+
+def is_stale_temp_name(name: str) -> bool:
+    """True if ``name`` is one of our temporary names whose writing process no longer runs."""
+    match = _WRITER_PID.search(name)
+    return bool(match) and not _process_running(int(match.group(1)))
+
+
+def _split_suffixes(final: Path) -> tuple[str, str]:
+    suffixes = "".join(final.suffixes)
+    stem = final.name[: len(final.name) - len(suffixes)] if suffixes else final.name
+    return stem, suffixes
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files of ``path`` that killed writers left beside it.
+
+    Only names of the form ``.{stem}.tmp-{pid}-{hex}{suffixes}`` for this very output, whose
+    process ``pid`` is gone, are removed; a file another running writer is producing is kept.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    final = Path(path)
+    stem, suffixes = _split_suffixes(final)
+    pattern = re.compile(re.escape(f".{stem}.tmp-") + r"\d+-[0-9a-f]{8}" + re.escape(suffixes) + "$")
+    removed = []
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if pattern.match(entry.name) and is_stale_temp_name(entry.name) and entry.is_file():
+            discard_temp(entry)
+            removed.append(entry)
+    return removed
+
+
 def temp_path_for(path: str | os.PathLike[str]) -> Path:
     """A fresh temporary path in the directory of ``path``, keeping all its suffixes (writers
     such as Keras check for ``.weights.h5``).
 
-    Creates the parent directory if needed.
+    Creates the parent directory if needed, and removes stale temporary files of the same output
+    (:func:`remove_stale_temps`).
 
     Parameters
     ----------
@@ -53,9 +118,9 @@ def temp_path_for(path: str | os.PathLike[str]) -> Path:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(final)
     token = secrets.token_hex(4)
-    suffixes = "".join(final.suffixes)
-    stem = final.name[: len(final.name) - len(suffixes)] if suffixes else final.name
+    stem, suffixes = _split_suffixes(final)
     return final.with_name(f".{stem}.tmp-{os.getpid()}-{token}{suffixes}")
 
 

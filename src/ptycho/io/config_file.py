@@ -20,9 +20,13 @@ def config_path_for(output: Path) -> Path:
     return output.with_name(output.name[: -len(output.suffix)] + ".config.yaml")
 
 
+def resolved_config_text(section: str, config: BaseModel) -> str:
+    """``{section: config}`` as YAML, the text of a resolved-config file."""
+    return yaml.safe_dump({section: to_plain(config)}, sort_keys=False)
+
+
 def write_resolved_config(output: Path, section: str, config: BaseModel) -> Path:
     """Write ``{section: config}`` as YAML beside ``output``; returns the path written."""
     path = config_path_for(output)
-    text = yaml.safe_dump({section: to_plain(config)}, sort_keys=False)
-    write_text_atomic(path, text)
+    write_text_atomic(path, resolved_config_text(section, config))
     return path

@@ -22,7 +22,7 @@ from ptycho.io.h5 import H5_SUFFIXES, read_h5, write_h5
 from ptycho.io.legacy import LEGACY_FORMAT, read_ptychopinn_npz, write_ptychopinn_npz
 from ptycho.io.npz import NpzReader, read_npz, write_npz
 
-__all__ = ["SAVE_FORMATS", "load_dataset", "load_mask", "load_probe", "save_dataset"]
+__all__ = ["SAVE_FORMATS", "dataset_inputs", "load_dataset", "load_mask", "load_probe", "save_dataset"]
 
 NPZ_SUFFIXES = (".npz",)
 SAVE_FORMATS = ("h5", "npz", LEGACY_FORMAT)
@@ -129,6 +129,22 @@ def load_dataset(
             ds.close()
             raise
     return ds
+
+
+def dataset_inputs(path: str | os.PathLike[str]) -> dict[str, Path]:
+    """The files reading the dataset at ``path`` opens, by role: the dataset itself and, for a
+    Ptychodus product (or workflow directory), its diffraction file (outputs must not be these)."""
+    from ptycho.io.ptychodus import DIFFRACTION_FILE, PRODUCT_FILE, is_ptychodus_product
+
+    p = Path(path)
+    if p.is_dir() and (p / PRODUCT_FILE).is_file():
+        p = p / PRODUCT_FILE
+    inputs = {"dataset": p}
+    diffraction = p.with_name(DIFFRACTION_FILE)
+    if p.is_file() and diffraction.is_file() and p.suffix.lower() in (*H5_SUFFIXES, *NPZ_SUFFIXES) \
+            and is_ptychodus_product(p):
+        inputs["dataset's diffraction file"] = diffraction
+    return inputs
 
 
 def output_format(path: Path, fmt: str | None) -> str:

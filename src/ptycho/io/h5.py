@@ -31,6 +31,7 @@ from ptycho.data.validation import coerce_array, coerce_mask
 from ptycho.errors import DataError
 from ptycho.io.atomic import one_line, parse_json_metadata, to_json
 from ptycho.io.h5_stream import StreamingH5Writer
+from ptycho.io.limits import check_h5_dataset
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "H5DatasetWriter", "StreamingH5Writer", "read_h5", "write_h5"]
 
@@ -256,10 +257,13 @@ def _read_open_file(f: h5py.File, where: str) -> Dataset:
         raise DataError(
             f"{where}: key 'diffraction' has dtype {diffraction.dtype}; expected float32 counts"
         )
+    check_h5_dataset(diffraction, "diffraction", where, in_memory=False)  # streamed, but must be stored
 
     def eager(key: str, dtype: Any) -> np.ndarray | None:
         if key not in f:
             return None
+        if f[key].dtype.kind in "biufc":
+            check_h5_dataset(f[key], key, where, in_memory=True)
         return coerce_array(f[key][()], dtype, key=key, where=where)
 
     raw = f["metadata"][()] if "metadata" in f else f.attrs.get("metadata", "")

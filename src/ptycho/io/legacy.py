@@ -19,8 +19,12 @@ key                shape                    meaning
 Conversion to the canonical gauge (docs/conventions.md#photon-gauge): counts = amplitude². Assumptions, stated because the
 earlier files carry no units:
 
-- positions use the same convention as ours — object pixels, pixel ``(r, c)`` centred at
-  ``x=c, y=r``, a window at ``(x, y)`` covering centres ``x ± (N−1)/2``;
+- positions are object pixels, but the earlier code puts a window's first pixel at ``x − N/2``
+  (it pads the object by ``N // 2`` and translates it by ``−x`` before taking the first ``N``
+  pixels, ``ptycho.raw_data.get_image_patches``), where ours puts it at ``x − (N−1)/2``: the same
+  window is at ``x_ours = x_legacy − 1/2`` (:data:`POSITION_SHIFT_PX`, both axes). The reader
+  subtracts the half pixel, the writer adds it back, so a round trip is exact and a legacy
+  dataset is reconstructed, stitched and exported where its windows really were;
 - the probe is already in √counts once the amplitudes are squared, so it is kept as stored;
 - a ``(N, N, M)`` stack is recognised when its first two dimensions are equal and the last
   differs; a cube ``(N, N, N)`` is read as ``(M, N, N)``.
@@ -41,6 +45,9 @@ from ptycho.io.npz import NpzReader, save_npz_arrays
 __all__ = ["LEGACY_FORMAT", "read_ptychopinn_npz", "write_ptychopinn_npz"]
 
 LEGACY_FORMAT = "ptychopinn-npz"
+POSITION_SHIFT_PX = -0.5
+"""Canonical minus legacy position (both axes): legacy windows start at ``x − N/2``, ours at
+``x − (N−1)/2``."""
 DIFFRACTION_KEYS = ("diff3d", "diffraction")
 #: Patterns converted at a time when writing amplitudes from a (possibly lazy) source.
 CONVERT_CHUNK = 1024
@@ -66,9 +73,10 @@ def read_ptychopinn_npz(path: str | os.PathLike[str]) -> Dataset:
     -------
     Dataset
         diffraction ``(M, N, N)`` float32 counts (amplitudes squared), x/y float64 from
-        ``xcoords``/``ycoords``, probe complex64 from ``probeGuess`` (unchanged), object from
-        ``objectGuess`` and scan_index when present. ``metadata`` records
-        ``{"converted_from": "ptychopinn-npz", ...}`` with the source key and layout.
+        ``xcoords``/``ycoords`` shifted by :data:`POSITION_SHIFT_PX`, probe complex64 from
+        ``probeGuess`` (unchanged), object from ``objectGuess`` and scan_index when present.
+        ``metadata`` records ``{"converted_from": "ptychopinn-npz", ...}`` with the source key,
+        layout and position shift.
 
     Raises
     ------
@@ -92,11 +100,12 @@ def read_ptychopinn_npz(path: str | os.PathLike[str]) -> Dataset:
                 f"(min {lowest:g}); expected amplitudes ≥ 0"
             )
         counts = np.square(amplitudes, dtype=np.float32)
-        metadata = {"converted_from": LEGACY_FORMAT, "legacy_key": key, "legacy_layout": layout}
+        metadata = {"converted_from": LEGACY_FORMAT, "legacy_key": key, "legacy_layout": layout,
+                    "legacy_position_shift_px": POSITION_SHIFT_PX}
         return Dataset(
             diffraction=counts,
-            x=npz.array("xcoords", np.float64),
-            y=npz.array("ycoords", np.float64),
+            x=npz.array("xcoords", np.float64) + POSITION_SHIFT_PX,
+            y=npz.array("ycoords", np.float64) + POSITION_SHIFT_PX,
             probe=npz.array("probeGuess", np.complex64),
             object=npz.optional("objectGuess", np.complex64),
             scan_index=npz.optional("scan_index", np.int64),
@@ -109,7 +118,8 @@ def write_ptychopinn_npz(path: str | os.PathLike[str], dataset: Dataset) -> Path
     """Write ``dataset`` in the earlier PtychoPINN NPZ layout, atomically.
 
     ``diffraction`` holds amplitudes ``sqrt(counts)`` as float32 ``(M, N, N)``; ``xcoords``/
-    ``ycoords`` and ``xcoords_start``/``ycoords_start`` hold the positions (same values: the
+    ``ycoords`` and ``xcoords_start``/``ycoords_start`` hold the positions in the earlier
+    convention (canonical minus :data:`POSITION_SHIFT_PX`; start and centre the same: the
     canonical dataset is ungrouped); ``probeGuess``, ``objectGuess`` (if present) and
     ``scan_index`` (if present) follow. Canonical metadata has no slot in this layout and is
     not written.
@@ -138,8 +148,8 @@ def write_ptychopinn_npz(path: str | os.PathLike[str], dataset: Dataset) -> Path
                 "converted to amplitudes; expected counts ≥ 0"
             )
         np.sqrt(block, out=amplitudes[start : start + block.shape[0]])
-    x = np.asarray(dataset.x, dtype=np.float64)
-    y = np.asarray(dataset.y, dtype=np.float64)
+    x = np.asarray(dataset.x, dtype=np.float64) - POSITION_SHIFT_PX  # the earlier convention
+    y = np.asarray(dataset.y, dtype=np.float64) - POSITION_SHIFT_PX
     arrays = {
         "diffraction": amplitudes,
         "xcoords": x,

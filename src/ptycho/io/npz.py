@@ -19,6 +19,7 @@ from ptycho.data.dataset import Dataset
 from ptycho.data.validation import coerce_array, coerce_mask
 from ptycho.errors import DataError
 from ptycho.io.atomic import atomic_output, one_line, parse_json_metadata, to_json
+from ptycho.io.limits import check_npz_member
 
 __all__ = ["NpzReader", "read_npz", "save_npz_arrays", "write_npz"]
 
@@ -95,6 +96,7 @@ class NpzReader:
             raise DataError(
                 f"{self.where}: missing key '{key}'; found keys {', '.join(self.keys) or 'none'}"
             )
+        check_npz_member(self._npz.zip, key, self.where)  # before numpy allocates what the header claims
         try:
             value = self._npz[key]
         except ValueError as exc:

@@ -34,7 +34,9 @@ from ptycho.io.atomic import (
 from ptycho.io.h5 import H5_SUFFIXES
 from ptycho.io.npz import NpzReader, read_metadata_array, save_npz_arrays
 
-__all__ = ["OBJECT_FORMAT", "ObjectImage", "ScanPositions", "object_format", "read_object", "write_object"]
+__all__ = [
+    "OBJECT_FORMAT", "ObjectImage", "ScanPositions", "object_format", "read_object", "read_truth", "write_object",
+]
 
 OBJECT_FORMAT = "ptycho-object"
 FORMAT_VERSION = 1
@@ -217,6 +219,47 @@ def _read_npz_object(path: Path) -> dict[str, Any]:
         if "metadata" in npz:
             raw["metadata"] = read_metadata_array(npz.array("metadata"), where=npz.where)
         return raw
+
+
+def read_truth(path: str | os.PathLike[str]) -> ObjectImage:
+    """The ground truth at ``path``: a dataset's ``object`` (the dataset loaded and validated like
+    any input, so a corrupt or inconsistent dataset is refused) or an object file.
+
+    The returned metadata holds ``object_fingerprint`` (and, for a dataset, ``dataset_fingerprint``).
+
+    Raises
+    ------
+    DataError
+        What :func:`read_object` or :func:`~ptycho.io.datasets.load_dataset` refuse, or a dataset
+        without ground truth.
+    """
+    from ptycho.data.dataset import object_fingerprint
+    from ptycho.io.datasets import load_dataset
+
+    raw_keys = _keys(Path(path))
+    if raw_keys is not None and any(k in raw_keys for k in _DATASET_KEYS):
+        with load_dataset(path) as ds:
+            if ds.object is None:
+                raise DataError(f"{path}: the dataset has no ground-truth object (key 'object'); "
+                                "use a simulated dataset or an object file written by `ptycho stitch`")
+            meta = {"object_fingerprint": ds.object_fingerprint(), "dataset_fingerprint": ds.fingerprint()}
+            obj = np.ascontiguousarray(ds.object, np.complex64)
+        return ObjectImage(obj, np.ones(obj.shape, bool), 0.0, 0.0, meta)
+    image = read_object(path)
+    meta = {**image.metadata, "object_fingerprint": object_fingerprint(image.object)}
+    return ObjectImage(image.object, image.support, image.origin_x, image.origin_y, meta)
+
+
+def _keys(path: Path) -> list[str] | None:
+    """The top-level names in an HDF5 or NPZ file, or None if it cannot be listed."""
+    try:
+        if path.suffix.lower() in H5_SUFFIXES:
+            with h5py.File(path, "r") as f:
+                return list(f.keys())
+        with NpzReader(path) as npz:
+            return npz.keys
+    except (OSError, ValueError, DataError):
+        return None
 
 
 def read_object(path: str | os.PathLike[str]) -> ObjectImage:

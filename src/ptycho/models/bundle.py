@@ -9,15 +9,18 @@
 ``manifest.json``    format version, package versions, dataset fingerprint, file hashes (written last)
 ``loss.png``         the loss curves
 
-Loading rebuilds the network from ``config.json`` and loads the weights. Every file is written
-atomically; the manifest is written last, so a bundle with a manifest is complete.
+Loading rebuilds the network from ``config.json`` and loads the weights. A checkpoint replaces the
+whole set at once (:mod:`ptycho.io.transaction`): a kill at any moment leaves the previous bundle
+or the new one, and readers find the committed version of each file with :func:`bundle_file`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import warnings
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,10 @@ import numpy as np
 
 from ptycho import __version__
 from ptycho.config.train import ModelConfig, TrainConfig
-from ptycho.errors import DataError
-from ptycho.io.atomic import atomic_output, write_json_atomic
+from ptycho.errors import DataError, PtychoError
+from ptycho.io.atomic import atomic_output, one_line, write_json_atomic, write_text_atomic
+from ptycho.io.transaction import commit_files, committed_path, has_commit
+from ptycho.models.history import History
 from ptycho.models.pinn import PINN, PhysicsSettings
 from ptycho.registry import Components
 
@@ -37,45 +42,13 @@ BUNDLE_VERSION = 3
 version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1 in minibatches of 8."""
 VERSION_2_ESTIMATE = {"estimate_folds": 0, "global_passes": 2, "estimate_alpha": 0.1, "estimate_batch_size": 8}
 """The global estimate of version 2 bundles (their config has no such fields: these were the behaviour)."""
-REQUIRED_FILES = ("config.json", "model.weights.h5", "probe.npy", "scale.json", "manifest.json")
-
-
-@dataclass
-class History:
-    """Per-epoch training record."""
-
-    loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    learning_rate: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    nan_recoveries: int = 0
-    stopped_early: bool = False
-
-    @property
-    def epochs(self) -> int:
-        return len(self.loss)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "epoch": list(range(1, self.epochs + 1)),
-            "loss": self.loss,
-            "val_loss": self.val_loss,
-            "learning_rate": self.learning_rate,
-            "seconds": self.seconds,
-            "nan_recoveries": self.nan_recoveries,
-            "stopped_early": self.stopped_early,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "History":
-        return cls(
-            loss=list(data.get("loss", [])),
-            val_loss=list(data.get("val_loss", [])),
-            learning_rate=list(data.get("learning_rate", [])),
-            seconds=list(data.get("seconds", [])),
-            nan_recoveries=int(data.get("nan_recoveries", 0)),
-            stopped_early=bool(data.get("stopped_early", False)),
-        )
+MANIFEST = "manifest.json"
+REQUIRED_FILES = ("config.json", "model.weights.h5", "probe.npy", "scale.json", MANIFEST)
+OWNED_FILES = (*REQUIRED_FILES, "history.json", "optimizer.npz", "config.yaml", "loss.png")
+"""Every name a checkpoint may write; one a new checkpoint lacks is removed (no stale optimizer
+state, no loss curve of an earlier training)."""
+MESSAGE_LIMIT = 300
+"""Characters of a library's error message quoted in ours."""
 
 
 def _sha256(path: Path) -> str:
@@ -98,23 +71,9 @@ def all_finite(model: PINN) -> bool:
     return all(np.all(np.isfinite(v)) for v in values)
 
 
-def save_bundle(
-    out: Path,
-    model: PINN,
-    *,
-    train_config: TrainConfig,
-    history: History,
-    data_info: dict[str, Any],
-    optimizer_state: list[np.ndarray] | None = None,
-) -> Path:
-    """Write a complete bundle to directory ``out``. Refuses to write non-finite weights."""
-    from ptycho._tf import tf
-
-    if not all_finite(model):
-        raise ValueError("refusing to save a model with non-finite weights")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {
+def bundle_config(model: PINN, train_config: TrainConfig, data_info: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``config.json``: everything needed to rebuild the network."""
+    return {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
         "model": model.config.model_dump(mode="json"),
@@ -128,35 +87,89 @@ def save_bundle(
         "train": train_config.model_dump(mode="json"),
         "data": data_info,
     }
-    write_json_atomic(out / "config.json", config)
-    with atomic_output(out / "model.weights.h5") as tmp:
-        model.network.save_weights(str(tmp))
-    _save_npy(out / "probe.npy", model.probe.numpy().astype(np.complex64))
-    write_json_atomic(
-        out / "scale.json",
-        {"input_scale": model.physics.input_scale, "scale_correction": float(model.scale.numpy()),
-         "probe_photons": model.physics.probe_photons},
-    )
-    write_json_atomic(out / "history.json", history.to_dict())
-    if optimizer_state is not None:
-        with atomic_output(out / "optimizer.npz") as tmp:
-            np.savez(tmp, **{f"v{i:04d}": np.asarray(v) for i, v in enumerate(optimizer_state)})
-    files = [n for n in ("config.json", "model.weights.h5", "probe.npy", "scale.json", "history.json", "optimizer.npz")
-             if (out / n).exists()]  # optimizer.npz too: resuming trusts it
+
+
+def _manifest(folder: Path, names: list[str], history: History, data_info: dict[str, Any]) -> dict[str, Any]:
+    from ptycho._tf import tf
+
     import h5py
     import keras
 
-    manifest = {
+    return {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
         "versions": {"ptycho": __version__, "tensorflow": tf().__version__, "keras": keras.__version__,
                      "numpy": np.__version__, "h5py": h5py.__version__},
         "dataset_fingerprint": data_info.get("fingerprint"),
         "epochs": history.epochs,
-        "files": {name: _sha256(out / name) for name in files},
+        "files": {name: _sha256(folder / name) for name in names},
     }
-    write_json_atomic(out / "manifest.json", manifest)
+
+
+def save_bundle(
+    out: Path,
+    model: PINN,
+    *,
+    train_config: TrainConfig,
+    history: History,
+    data_info: dict[str, Any],
+    optimizer_state: list[np.ndarray] | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
+    """Write a complete bundle to directory ``out``, replacing the one there all or nothing.
+
+    The files go to a staging folder and are switched in by one rename
+    (:func:`ptycho.io.transaction.commit_files`): a process killed at any moment leaves either the
+    previous complete bundle or this one, never a mixture. Refuses to write non-finite weights.
+
+    Parameters
+    ----------
+    extra_files : dict, optional
+        ``{name: text}`` written with the bundle but not hashed in its manifest (``config.yaml``,
+        the resolved train config users read and replay).
+    """
+    if not all_finite(model):
+        raise ValueError("refusing to save a model with non-finite weights")
+    out = Path(out)
+
+    def write(staging: Path) -> list[str]:
+        write_json_atomic(staging / "config.json", bundle_config(model, train_config, data_info))
+        with atomic_output(staging / "model.weights.h5") as tmp:
+            model.network.save_weights(str(tmp))
+        _save_npy(staging / "probe.npy", model.probe.numpy().astype(np.complex64))
+        write_json_atomic(
+            staging / "scale.json",
+            {"input_scale": model.physics.input_scale, "scale_correction": float(model.scale.numpy()),
+             "probe_photons": model.physics.probe_photons},
+        )
+        write_json_atomic(staging / "history.json", history.to_dict())
+        hashed = ["config.json", "model.weights.h5", "probe.npy", "scale.json", "history.json"]
+        if optimizer_state is not None:  # hashed too: resuming trusts it
+            with atomic_output(staging / "optimizer.npz") as tmp:
+                np.savez(tmp, **{f"v{i:04d}": np.asarray(v) for i, v in enumerate(optimizer_state)})
+            hashed.append("optimizer.npz")
+        for name, text in (extra_files or {}).items():
+            write_text_atomic(staging / name, text)
+        write_json_atomic(staging / MANIFEST, _manifest(staging, hashed, history, data_info))
+        return [*hashed, *(extra_files or {}), MANIFEST]
+
+    commit_files(out, write, commit_file=MANIFEST, owned=OWNED_FILES)
     return out
+
+
+def bundle_file(path: Path, name: str) -> Path:
+    """The committed version of one bundle file (an interrupted checkpoint may hold it aside)."""
+    return committed_path(path, name, MANIFEST)
+
+
+def bundle_inputs(path: Path) -> dict[str, Path]:
+    """The files of the bundle at ``path`` by role (``model file config.json`` …), for output checks."""
+    return {f"model file {name}": bundle_file(Path(path), name) for name in OWNED_FILES}
+
+
+def has_bundle(path: Path) -> bool:
+    """True when ``path`` holds a committed bundle (a manifest, installed or pending)."""
+    return has_commit(path, MANIFEST)
 
 
 @dataclass
@@ -171,60 +184,121 @@ class Bundle:
     manifest: dict[str, Any]
 
     def optimizer_state(self) -> list[np.ndarray] | None:
-        path = self.path / "optimizer.npz"
-        if not path.is_file():
+        """The Adam state of the last checkpoint, or None if the manifest lists none."""
+        if "optimizer.npz" not in self.manifest.get("files", {}):
             return None
-        with np.load(path, allow_pickle=False) as data:
-            return [data[k] for k in sorted(data.files)]
+        path = bundle_file(self.path, "optimizer.npz")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                values = [data[k] for k in sorted(data.files)]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{path}: cannot read the optimizer state ({_short(exc)}); "
+                            "train without resuming, or restore the bundle from a copy") from None
+        if any(v.dtype.kind not in "biuf" for v in values):
+            raise DataError(f"{path}: the optimizer state holds non-numeric arrays; expected plain numbers")
+        return values
+
+
+def _short(exc: BaseException, limit: int = MESSAGE_LIMIT) -> str:
+    """An exception's message on one line, cut to ``limit`` characters (library messages can list
+    every variable of a network)."""
+    text = one_line(exc)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read ({exc}); the bundle is incomplete or corrupt") from exc
+        raise DataError(f"{path}: cannot read ({_short(exc)}); the bundle is incomplete or corrupt") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: holds a JSON {type(value).__name__}; expected a JSON object")
+    return value
+
+
+def _read_probe(path: Path) -> np.ndarray:
+    try:
+        probe = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read the probe ({_short(exc)}); the bundle is corrupt") from None
+    if not isinstance(probe, np.ndarray) or probe.dtype.kind not in "fc" or probe.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D complex probe; found "
+                        f"{getattr(probe, 'dtype', type(probe).__name__)} {getattr(probe, 'shape', '')}")
+    return probe
+
+
+def _settings(path: Path, config: dict[str, Any]) -> tuple[ModelConfig, PhysicsSettings, TrainConfig]:
+    """The model, physics and train settings of ``config.json``; DataError if they do not validate."""
+    from pydantic import ValidationError
+
+    try:
+        if int(config.get("format_version", 0)) < 2:  # before model.estimate: the group ePIE estimate
+            config["model"] = {"estimate": "group", **config["model"]}
+            config["train"]["model"] = {"estimate": "group", **config["train"].get("model", {})}
+        if int(config.get("format_version", 0)) < 3:  # before leave-fold-out estimates
+            config["model"] = {**config["model"], **VERSION_2_ESTIMATE}
+            config["train"]["model"] = {**config["train"].get("model", {}), **VERSION_2_ESTIMATE}
+        phys = config["physics"]
+        physics = PhysicsSettings(int(phys["N"]), int(phys["gridsize"]), float(phys["probe_photons"]),
+                                  float(phys["input_scale"]), phys.get("canvas_size"))
+        return ModelConfig.model_validate(config["model"]), physics, TrainConfig.model_validate(config["train"])
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise DataError(f"{path}/config.json: invalid bundle settings ({_short(exc)}); "
+                        "the file was edited or is corrupt; retrain or restore it") from None
 
 
 def load_bundle(path: Path, components: Components | None = None, *, verify: bool = True) -> Bundle:
     """Rebuild the model from ``config.json`` and load weights, probe and scale.
 
+    Reads the committed version of every file (:func:`bundle_file`), so a bundle whose last
+    checkpoint was interrupted loads as the checkpoint before or the one after, never a mixture.
+
     Raises
     ------
     DataError
-        Missing files, a hash mismatch, or an unknown format (exit code 3).
+        Missing files, a hash mismatch, an unreadable or non-numeric file, or an unknown format
+        (exit code 3).
     """
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: model bundle not found (expected a directory written by `ptycho train`)")
-    missing = [n for n in REQUIRED_FILES if not (path / n).is_file()]
+    files = {name: bundle_file(path, name) for name in OWNED_FILES}
+    missing = [n for n in REQUIRED_FILES if not files[n].is_file()]
     if missing:
         raise DataError(f"{path}: incomplete model bundle, missing {', '.join(missing)}; retrain or copy the whole folder")
-    manifest = _read_json(path / "manifest.json")
-    config = _read_json(path / "config.json")
-    if config.get("format") != BUNDLE_FORMAT or int(config.get("format_version", 0)) > BUNDLE_VERSION:
+    manifest = _read_json(files[MANIFEST])
+    config = _read_json(files["config.json"])
+    if config.get("format") != BUNDLE_FORMAT or not isinstance(config.get("format_version"), int) \
+            or config["format_version"] > BUNDLE_VERSION:
         raise DataError(f"{path}: not a ptycho model bundle of a supported version")
+    listed = manifest.get("files", {})
     if verify:
-        for name, digest in manifest.get("files", {}).items():
-            if not (path / name).is_file() or _sha256(path / name) != digest:
+        if not isinstance(listed, dict):
+            raise DataError(f"{files[MANIFEST]}: 'files' is not a mapping of names to hashes")
+        for name, digest in listed.items():
+            where = bundle_file(path, str(name))
+            if not where.is_file() or _sha256(where) != digest:
                 raise DataError(f"{path}/{name}: does not match the manifest (changed or corrupt file)")
-    if int(config.get("format_version", 0)) < 2:  # before model.estimate: the group ePIE estimate
-        config["model"] = {"estimate": "group", **config["model"]}
-        config["train"]["model"] = {"estimate": "group", **config["train"].get("model", {})}
-    if int(config.get("format_version", 0)) < 3:  # before leave-fold-out estimates
-        config["model"] = {**config["model"], **VERSION_2_ESTIMATE}
-        config["train"]["model"] = {**config["train"].get("model", {}), **VERSION_2_ESTIMATE}
-    model_config = ModelConfig.model_validate(config["model"])
-    phys = config["physics"]
-    physics = PhysicsSettings(int(phys["N"]), int(phys["gridsize"]), float(phys["probe_photons"]),
-                              float(phys["input_scale"]), phys.get("canvas_size"))
-    probe = np.load(path / "probe.npy", allow_pickle=False)
-    model = PINN(model_config, physics, probe, components or Components.builtin())
+    model_config, physics, train_config = _settings(path, config)
+    probe = _read_probe(files["probe.npy"])
     try:
-        model.network.load_weights(str(path / "model.weights.h5"))
+        model = PINN(model_config, physics, probe, components or Components.builtin())
+        with warnings.catch_warnings(record=True) as skipped:  # Keras warns of each part it skips
+            warnings.simplefilter("always")
+            model.network.load_weights(str(files["model.weights.h5"]))
+    except PtychoError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any reader failure means a bad bundle
-        raise DataError(f"{path}/model.weights.h5: cannot load weights ({exc})") from exc
-    scale = _read_json(path / "scale.json")
-    model.scale.assign(float(scale.get("scale_correction", 1.0)))
-    history_path = path / "history.json"
+        raise DataError(f"{path}/model.weights.h5: cannot load weights ({_short(exc)}); "
+                        "config.json and the weights do not belong together") from None
+    if skipped:  # a partly loaded network would give silently wrong results
+        raise DataError(f"{path}/model.weights.h5: {len(skipped)} part(s) of the weights do not fit the network "
+                        f"config.json describes ({_short(skipped[0].message)}); the files do not belong together")
+    scale = _read_json(files["scale.json"])
+    try:
+        model.scale.assign(float(scale.get("scale_correction", 1.0)))
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{files['scale.json']}: scale_correction is not a number ({_short(exc)})") from None
+    history_path = files["history.json"]
     history = History.from_dict(_read_json(history_path)) if history_path.is_file() else History()
-    return Bundle(path, model, TrainConfig.model_validate(config["train"]), history, config.get("data", {}), manifest)
+    return Bundle(path, model, train_config, history, config.get("data", {}), manifest)

@@ -3,7 +3,8 @@
 The step (network → physics → loss → gradients → Adam) runs as one ``tf.function`` (XLA-compiled
 with ``jit``) under a ``tf.distribute`` strategy; Python only iterates over batches and checks one
 finiteness flag per step. A non-finite loss or gradient is never applied: the epoch stops, the last
-good weights and optimizer state are restored, the learning rate is halved, and training goes on.
+good weights and optimizer state are restored, the learning rate of the failed try is halved
+(so repeated failures keep halving it), and training goes on.
 """
 
 from __future__ import annotations
@@ -221,13 +222,15 @@ class Trainer:
             batches, steps = epoch_batches(epoch)
             loss = self.run_epoch(batches, steps, epoch, on_step)
             if loss is None or not math.isfinite(loss):
+                tried = self.learning_rate
                 history.nan_recoveries += 1
-                self.restore(good)
-                self.set_learning_rate(self.learning_rate * 0.5)
+                history.recoveries.append({"epoch": epoch + 1, "learning_rate": tried})
+                self.restore(good)  # the optimizer's state includes its rate: halve the one that failed
+                self.set_learning_rate(tried * 0.5)
                 if history.nan_recoveries > cfg.max_nan_recoveries:
                     raise Diverged(
                         f"non-finite loss in epoch {epoch + 1} after {history.nan_recoveries - 1} recoveries "
-                        f"(learning rate now {self.learning_rate:.3g})"
+                        f"(the last try ran at learning rate {tried:.3g})"
                     )
                 continue
             val = self.evaluate(val_batches()) if val_batches else float("nan")

@@ -8,6 +8,7 @@ A window of size ``N`` at position ``x`` covers pixel centres ``x − (N−1)/2 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -41,11 +42,13 @@ def random_scan(
 def grid_scan(
     object_shape: tuple[int, int], N: int, config: ScanConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A raster centred on the object, row by row, truncated to ``n_images``.
+    """A raster centred on the object, row by row.
 
     Without ``step_px`` the raster is ``ceil(√n_images)`` positions per side at the largest whole
     number of pixels that fits, so window corners sit on whole pixels (no interpolation) and only
-    the last row can be partial. With ``step_px`` the raster fills the object. ``jitter_px`` adds Gaussian jitter, clipped to the valid range.
+    the last row can be partial. With ``step_px`` the raster fills the object: every position
+    unless ``n_images`` is set explicitly (:func:`grid_count`). ``jitter_px`` adds Gaussian
+    jitter, clipped to the valid range.
     """
     ylo, yhi = valid_range(object_shape[0], N, config.border_px)
     xlo, xhi = valid_range(object_shape[1], N, config.border_px)
@@ -62,11 +65,36 @@ def grid_scan(
     y0 = ylo + math.floor(((yhi - ylo) - (ny - 1) * step) / 2)
     x0 = xlo + math.floor(((xhi - xlo) - (nx - 1) * step) / 2)
     yy, xx = np.meshgrid(y0 + step * np.arange(ny), x0 + step * np.arange(nx), indexing="ij")
-    x, y = xx.ravel()[: config.n_images], yy.ravel()[: config.n_images]
+    count = grid_count(config, ny * nx)
+    x, y = xx.ravel()[:count], yy.ravel()[:count]
     if config.jitter_px > 0:
         x = np.clip(x + rng.normal(0, config.jitter_px, x.shape), xlo, xhi)
         y = np.clip(y + rng.normal(0, config.jitter_px, y.shape), ylo, yhi)
     return x.astype(np.float64), y.astype(np.float64)
+
+
+def grid_count(config: ScanConfig, available: int) -> int:
+    """Positions a grid keeps of the ``available`` ones of its raster: all of them when a step is
+    given and ``n_images`` is not (the step fills the object); else ``n_images``, with a warning
+    when that cuts a stepped raster short."""
+    if config.step_px is None:
+        return min(config.n_images, available)
+    if "n_images" not in config.model_fields_set:
+        return available
+    if config.n_images < available:
+        warnings.warn(f"scan.n_images = {config.n_images} keeps only the first {config.n_images} of the "
+                      f"{available} grid positions at step {config.step_px:g} px (the rest of the object is not "
+                      "scanned); leave n_images unset to scan it all", UserWarning, stacklevel=3)
+    return min(config.n_images, available)
+
+
+def resolved_scan(config: ScanConfig, n_positions: int) -> ScanConfig:
+    """The scan settings to record for a run that produced ``n_positions``: a stepped grid with
+    ``n_images`` unset scanned every position, so the record says how many (a replay gives the
+    same scan)."""
+    if config.step_px is not None and "n_images" not in config.model_fields_set:
+        return config.model_copy(update={"n_images": n_positions})
+    return config
 
 
 def disk_overlap_fraction(distance: np.ndarray, diameter: float) -> np.ndarray:

@@ -11,6 +11,11 @@ still leaves the report of the stages done. The side-by-side figure is drawn at 
 An arm whose stage raises is recorded as failed at that stage (message in the report, traceback
 in ``OUT/<arm>/error.txt``); a failure of one arm only is a divergence. No stage runs after a
 failure, nor after the first divergence with ``stop_on_divergence``.
+
+Arms that differ by design (a non-empty config diff) diverge from the first stage their settings
+feed, as expected; when the evaluate stage ran, each arm is run again with other seeds
+(``debug_ab.replicates``) and the report says whether the final scores differ beyond that
+run-to-run spread (:mod:`ptycho.debug.outcome`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any
 import yaml
 
 from ptycho.config.base import to_plain
-from ptycho.config.pipeline import DebugABConfig
+from ptycho.config.pipeline import STAGES, DebugABConfig
+from ptycho.debug.outcome import design_stage, judge_outcome, replicate_settings
 from ptycho.debug.taps import compare_taps
 from ptycho.debug.variants import Arm, ArmSpec, base_settings, config_diff, resolve_arm
 from ptycho.errors import ConfigError
@@ -105,8 +111,12 @@ def debug_ab(
     emit = on_event or (lambda event: None)
     results: list[StageResult] = []
 
+    design = design_stage(diff, STAGES)
+    outcome: dict[str, Any] = {"judged": None, "reason": ""}
+
     def report(figure: Path | None) -> dict[str, Any]:
-        data = build_report(config, runs, diff, results, out_dir, figure, time.perf_counter() - t0)
+        data = build_report(config, runs, diff, results, out_dir, figure, time.perf_counter() - t0,
+                            design=design, outcome=outcome)
         write_report(out_dir, data)
         return data
 
@@ -117,6 +127,8 @@ def debug_ab(
         report(None)
         if any(r.error for r in runs) or (config.stop_on_divergence and results[-1].status != "same"):
             break
+    if design is not None:
+        outcome.update(_judge_outcome(config, runs, arms, out_dir, components, emit, base))
     figure = None
     if config.figure:
         try:
@@ -127,6 +139,37 @@ def debug_ab(
     first = data["first_divergent_stage"]
     return DebugABResult(out_dir, out_dir / "report.json", out_dir / "report.md", figure, data, results, first,
                          arms, time.perf_counter() - t0, (runs[0], runs[1]))
+
+
+def _judge_outcome(config: DebugABConfig, runs: list[ArmRun], arms: tuple[Arm, Arm], out_dir: Path,
+                   components: Components, emit: OnEvent, base: dict[str, Any] | None) -> dict[str, Any]:
+    """Rerun each arm ``config.replicates`` times with other seeds (``OUT/A-seed2`` …) and judge
+    whether the arms' scores differ beyond that run-to-run spread (:mod:`ptycho.debug.outcome`)."""
+    if "evaluate" not in config.stages:
+        return {"reason": "evaluate not run"}
+    if any(r.error for r in runs) or any("evaluate" not in r.taps for r in runs):
+        return {"reason": "an arm did not reach evaluate"}
+    if config.replicates == 0:
+        return {"reason": "no replicate runs (`debug_ab.replicates` = 0)"}
+    start = base_settings(config.pipeline_defaults(), base)
+    scores: dict[str, list[dict[str, Any]]] = {run.arm.label: [run.taps["evaluate"]] for run in runs}
+    folders: dict[str, list[str]] = {run.arm.label: [] for run in runs}
+    for k in range(1, config.replicates + 1):
+        for arm in arms:
+            spec = arm.spec
+            label = f"{spec.label}-seed{k + 1}"
+            overrides = {**spec.overrides, **replicate_settings(arm.config, k)}
+            twin = resolve_arm(ArmSpec(label, spec.name, overrides, spec.extra, arm.variants), start, components)
+            rerun = ArmRun(twin, out_dir / label)
+            rerun.dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(rerun.paths.config, yaml.safe_dump(to_plain(twin.config), sort_keys=False))
+            for stage in STAGES:
+                _run_stage(stage, rerun, components, emit)
+                if rerun.error:
+                    return {"reason": f"replicate {label} failed at {rerun.error[0]}: {rerun.error[1]}"}
+            scores[spec.label].append(rerun.taps["evaluate"])
+            folders[spec.label].append(label)
+    return {"judged": judge_outcome(scores["A"], scores["B"]), "replicates": folders, "reason": ""}
 
 
 def _compare_stage(stage: str, runs: list[ArmRun], config: DebugABConfig) -> StageResult:

@@ -14,6 +14,7 @@ import numpy as np
 from ptycho import __version__
 from ptycho.config.base import to_plain
 from ptycho.config.pipeline import DebugABConfig
+from ptycho.debug.outcome import outcome_markdown, outcome_sentence
 from ptycho.io.atomic import json_default, json_safe, write_text_atomic
 
 from ptycho.workflows.debug_ab_runs import ArmRun, StageResult
@@ -45,9 +46,28 @@ def _secs(value: Any) -> str:
     return "–" if value is None else f"{float(value):.1f}"
 
 
-def verdict(runs: Sequence[ArmRun], results: Sequence[StageResult]) -> tuple[str | None, str]:
+def verdict(runs: Sequence[ArmRun], results: Sequence[StageResult], design: tuple[str, list[str]] | None = None,
+            outcome: dict[str, Any] | None = None) -> tuple[str | None, str]:
     """``(first divergent stage or None, one-line verdict)``. A stage where both arms failed is a
-    problem of the shared pipeline, not a divergence; the verdict names it after any divergence."""
+    problem of the shared pipeline, not a divergence; the verdict names it after any divergence.
+
+    For arms that differ by design (``design``: the first stage their settings feed, and the
+    settings), a divergence from that stage on is marked as expected and the verdict ends with
+    the outcome judgement (``outcome``, :func:`ptycho.debug.outcome.outcome_sentence`)."""
+    first, line = _divergence(runs, results)
+    if design is None:
+        return first, line
+    stage, keys = design
+    order = [r.stage for r in results]
+    shown = ", ".join(keys[:SHOWN_DIVERGED]) + (f" and {len(keys) - SHOWN_DIVERGED} more" if len(keys) > SHOWN_DIVERGED else "")
+    if first is not None and first in order and stage in order and order.index(first) >= order.index(stage):
+        line = line.replace(f"first divergence at {first}", f"first divergence at {first} (expected: the arms differ "
+                            f"by design in {shown}, from {stage} on)", 1)
+    outcome = outcome or {}
+    return first, f"{line}; {outcome_sentence(outcome.get('judged'), outcome.get('reason', ''))}"
+
+
+def _divergence(runs: Sequence[ArmRun], results: Sequence[StageResult]) -> tuple[str | None, str]:
     ta, tb = (r.arm.title for r in runs)
     first, line = None, ""
     for result in results:
@@ -100,9 +120,10 @@ def _arm_record(run: ArmRun, out_dir: Path) -> dict[str, Any]:
 
 
 def build_report(config: DebugABConfig, runs: Sequence[ArmRun], diff: list[dict[str, Any]],
-                 results: Sequence[StageResult], out_dir: Path, figure: Path | None, seconds: float) -> dict[str, Any]:
+                 results: Sequence[StageResult], out_dir: Path, figure: Path | None, seconds: float, *,
+                 design: tuple[str, list[str]] | None = None, outcome: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON-ready report (NaN/inf become null)."""
-    first, line = verdict(runs, results)
+    first, line = verdict(runs, results, design, outcome)
     run_names = [r.stage for r in results]
     stages = [{
         "stage": r.stage, "status": r.status, "seconds": r.seconds, "errors": r.errors,
@@ -116,6 +137,9 @@ def build_report(config: DebugABConfig, runs: Sequence[ArmRun], diff: list[dict[
         "stages_run": run_names,
         "stages_not_run": [s for s in config.stages if s not in run_names],
         "first_divergent_stage": first,
+        "designed_difference": None if design is None else {"stage": design[0], "keys": design[1]},
+        "outcome": None if not outcome or outcome.get("judged") is None else {
+            **outcome["judged"], "replicates": outcome.get("replicates", {})},
         "verdict": line,
         "stages": stages,
         "files": {"report_json": "report.json", "report_md": "report.md",
@@ -149,6 +173,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{_secs(st['seconds'].get('A'))} | {_secs(st['seconds'].get('B'))} |")
     for name in report["stages_not_run"]:
         lines.append(f"| {name} | not run | – | – | – |")
+    lines += outcome_markdown(report, format_value, _cell)
     for st in report["stages"]:
         lines += ["", f"### {st['stage']} — {st['status']}", ""]
         for label, message in st["errors"].items():

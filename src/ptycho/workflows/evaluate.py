@@ -4,9 +4,9 @@
    file); both carry an origin in global object pixels (a dataset's object has origin 0).
 2. Cut both to the overlap of their canvases. Origins are matched to the nearest whole pixel; a
    fractional remainder is left to the sub-pixel registration.
-3. Score only a large axis-aligned rectangle fully inside both supports (a dataset's object is
-   supported everywhere; :func:`supported_rectangle`), refusing regions smaller than
-   ``MIN_REGION_PX`` on a side.
+3. Score the largest axis-aligned rectangle fully inside both supports (a dataset's object is
+   supported everywhere; :func:`supported_rectangle`, exact, so holes in a random scan's support
+   do not shrink it to a strip), refusing regions smaller than ``MIN_REGION_PX`` on a side.
 4. :func:`~ptycho.metrics.compare.compare_objects`: registration, phase offset (and ramp)
    removal, amplitude/phase metrics, FRC.
 5. Write ``comparison.png``, ``frc.png``, ``config.yaml`` and, last, ``metrics.json`` (every
@@ -23,14 +23,16 @@ from typing import Any
 import numpy as np
 
 from ptycho.config.evaluate import EvaluateConfig
-from ptycho.errors import DataError
+from ptycho.errors import DataError, field
 from ptycho.io.atomic import json_safe
-from ptycho.io.objects import ObjectImage, read_object
+from ptycho.io.objects import ObjectImage, read_object, read_truth
 from ptycho.metrics.compare import MIN_SIDE_PX, ComparisonResult, compare_objects
 from ptycho.metrics.frc import THRESHOLD_HALF, THRESHOLD_ONE_SEVENTH, FRCResult
 
 MIN_REGION_PX = MIN_SIDE_PX
 """Smallest side of the scored rectangle."""
+REGISTRATION_RESERVE_PX = 4
+"""Preferred extra side per edge, so the registration margin cut later leaves ``MIN_REGION_PX``."""
 METRICS_FORMAT = "ptycho-metrics"
 
 
@@ -78,42 +80,53 @@ def overlap_canvases(recon: ObjectImage, truth: ObjectImage) -> tuple[ObjectImag
     return cut(recon, slice(r0 - dy, r1 - dy), slice(c0 - dx, c1 - dx)), cut(truth, slice(r0, r1), slice(c0, c1))
 
 
-def supported_rectangle(support: np.ndarray) -> tuple[int, int, int, int] | None:
-    """A large axis-aligned rectangle fully inside ``support`` (greedy), or None if it is empty.
+def supported_rectangle(support: np.ndarray, min_side: int = 1) -> tuple[int, int, int, int] | None:
+    """The largest-area axis-aligned rectangle fully inside ``support`` whose sides are both at
+    least ``min_side``, or None if there is none.
 
-    Start from the support's bounding box and repeatedly drop the edge row or column holding the
-    most unsupported pixels (ties: the larger unsupported fraction, then top, bottom, left,
-    right) until none is left.
+    Exact: row by row, the heights of supported runs form a histogram whose maximal rectangles
+    (one per bar, found with a stack) include every maximal rectangle of the support, so holes
+    anywhere, not only at the edges, are handled and the result does not collapse to a strip.
 
     Parameters
     ----------
     support : (H, W) bool
+    min_side : int
+        Smallest accepted height and width, in pixels.
 
     Returns
     -------
     (row0, row1, col0, col1), half-open, or None.
     """
-    bad = ~np.asarray(support, bool)
-    rows, cols = np.flatnonzero((~bad).any(axis=1)), np.flatnonzero((~bad).any(axis=0))
-    if rows.size == 0:
-        return None
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    row_bad = bad[:, c0:c1].sum(axis=1)  # unsupported pixels per row within the current columns
-    col_bad = bad[r0:r1, :].sum(axis=0)
-    while r1 > r0 and c1 > c0 and row_bad[r0:r1].any():
-        w, h = c1 - c0, r1 - r0
-        edges = [(row_bad[r0], row_bad[r0] / w, "top"), (row_bad[r1 - 1], row_bad[r1 - 1] / w, "bottom"),
-                 (col_bad[c0], col_bad[c0] / h, "left"), (col_bad[c1 - 1], col_bad[c1 - 1] / h, "right")]
-        edge = max(edges, key=lambda e: (e[0], e[1]))[2]  # max keeps the first of equals
-        if edge in ("top", "bottom"):
-            r = r0 if edge == "top" else r1 - 1
-            col_bad[c0:c1] -= bad[r, c0:c1]
-            r0, r1 = (r0 + 1, r1) if edge == "top" else (r0, r1 - 1)
-        else:
-            c = c0 if edge == "left" else c1 - 1
-            row_bad[r0:r1] -= bad[r0:r1, c]
-            c0, c1 = (c0 + 1, c1) if edge == "left" else (c0, c1 - 1)
-    return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
+    support = np.asarray(support, bool)
+    H, W = support.shape
+    heights = np.zeros(W + 1, np.int64)  # a zero bar at the end flushes the stack
+    best, best_area = None, 0
+    for r in range(H):
+        heights[:W] = np.where(support[r], heights[:W] + 1, 0)
+        stack: list[tuple[int, int]] = []  # (first column, height), heights increasing
+        for c, h in enumerate(heights.tolist()):
+            start = c
+            while stack and stack[-1][1] >= h:
+                first, height = stack.pop()
+                width = c - first
+                if height >= min_side and width >= min_side and height * width > best_area:
+                    best, best_area = (r - height + 1, r + 1, first, c), height * width
+                start = first
+            stack.append((start, h))
+    return best
+
+
+def check_truth_matches(recon: ObjectImage, truth: ObjectImage, object_path: Path, truth_path: Path) -> None:
+    """Refuse a truth other than the one the reconstruction was made from, when the reconstruction
+    records it (``provenance.object_fingerprint``, written by ``infer``)."""
+    provenance = recon.metadata.get("provenance") or {}
+    expected = provenance.get("object_fingerprint") if isinstance(provenance, dict) else None
+    if expected and expected != truth.metadata.get("object_fingerprint"):
+        source = provenance.get("dataset", "another dataset")
+        raise DataError(f"{truth_path}: not the ground truth of {object_path}, which was reconstructed from "
+                        f"{source} (another object); pass that dataset as the truth, or set "
+                        f"{field('evaluate.check_truth')} to false to score against this one anyway")
 
 
 def score_objects(recon: ObjectImage, truth: ObjectImage, config: EvaluateConfig,
@@ -128,13 +141,17 @@ def score_objects(recon: ObjectImage, truth: ObjectImage, config: EvaluateConfig
         No common support, or a rectangle under ``MIN_REGION_PX`` on a side (``where`` names the input).
     """
     recon, truth = overlap_canvases(recon, truth)
-    region = supported_rectangle(recon.support & truth.support)
-    if region is None:
+    common = recon.support & truth.support
+    if not common.any():
         raise DataError(f"{where}: the reconstruction's support is empty where it overlaps the truth's")
+    region = supported_rectangle(common, min_side=MIN_REGION_PX + 2 * REGISTRATION_RESERVE_PX)
+    region = region or supported_rectangle(common, min_side=MIN_REGION_PX)
+    if region is None:
+        largest = supported_rectangle(common)
+        raise DataError(f"{where}: the largest fully supported rectangle is {largest[1] - largest[0]}×"
+                        f"{largest[3] - largest[2]} px; no {MIN_REGION_PX}×{MIN_REGION_PX} rectangle is fully "
+                        "supported (scan a larger area or with more overlap, or use a larger crop)")
     r0, r1, c0, c1 = region
-    if min(r1 - r0, c1 - c0) < MIN_REGION_PX:
-        raise DataError(f"{where}: the largest fully supported rectangle is {r1 - r0}×{c1 - c0} px; "
-                        f"at least {MIN_REGION_PX}×{MIN_REGION_PX} is needed (scan a larger area or use a larger crop)")
     cmp = compare_objects(recon.object[r0:r1, c0:c1], truth.object[r0:r1, c0:c1], register=config.registration,
                           upsample=config.upsample, phase_ramp=config.phase_ramp, register_on=config.register_on)
     return cmp, region, recon
@@ -153,14 +170,18 @@ def evaluate(config: EvaluateConfig, object_path: Path, truth_path: Path, out_di
 
     from ptycho.config.base import to_plain
     from ptycho.io.atomic import json_default, write_text_atomic
+    from ptycho.io.paths import check_output_dir, refuse_overwriting_inputs
 
-    out_dir = Path(out_dir)
-    recon = read_object(object_path)
-    truth = read_object(truth_path)
-    cmp, region, recon = score_objects(recon, truth, config, where=str(object_path))
-    r0, r1, c0, c1 = region
+    out_dir = check_output_dir(out_dir)
     paths = {"comparison": out_dir / "comparison.png", "frc": out_dir / "frc.png",
              "config": out_dir / "config.yaml", "metrics": out_dir / "metrics.json"}
+    refuse_overwriting_inputs(paths.values(), {"object": object_path, "truth": truth_path}, "evaluate")
+    recon = read_object(object_path)
+    truth = read_truth(truth_path)
+    if config.check_truth:
+        check_truth_matches(recon, truth, object_path, truth_path)
+    cmp, region, recon = score_objects(recon, truth, config, where=str(object_path))
+    r0, r1, c0, c1 = region
     comparison_figure(paths["comparison"], cmp, dpi=config.dpi)
     frc_figure(paths["frc"], cmp.frc, dpi=config.dpi)
     write_text_atomic(paths["config"], yaml.safe_dump({"evaluate": to_plain(config)}, sort_keys=False))

@@ -36,7 +36,7 @@ from ptycho import __version__
 from ptycho.config.export import ExportConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.validation import BOUNDS_TOL_PX
-from ptycho.errors import DataError
+from ptycho.errors import DataError, field
 from ptycho.io.atomic import atomic_output, one_line
 from ptycho.io.objects import ObjectImage, read_object
 from ptycho.physics.probe import probe_energy
@@ -77,23 +77,39 @@ class ExportResult:
 
 
 def resolve_physics(config: ExportConfig, metadata: dict[str, Any], dataset_path: Path) -> dict[str, float]:
-    """Energy, distance and pixel size from the config, else the dataset metadata (DataError if neither)."""
+    """Energy, distance and pixel size from the config, else the dataset metadata.
+
+    Raises
+    ------
+    DataError
+        Naming every value that is missing or invalid at once (not one per run).
+    """
     values: dict[str, float] = {}
+    missing, invalid = [], []
     for key in REQUIRED_PHYSICS:
         value = getattr(config, key)
         if value is None:
             value = metadata.get(key)
             if value is None:
-                raise DataError(f"{dataset_path}: {key} is not in the dataset metadata and was not given; "
-                                f"set `export.{key}` (a Ptychodus product needs it)")
+                missing.append(key)
+                continue
             try:
                 value = float(value)
             except (TypeError, ValueError):
                 value = float("nan")
             if not math.isfinite(value) or value <= 0:
-                raise DataError(f"{dataset_path}: metadata {key} = {metadata.get(key)!r}; expected a positive "
-                                f"number, or set `export.{key}`")
+                invalid.append(f"{key} = {metadata.get(key)!r}")
+                continue
         values[key] = float(value)
+    if missing or invalid:
+        parts = []
+        if missing:
+            parts.append(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the dataset metadata "
+                         "and not given")
+        if invalid:
+            parts.append(f"the metadata hold {', '.join(invalid)} (expected positive numbers)")
+        fields = ", ".join(field(f"export.{key}") for key in [*missing, *(i.split(' = ')[0] for i in invalid)])
+        raise DataError(f"{dataset_path}: {'; '.join(parts)}; set {fields} (a Ptychodus product needs them)")
     return values
 
 
@@ -165,12 +181,14 @@ def export_probe(ds: Dataset, model_dir: Path | None) -> tuple[np.ndarray, str]:
     probe, source = np.asarray(ds.probe, np.complex64), "dataset"
     if model_dir is None:
         return probe, source
+    from ptycho.models.bundle import bundle_file
+
     model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
+    if not bundle_file(model_dir, "config.json").is_file():
         raise DataError(f"{model_dir}: not a model bundle (no config.json); pass the folder written by `ptycho train`")
-    config = _read_json(model_dir / "config.json")
+    config = _read_json(bundle_file(model_dir, "config.json"))
     if bool((config.get("model") or {}).get("probe_trainable", False)):
-        path = model_dir / "probe.npy"
+        path = bundle_file(model_dir, "probe.npy")
         try:
             probe = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -185,7 +203,7 @@ def export_probe(ds: Dataset, model_dir: Path | None) -> tuple[np.ndarray, str]:
         if not np.isfinite(probe).all():
             raise DataError(f"{path}: trained probe contains NaN or Inf values")
         probe, source = probe.astype(np.complex64), "model (trained)"
-    scale_path = model_dir / "scale.json"
+    scale_path = bundle_file(model_dir, "scale.json")
     scale = float(_read_json(scale_path).get("scale_correction", 1.0)) if scale_path.is_file() else 1.0
     if not math.isfinite(scale) or scale <= 0:
         raise DataError(f"{scale_path}: scale_correction = {scale}; expected a positive number")
@@ -199,7 +217,9 @@ def export_losses(model_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
     empty = (np.zeros(0, np.int64), np.zeros(0, np.float64))
     if model_dir is None:
         return empty
-    path = Path(model_dir) / "history.json"
+    from ptycho.models.bundle import bundle_file
+
+    path = bundle_file(Path(model_dir), "history.json")
     if not path.is_file():
         warnings.warn(f"{path}: not found; the product gets an empty loss curve", UserWarning, stacklevel=2)
         return empty
@@ -235,12 +255,17 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
         match the patterns, positions outside the object, an object stitched from another
         dataset (exit code 3).
     """
-    from ptycho.io.config_file import write_resolved_config
-    from ptycho.io.datasets import load_dataset
+    from ptycho.io.config_file import config_path_for, write_resolved_config
+    from ptycho.io.datasets import dataset_inputs, load_dataset
+    from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
+    from ptycho.models.bundle import bundle_inputs
 
     t0 = time.perf_counter()
-    out, object_path, dataset_path = Path(out), Path(object_path), Path(dataset_path)
+    out, object_path, dataset_path = check_output_file(out), Path(object_path), Path(dataset_path)
     fmt = product_format(out, config.format)
+    outputs = [out, config_path_for(out), *([out.with_name(DIFFRACTION_FILE)] if config.with_diffraction else [])]
+    inputs = {"object": object_path, **dataset_inputs(dataset_path), **(bundle_inputs(model_dir) if model_dir else {})}
+    refuse_overwriting_inputs(outputs, inputs, "export-ptychodus")
     image = read_object(object_path)
     ds = load_dataset(dataset_path, check_bounds="off")
     N = ds.N  # the result reports it after the file is closed

@@ -18,6 +18,10 @@ from ptycho.registry import Components
 
 Progress = Callable[[int, int], None]
 DOSE_WARNING = 1.1  # warn when the dataset's photon scale differs from training by more than 10 %
+SATURATION = 0.99
+"""An amplitude at this fraction of ``model.amplitude_max`` or above counts as saturated."""
+SATURATED_FRACTION = 0.01
+"""Saturated pixels beyond this fraction of all reconstructed pixels are reported."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,15 @@ def use_probe(dataset: Dataset, model, probe_file: str | None) -> None:
         dataset.probe = (refined * np.sqrt(probe_energy(dataset.probe) / probe_energy(refined))).astype(np.complex64)
 
 
+def warn_if_saturated(saturated: int, total: int, amplitude_max: float, out: Path) -> None:
+    """Say so when the amplitude head sits at its ceiling for more than :data:`SATURATED_FRACTION`
+    of the pixels: the object is brighter than the model can express, and is clipped."""
+    if total and saturated / total > SATURATED_FRACTION:
+        warnings.warn(f"{out}: {100 * saturated / total:.1f} % of the reconstructed amplitudes sit at the model's "
+                      f"ceiling {amplitude_max:g} (clipped); retrain with a larger `train.model.amplitude_max`",
+                      UserWarning, stacklevel=2)
+
+
 def infer(
     config: InferConfig,
     model_dir: Path,
@@ -91,16 +104,20 @@ def infer(
     from ptycho._tf import tf
     from ptycho.data.grouping import make_groups
     from ptycho.data.pipeline import batch_rows, read_group_batch
-    from ptycho.io.config_file import write_resolved_config
-    from ptycho.io.datasets import load_dataset
+    from ptycho.io.config_file import config_path_for, write_resolved_config
+    from ptycho.io.datasets import dataset_inputs, load_dataset
+    from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
     from ptycho.io.patches import PatchesWriter
-    from ptycho.models.bundle import load_bundle
+    from ptycho.models.bundle import bundle_inputs, load_bundle
     from ptycho.models.features import group_labels, input_estimate
     from ptycho.models.physics import canvas_size
 
     t0 = time.perf_counter()
-    tf_ = tf()
+    out = check_output_file(out)
+    refuse_overwriting_inputs([out, config_path_for(out)], {**dataset_inputs(dataset_path), **bundle_inputs(model_dir),
+                                                            "probe file": config.probe_file}, "infer")
     bundle = load_bundle(Path(model_dir), components or Components.builtin())
+    tf_ = tf()
     model, physics, trained = bundle.model, bundle.model.physics, bundle.train_config
     t_loaded = time.perf_counter()
     with load_dataset(dataset_path, mask=config.mask) as dataset:
@@ -122,8 +139,9 @@ def infer(
         object_shape = None if dataset.object is None else tuple(dataset.object.shape)
         provenance = {"model": str(model_dir), "model_fingerprint": bundle.data_info.get("fingerprint"),
                       "dataset": str(dataset_path), "dataset_fingerprint": dataset.fingerprint(),
+                      "object_fingerprint": dataset.object_fingerprint(),
                       "gridsize": physics.gridsize, "N": physics.N}
-        seconds, steady_groups, steady_seconds = 0.0, 0, 0.0
+        seconds, steady_groups, steady_seconds, saturated = 0.0, 0, 0.0, 0
         with PatchesWriter(out, groups.n_groups, physics.C, physics.N, provenance, object_shape) as writer:
             for rows in batch_rows(groups.n_groups, batch, shuffle=False):
                 arrays = read_group_batch(dataset, groups, rows, estimate)
@@ -137,8 +155,10 @@ def infer(
                 if rows[0] > 0:  # after the first (compiling) batch
                     steady_groups, steady_seconds = steady_groups + len(rows), steady_seconds + elapsed
                 writer.write(int(rows[0]), patches, xs[rows], ys[rows], groups.index[rows])
+                saturated += int(np.count_nonzero(np.abs(patches) >= SATURATION * model.config.amplitude_max))
                 if progress:
                     progress(int(rows[-1]) + 1, groups.n_groups)
+    warn_if_saturated(saturated, groups.n_groups * physics.C * physics.N**2, model.config.amplitude_max, out)
     write_resolved_config(Path(out), "infer", config)
     total = time.perf_counter() - t0
     stages = {"load": t_loaded - t0, "prepare": t_prepared - t_loaded, "estimate": t_estimated - t_prepared,

@@ -226,7 +226,9 @@ def _stored_history(paths: PipelinePaths) -> dict[str, Any]:
     """The training history a failed (e.g. diverged) train stage left in its bundle, if any."""
     import json
 
-    path = paths["model"] / "history.json"
+    from ptycho.models.bundle import bundle_file
+
+    path = bundle_file(paths["model"], "history.json")
     try:
         return dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):

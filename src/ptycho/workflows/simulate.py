@@ -14,11 +14,12 @@ from ptycho import __version__
 from ptycho.config.base import to_plain
 from ptycho.config.simulate import SimulateConfig
 from ptycho.errors import ConfigError
+from ptycho.physics.contracts import checked_object, checked_positions, checked_probe, refuse_scan_argument
 from ptycho.physics.noise import chunk_noise_slices, poisson_counts
 from ptycho.physics.object import make_object
 from ptycho.physics.modes import mode_powers, n_modes
 from ptycho.physics.probe import effective_diameter_px, mixed_state, normalise_probe, probe_energy
-from ptycho.physics.scan import scan_overlap
+from ptycho.physics.scan import resolved_scan, scan_overlap
 from ptycho.registry import Components
 from ptycho.seeding import seed_stream
 
@@ -61,21 +62,20 @@ def build_scene(config: SimulateConfig, components: Components) -> Scene:
     object_spec, object_arg = components.objects.get(config.object.kind, field_name="simulate.object.kind")
     probe_spec, probe_arg = components.probes.get(config.probe.kind, field_name="simulate.probe.kind")
     scan_spec, _ = components.scans.get(config.scan.kind, field_name="simulate.scan.kind")
+    refuse_scan_argument(config.scan.kind)
+    if config.scan.kind == "random" and (config.scan.step_px is not None or config.scan.jitter_px > 0):
+        raise ConfigError("simulate.scan.step_px: a step (or jitter) applies to grid scans only; a random scan "
+                          "draws its positions; set `simulate.scan.kind` to grid, or drop the step")
     size = config.object_size
     if size < config.N:
         raise ConfigError(f"simulate.object.size: {size} is smaller than N={config.N}; use `simulate.object.size` ≥ {config.N}")
-    pattern = np.asarray(object_spec.generate(size, seed_stream(config.seed, "object"), config.object, object_arg))
-    if np.iscomplexobj(pattern):  # a transmission (file:), used as it is
-        if pattern.shape != (size, size):
-            raise ConfigError(f"simulate.object.kind: '{config.object.kind}' made a {pattern.shape} object, not {size}×{size}")
-        obj = pattern.astype(np.complex64)
-    else:
-        obj = make_object(pattern.astype(np.float64), config.object)
-    probe = mixed_state(np.asarray(probe_spec.make(config.N, config.probe, probe_arg)), config.probe,
-                        where=f"simulate.probe.kind={config.probe.kind}")
+    pattern = object_spec.generate(size, seed_stream(config.seed, "object"), config.object, object_arg)
+    obj = checked_object(pattern, size, config.object.kind, lambda p: make_object(p, config.object))
+    probe = checked_probe(probe_spec.make(config.N, config.probe, probe_arg), config.N, config.probe.kind)
+    probe = mixed_state(probe, config.probe, where=f"simulate.probe.kind={config.probe.kind}")
     probe = normalise_probe(probe, config.photon_gauge)
-    x, y = scan_spec.make(obj.shape, config.N, config.scan, seed_stream(config.seed, "scan", *_scan_key(config)))
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    positions = scan_spec.make(obj.shape, config.N, config.scan, seed_stream(config.seed, "scan", *_scan_key(config)))
+    x, y = checked_positions(positions, obj.shape, config.N, config.scan.kind)
     groups = config.gridsize**2
     if len(x) < groups:
         raise ConfigError(
@@ -162,6 +162,22 @@ def iter_pattern_chunks(config: SimulateConfig, scene: Scene):
             yield first, future.result()
 
 
+def preview_path_for(out: Path) -> Path:
+    """``data.h5`` → ``data.preview.png``."""
+    return out.with_name(out.stem + ".preview.png")
+
+
+def file_inputs(config: SimulateConfig) -> dict[str, Path]:
+    """Files a simulation reads: the argument of an object or probe kind (``image:PATH``,
+    ``file:PATH``, or a plugin's) that names an existing file."""
+    inputs = {}
+    for role, kind in (("object file", config.object.kind), ("probe file", config.probe.kind)):
+        _, sep, arg = kind.partition(":")
+        if sep and arg and Path(arg).is_file():
+            inputs[role] = Path(arg)
+    return inputs
+
+
 def simulate(
     config: SimulateConfig,
     out: Path,
@@ -177,13 +193,15 @@ def simulate(
     ``fmt``: ``h5``, ``npz`` or ``ptychopinn-npz`` (default from the suffix).
     """
     from ptycho.data.dataset import Dataset
-    from ptycho.io.config_file import write_resolved_config
+    from ptycho.io.config_file import config_path_for, write_resolved_config
     from ptycho.io.datasets import output_format, save_dataset
     from ptycho.io.h5 import H5DatasetWriter
+    from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
 
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_output_file(out)
     fmt = output_format(out, fmt)
+    refuse_overwriting_inputs([out, config_path_for(out), preview_path_for(out)], file_inputs(config), "simulate")
     scene = build_scene(config, components or Components.builtin())
     meta = dataset_metadata(config, scene)
     M, N = len(scene.x), config.N
@@ -214,13 +232,13 @@ def simulate(
         consume(iter_pattern_chunks(config, scene), store)
         save_dataset(out, Dataset(diffraction, scene.x, scene.y, scene.probe, scene.object, scan_index, meta), format=fmt)
 
-    config_path = write_resolved_config(out, "simulate", config)
+    config_path = write_resolved_config(out, "simulate", config.model_copy(update={"scan": resolved_scan(config.scan, M)}))
     preview_path = None
     if preview:
         from ptycho.figures.preview import simulation_preview
 
         preview_path = simulation_preview(
-            out.with_name(out.stem + ".preview.png"), obj=scene.object, probe=scene.probe,
+            preview_path_for(out), obj=scene.object, probe=scene.probe,
             x=scene.x, y=scene.y, patterns=first if first is not None else np.zeros((0, N, N)),
         )
     return SimulationResult(

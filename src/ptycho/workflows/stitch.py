@@ -49,6 +49,7 @@ import numpy as np
 
 from ptycho import __version__
 from ptycho.config.stitch import StitchConfig
+from ptycho.data.validation import MAX_CANVAS_PX
 from ptycho.errors import DataError
 from ptycho.io.objects import ObjectImage, object_format, write_object
 from ptycho.io.patches import PatchesFile, read_patches
@@ -59,8 +60,6 @@ Progress = Callable[[int, int], None]
 
 DEN_RTOL = 1e-6
 """Pixels whose summed placement weight is below ``DEN_RTOL·max`` are unsupported (set to 0)."""
-MAX_CANVAS_PX = 1 << 28
-"""Largest canvas (pixels) stitch builds; beyond this the positions are almost surely not in pixels."""
 LSQ_MIN_WEIGHT = 0.5
 """Pixels solved for by ``lsq``: summed placement weight at least half of one crop pixel's."""
 LSQ_RTOL = 1e-5
@@ -237,10 +236,13 @@ def stitch(
         Invalid patches file (missing keys, shapes, NaN) or positions spanning an absurd canvas.
     """
     from ptycho.io.config_file import write_resolved_config
+    from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
 
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_output_file(out)
     object_format(out)  # fail on a bad suffix before any work
+    source = patches.path if isinstance(patches, PatchesFile) else Path(patches)
+    refuse_overwriting_inputs(stitch_outputs(out), {"patches file": source}, "stitch")
     pf = patches if isinstance(patches, PatchesFile) else read_patches(patches)
     spacing = scan_spacing_px(pf.x, pf.y)
     M = config.crop_size(pf.N, spacing)
@@ -287,16 +289,30 @@ def stitch(
     )
 
 
+def stitch_outputs(out: Path) -> list[Path]:
+    """Every file :func:`stitch` writes for output ``out``."""
+    from ptycho.io.config_file import config_path_for
+
+    return [out, config_path_for(out), *(out.with_name(f"{out.stem}.{name}.png") for name in ("amplitude", "phase"))]
+
+
 def object_figures(out: Path, obj: np.ndarray, support: np.ndarray, origin: tuple[int, int]) -> tuple[Path, Path]:
     """``<stem>.amplitude.png`` and ``<stem>.phase.png`` with colour bars; unsupported pixels blank."""
-    from ptycho.figures.common import new_figure, save_figure, show_image
+    from ptycho.figures.common import new_figure, phase_display, robust_limits, save_figure, show_image
 
     H, W = obj.shape
     extent = (origin[0] - 0.5, origin[0] + W - 0.5, origin[1] + H - 0.5, origin[1] - 0.5)  # global pixels
     paths = []
-    for name, values, cmap in (("amplitude", np.abs(obj), "gray"), ("phase", np.angle(obj), "viridis")):
+    for name, values in (("amplitude", np.abs(obj)), ("phase", np.angle(obj))):
         fig, axes = new_figure(1, 1, size=(5.0, 4.2))
         unit = " (rad)" if name == "phase" else ""
-        show_image(fig, axes[0, 0], np.where(support, values, np.nan), f"{name}{unit}, {H}×{W} px at x={origin[0]}, y={origin[1]}", cmap=cmap, extent=extent)
+        shown = np.where(support, values, np.nan)
+        if name == "phase":
+            display = phase_display(shown)
+        else:
+            vmin, vmax = robust_limits(shown)
+            display = {"cmap": "gray", "vmin": vmin, "vmax": vmax}
+        show_image(fig, axes[0, 0], shown, f"{name}{unit}, {H}×{W} px at x={origin[0]}, y={origin[1]}",
+                   extent=extent, **display)
         paths.append(save_figure(fig, out.with_name(f"{out.stem}.{name}.png")))
     return paths[0], paths[1]

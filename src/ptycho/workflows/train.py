@@ -14,6 +14,7 @@ from ptycho.config.train import SUPPORTED_N, ModelConfig, TrainConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import Groups, make_groups
 from ptycho.errors import ConfigError, DataError, NumericalError, field
+from ptycho.physics.probe import probe_energy
 from ptycho.seeding import seed_stream
 from ptycho.registry import Components
 from ptycho.workflows.probe_setup import probe_from_file, refine_probe_iteratively, wants_refinement
@@ -43,7 +44,9 @@ class TrainResult:
 
 
 def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
-    """Fill ``N`` and ``gridsize`` from the data, checking an explicit ``N`` against it."""
+    """Fill ``N`` and ``gridsize`` from the data, checking an explicit ``N`` against it, and
+    raise the amplitude head's ceiling (``model.amplitude_max``, unless set) to what the data's
+    photon gauge shows (:func:`amplitude_scale`), so a bright object is not clipped."""
     N = dataset.N
     if config.model.N is not None and config.model.N != N:
         raise DataError(
@@ -56,8 +59,32 @@ def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
                         f"(crop or bin the patterns with `import.N`)")
     gridsize = config.model.gridsize or int(dataset.metadata.get("gridsize", 1))
     trainable = config.model.probe_trainable or wants_refinement(config.refine_probe, dataset)
-    return config.model.model_copy(update={"N": N, "gridsize": gridsize, "seed": config.seed,
-                                           "probe_trainable": trainable})
+    update: dict[str, Any] = {"N": N, "gridsize": gridsize, "seed": config.seed, "probe_trainable": trainable}
+    if "amplitude_max" not in config.model.model_fields_set:  # unset: as large as the data need
+        ceiling = AMPLITUDE_HEADROOM * amplitude_scale(dataset)
+        if ceiling > AMPLITUDE_SLACK * config.model.amplitude_max:
+            update["amplitude_max"] = round(ceiling, 3)
+    return config.model.model_copy(update=update)
+
+
+AMPLITUDE_HEADROOM = 2.0
+"""The amplitude head's ceiling over the data's largest window amplitude (pixels exceed their
+window's mean); 2 keeps the default ceiling 2 for objects up to unit amplitude."""
+AMPLITUDE_SLACK = 1.25
+"""The default ceiling is raised only when the data need this much more (noise on unit-amplitude
+data does not change the model)."""
+AMPLITUDE_SAMPLE = 256
+"""Patterns (evenly spaced) read to measure the amplitude scale."""
+
+
+def amplitude_scale(dataset: Dataset) -> float:
+    """The largest root-mean-square object amplitude seen by one window, from the photon gauge:
+    ``√(Σ counts / Σ|P|²)`` per pattern (Parseval: the window's probe-weighted mean of ``|O|²``),
+    over up to :data:`AMPLITUDE_SAMPLE` patterns."""
+    photons = probe_energy(dataset.probe)
+    rows = np.unique(np.linspace(0, dataset.n_patterns - 1, min(dataset.n_patterns, AMPLITUDE_SAMPLE)).astype(np.int64))
+    totals = dataset.read_patterns(rows).sum(axis=(1, 2), dtype=np.float64)
+    return float(np.sqrt(totals.max() / photons)) if photons > 0 else 0.0
 
 
 def split_groups(groups: Groups, fraction: float, seed: int) -> tuple[Groups, Groups | None]:
@@ -91,9 +118,21 @@ def train(
     components: Components | None = None,
     *,
     resume: bool = False,
+    force: bool = False,
     on_step: Callable[..., None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train a PINN on ``dataset_path`` and write the bundle to directory ``out``.
+
+    ``out`` must be empty or missing, unless ``resume`` (continue the bundle there from its last
+    epoch) or ``force`` (replace it: the old bundle stays whole until the first new checkpoint
+    replaces it, files that are not the bundle's are left alone). On resume the learning rate
+    goes on from the bundle's schedule unless ``config.learning_rate`` differs from the rate the
+    bundle was trained with: then the new rate is used, and the history records it.
+    ``on_stage(text)`` names each preparation step as it starts (reading, the input estimate,
+    building and compiling the model); ``on_epoch(epoch, history)`` runs after each epoch's
+    checkpoint with the history so far (``History.to_dict``).
 
     With ``config.strategy == "multiworker"`` every worker of the cluster calls this with the same
     config, dataset and ``out`` (both readable by every worker; ``resume`` reads the bundle on each):
@@ -102,6 +141,8 @@ def train(
 
     Raises
     ------
+    ConfigError
+        ``out`` is a file, or holds files and neither ``resume`` nor ``force`` is set (exit code 2).
     NumericalError
         Training diverged beyond recovery (exit code 4); ``out`` keeps the last good bundle.
     ClusterError
@@ -110,7 +151,7 @@ def train(
     from ptycho.data.pipeline import batch_rows, tf_group_batches
     from ptycho.distribute.strategy import start_distribution, stop_on_lost_worker
     from ptycho.figures.loss import loss_figure
-    from ptycho.io.config_file import write_resolved_config
+    from ptycho.io.config_file import resolved_config_text
     from ptycho.io.datasets import load_dataset
     from ptycho.models.bundle import History, save_bundle
     from ptycho.models.features import group_labels, input_estimate
@@ -122,8 +163,11 @@ def train(
     distribution = start_distribution(config.strategy, config.cluster)  # before any other TensorFlow op
     components = components or Components.builtin()
     out = Path(out)
+    check_bundle_target(out, dataset_path, resume=resume, force=force)
+    stage = on_stage or (lambda text: None)
     history = History()
     kept_bundle = lambda: _kept_after_lost_worker(out, history.epochs)  # noqa: E731 - reads history when called
+    stage(f"reading {dataset_path}")
     with stop_on_lost_worker(distribution, config.cluster, kept_bundle), load_dataset(dataset_path, mask=config.mask) as dataset:
         if config.probe_file is not None:
             dataset.probe = probe_from_file(config.probe_file, dataset)
@@ -139,9 +183,11 @@ def train(
         batch_size = distribution.check_global_batch(min(config.batch_size, train_groups.n_groups))
         info = data_info(dataset, groups, train_groups, val_groups, config)
         if model_config.probe_trainable and config.probe_init_passes and not resume:
+            stage(f"probe initialisation: {config.probe_init_passes} rPIE passes with probe update")
             init = refine_probe_iteratively(dataset, config.probe_init_passes, config.seed)
             dataset.probe = init.probe
             info.update(init.info())
+        stage("building the model")
         strategy = distribution.strategy
         with strategy.scope():
             if resume:
@@ -154,14 +200,13 @@ def train(
             trainer = Trainer(model, config, strategy, mask=dataset.mask, global_batch=batch_size)
         if model_config.probe_trainable:  # the estimate is made with the model's (refined) probe
             dataset.probe = model.probe_variables.numpy()
+        if model_config.estimate != "none":
+            stage(f"input estimate ({model_config.estimate}) of {dataset.n_patterns} positions")
         estimate = input_estimate(model_config, dataset)
         if resume:
             distribution.require_same(f"bundle to resume in {out} (every worker must read the same one)",
                                       bundle_identity(bundle))
-        if resume and (state := bundle.optimizer_state()) is not None:
-            trainer.load_optimizer_state(state)
-            if history.learning_rate:
-                trainer.set_learning_rate(history.learning_rate[-1])
+            continue_schedule(trainer, bundle, config)
 
         def epoch_batches(epoch: int):
             rows = batch_rows(train_groups.n_groups, batch_size, shuffle=True, seed=config.seed, epoch=epoch,
@@ -175,22 +220,28 @@ def train(
             val_rows = [own_val[r] for r in batch_rows(len(own_val), batch_size, shuffle=False)]
             val_batches = lambda: tf_group_batches(dataset, val_groups, val_rows, estimate=estimate)  # noqa: E731
 
-        def checkpoint(epoch: int, hist: History) -> None:
+        resolved = {"config.yaml": resolved_config_text("train", config)}
+
+        def checkpoint(epoch: int, hist: History, report: bool = True) -> None:
             if distribution.is_chief:
                 save_bundle(out, model, train_config=config, history=hist, data_info=info,
-                            optimizer_state=trainer.optimizer_state())
+                            optimizer_state=trainer.optimizer_state(), extra_files=resolved)
+            if report and on_epoch:
+                on_epoch(epoch, hist.to_dict())
 
         try:
+            stage(f"epoch {history.epochs + 1}: compiling the training step, then training")
             trainer.fit(history, epoch_batches, val_batches, on_step=on_step, on_epoch=checkpoint)
         except Diverged as exc:
             kept = f"the last good model (epoch {history.epochs}) is in {out}" if history.epochs else "no model was written"
+            if history.epochs and distribution.is_chief:
+                loss_figure(out / "loss.png", history.to_dict(), loss_name=config.loss)
             raise NumericalError(
                 f"training diverged: {exc}; {kept}; try a lower `train.learning_rate` or check the data for bad patterns"
             ) from None
         if history.epochs:
-            checkpoint(history.epochs, history)
+            checkpoint(history.epochs, history, report=False)
     if distribution.is_chief:
-        write_resolved_config(out, "train", config)
         loss_figure(out / "loss.png", history.to_dict(), loss_name=config.loss)
     with stop_on_lost_worker(distribution, config.cluster, kept_bundle):
         distribution.barrier()  # no worker reports success before the chief has written everything
@@ -214,10 +265,60 @@ def bundle_identity(bundle: Any) -> int:
     return (bundle.history.epochs % 4096) << 40 | digest
 
 
-def _resume_bundle(out: Path, model_config: ModelConfig, components: Components) -> Any:
-    from ptycho.models.bundle import load_bundle
+def check_bundle_target(out: Path, dataset_path: Path, *, resume: bool, force: bool) -> None:
+    """Refuse an output that would silently replace work: a file, a folder that holds files while
+    neither ``resume`` nor ``force`` is set (leftovers of killed writers do not count), or one
+    whose bundle files would overwrite the dataset."""
+    from ptycho.io.atomic import is_stale_temp_name
+    from ptycho.io.datasets import dataset_inputs
+    from ptycho.io.paths import check_output_dir, refuse_overwriting_inputs
+    from ptycho.models.bundle import OWNED_FILES, has_bundle
 
-    if not (out / "manifest.json").is_file():
+    refuse_overwriting_inputs([out / name for name in OWNED_FILES], dataset_inputs(dataset_path), "train")
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"train: {out} is a file; a model bundle is a directory, choose another output")
+    check_output_dir(out, "model bundle directory")
+    if resume or force or not out.is_dir():
+        return
+    kept = [p.name for p in out.iterdir() if not is_stale_temp_name(p.name)]
+    if kept:
+        what = "a model bundle" if has_bundle(out) else f"{len(kept)} file(s) ({', '.join(sorted(kept)[:3])})"
+        raise ConfigError(f"train: {out} already holds {what}; continue it with `train.resume`, replace it "
+                          "with `train.force` or choose an empty output directory")
+
+
+def continue_schedule(trainer: Any, bundle: Any, config: TrainConfig) -> None:
+    """Resume the optimizer where the bundle left it; a learning rate other than the bundle's
+    (``config.learning_rate`` changed) replaces the stored schedule's rate."""
+    state = bundle.optimizer_state()
+    if state is not None:
+        trainer.load_optimizer_state(state)  # includes the rate the next epoch would have run at
+    elif bundle.history.learning_rate:
+        trainer.set_learning_rate(bundle.history.learning_rate[-1])
+    if config.learning_rate != bundle.train_config.learning_rate:
+        trainer.set_learning_rate(config.learning_rate)
+
+
+def stored_train_settings(out: Path) -> dict[str, Any]:
+    """The train settings of the bundle in ``out`` (its ``config.json``), the base a resumed run's
+    settings are layered on; empty if there is no readable bundle."""
+    import json
+
+    from ptycho.models.bundle import bundle_file
+
+    try:
+        stored = json.loads(bundle_file(Path(out), "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    train = stored.get("train") if isinstance(stored, dict) else None
+    return dict(train) if isinstance(train, dict) else {}
+
+
+def _resume_bundle(out: Path, model_config: ModelConfig, components: Components) -> Any:
+    from ptycho.models.bundle import has_bundle, load_bundle
+
+    if not has_bundle(out):
         raise ConfigError(f"train.resume: no bundle to resume in {out}; train once without `train.resume` first")
     bundle = load_bundle(out, components)
     stored = bundle.model.config

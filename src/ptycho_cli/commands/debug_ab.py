@@ -44,6 +44,10 @@ def debug_ab_command(
     stop_on_divergence: Annotated[bool, Opt("--stop-on-divergence",
                                             help="Stop after the first stage whose taps diverge.")] = False,
     no_figure: Annotated[bool, Opt("--no-figure", help="Skip the side-by-side figure.")] = False,
+    replicates: Annotated[Optional[int], Opt("--replicates", show_default=False,
+                                             help="For arms that differ by design, rerun each this many times with "
+                                                  "other seeds to judge the outcome against run-to-run noise "
+                                                  "(default 1; 0: off; only when evaluate runs).")] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     quiet: Quiet = False,
@@ -58,6 +62,11 @@ def debug_ab_command(
     statistics, metrics) are compared within tolerance, and OUT gets report.json, report.md and
     figure.png. Exit code 0 whenever the report was written, diverged or not — unless both arms
     failed at the same stage (a problem of the shared pipeline): then that failure's exit code.
+
+    Arms that differ by design diverge from the first stage their settings feed (expected, and
+    said so). When evaluate runs, each such arm is run once more with other seeds (OUT/A-seed2,
+    OUT/B-seed2; --replicates) and the verdict says whether the final scores differ beyond that
+    run-to-run spread.
 
     Built-in variants: grid, nongrid, gs1, gs2, nll, mae, probe-ideal, probe-file, dose-high,
     dose-low (plugins add more). --set takes pipeline keys (simulate.*, train.*, infer.*, stitch.*,
@@ -90,7 +99,8 @@ def debug_ab_command(
         sections = ctx.obj.config_sections()
         base, debug_files, debug_sets = shared_settings(config or (), set_ or (), sections)
         flags = {"stages": stages, "epochs": epochs, "n_images": n_images,
-                 "stop_on_divergence": True if stop_on_divergence else None, "figure": False if no_figure else None}
+                 "stop_on_divergence": True if stop_on_divergence else None, "figure": False if no_figure else None,
+                 "replicates": replicates}
         cfg = resolve_config(DebugABConfig, DEBUG_SECTION, sets=debug_sets, flags=flags, base=debug_files)
         for key, value in (("train.epochs", epochs), ("simulate.scan.n_images", n_images)):
             if value is not None:  # typed flags beat --config and --set (docs/cli.md#configuration)

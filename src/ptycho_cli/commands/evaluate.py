@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ptycho.config.evaluate import EvaluateConfig
+from ptycho_cli.defaults import default_of
 from ptycho_cli.hookspecs import hookimpl
 from ptycho_cli.options import ConfigFiles, Json, Quiet, SetItems, Verbose
 from ptycho_cli.specs import CommandSpec
@@ -24,7 +26,7 @@ def evaluate_command(
     out: Annotated[Path, Opt("--out", "-o", help="Output directory for metrics.json and the figures.")],
     phase_ramp: Annotated[bool, Opt("--phase-ramp", help="Also remove a linear phase ramp.")] = False,
     no_register: Annotated[bool, Opt("--no-register", help="Do not estimate or undo a sub-pixel shift.")] = False,
-    upsample: Annotated[Optional[int], Opt("--upsample", help="Registration precision is 1/UPSAMPLE px.")] = None,
+    upsample: Annotated[Optional[int], Opt("--upsample", help="Registration precision is 1/UPSAMPLE px.", show_default=default_of(EvaluateConfig, "upsample"))] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     quiet: Quiet = False,

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ptycho.config.infer import InferConfig
+from ptycho_cli.defaults import default_of
 from ptycho_cli.hookspecs import hookimpl
 from ptycho_cli.options import ConfigFiles, Json, Quiet, SetItems, Verbose
 from ptycho_cli.specs import CommandSpec
@@ -19,7 +21,7 @@ def infer_command(
     model: Annotated[Path, typer.Argument(metavar="MODEL_DIR", help="Bundle written by `ptycho train`.", show_default=False)],
     dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Dataset to reconstruct.", show_default=False)],
     out: Annotated[Path, Opt("--out", "-o", help="Patches file (HDF5).")],
-    batch_size: Annotated[Optional[int], Opt("--batch-size", help="Groups per forward pass.")] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", help="Groups per forward pass.", show_default=default_of(InferConfig, "batch_size"))] = None,
     n_groups: Annotated[Optional[int], Opt("--n-groups", help="Groups to reconstruct (default one per position).")] = None,
     jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the forward pass.", show_default=False)] = None,
     mask: Annotated[Optional[Path], Opt("--mask", help="Valid-pixel mask (True = measured) replacing the dataset's.")] = None,

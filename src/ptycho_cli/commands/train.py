@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ptycho.config.train import TrainConfig
+from ptycho_cli.defaults import default_of
 from ptycho_cli.hookspecs import hookimpl
 from ptycho_cli.options import ConfigFiles, Json, Quiet, SetItems, Verbose
 from ptycho_cli.specs import CommandSpec
@@ -20,23 +22,23 @@ def train_command(
     dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Dataset (.h5, .npz or PtychoPINN .npz).", show_default=False)],
     out: Annotated[Path, Opt("--out", "-o", help="Model bundle directory.")],
     gridsize: Annotated[Optional[int], Opt("--gridsize", help="Group side g (default: the dataset's).")] = None,
-    epochs: Annotated[Optional[int], Opt("--epochs", help="Total epochs (with --resume: up to this many).")] = None,
-    batch_size: Annotated[Optional[int], Opt("--batch-size", help="Groups per step.")] = None,
-    loss: Annotated[Optional[str], Opt("--loss", help="nll (Poisson, on counts) or mae (on amplitudes).")] = None,
-    learning_rate: Annotated[Optional[float], Opt("--learning-rate", "--lr", help="Adam learning rate.")] = None,
+    epochs: Annotated[Optional[int], Opt("--epochs", help="Total epochs (with --resume: up to this many).", show_default=default_of(TrainConfig, "epochs"))] = None,
+    batch_size: Annotated[Optional[int], Opt("--batch-size", help="Groups per step.", show_default=default_of(TrainConfig, "batch_size"))] = None,
+    loss: Annotated[Optional[str], Opt("--loss", help="nll (Poisson, on counts) or mae (on amplitudes).", show_default=default_of(TrainConfig, "loss"))] = None,
+    learning_rate: Annotated[Optional[float], Opt("--learning-rate", "--lr", help="Adam learning rate.", show_default=default_of(TrainConfig, "learning_rate"))] = None,
     n_groups: Annotated[Optional[int], Opt("--n-groups", help="Groups to train on (default one per position).")] = None,
     neighbors: Annotated[Optional[int], Opt("--neighbors", help="Draw group members from the K nearest.")] = None,
     N: Annotated[Optional[int], Opt("--N", help="Expected pattern size (checked against the data).")] = None,
-    n_filters_scale: Annotated[Optional[int], Opt("--n-filters-scale", help="Network width multiplier.")] = None,
+    n_filters_scale: Annotated[Optional[int], Opt("--n-filters-scale", help="Network width multiplier.", show_default=default_of(TrainConfig, "model.n_filters_scale"))] = None,
     estimate: Annotated[Optional[str], Opt("--estimate", help="Physics input: global (rPIE over the whole scan, default), "
                                                               "group (ePIE per group) or none.", show_default=False)] = None,
     strategy: Annotated[Optional[str], Opt("--strategy", help="default (one device), mirrored (all local devices) or "
-                                                              "multiworker (a cluster; see --cluster).")] = None,
+                                                              "multiworker (a cluster; see --cluster).",
+                                           show_default=default_of(TrainConfig, "strategy"))] = None,
     cluster: Annotated[Optional[str], Opt("--cluster", help="multiworker: the cluster from tf_config (the TF_CONFIG "
                                                             "variable, default) or slurm (the SLURM job step).",
                                           show_default=False)] = None,
     jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the training step.", show_default=False)] = None,
-    seed: Annotated[Optional[int], Opt("--seed", help="Seed for grouping, split, shuffling and weights.")] = None,
     refine_probe: Annotated[Optional[bool], Opt("--refine-probe/--no-refine-probe", show_default=False,
                                                 help="Refine the probe with the network (its own optimiser), after "
                                                      "--set probe_init_passes=K rPIE passes with probe update "
@@ -44,7 +46,11 @@ def train_command(
     probe: Annotated[Optional[Path], Opt("--probe", metavar="FILE", show_default=False,
                                          help="Start from this probe instead of the dataset's (a dataset, "
                                               "PtychoPINN NPZ, Ptychodus product or .probe.npz).")] = None,
-    resume: Annotated[bool, Opt("--resume", help="Continue the bundle in --out from its last epoch.")] = False,
+    seed: Annotated[Optional[int], Opt("--seed", help="Seed for grouping, split, shuffling and weights.", show_default=default_of(TrainConfig, "seed"))] = None,
+    resume: Annotated[bool, Opt("--resume", help="Continue the bundle in --out from its last epoch; its settings "
+                                                 "are the defaults, flags override them (a new --lr replaces its rate).")] = False,
+    force: Annotated[bool, Opt("--force", help="Replace the bundle (or other files) in --out; the old bundle stays "
+                                               "whole until the first new checkpoint.")] = False,
     mask: Annotated[Optional[Path], Opt("--mask", help="Valid-pixel mask (True = measured; .npy, or .npz/.h5 key "
                                         "'mask') replacing the dataset's: masked pixels leave the loss.")] = None,
     config: ConfigFiles = None,
@@ -56,8 +62,10 @@ def train_command(
     """Train the physics-informed network on DATASET (no ground truth needed).
 
     Writes the bundle (config.json, model.weights.h5, probe.npy, scale.json, history.json,
-    manifest.json), loss.png and config.yaml into OUT. A checkpoint is written every epoch;
-    a non-finite loss restores the last good weights and halves the learning rate.
+    manifest.json), loss.png and config.yaml into OUT. A checkpoint is written every epoch and
+    replaces the previous one all or nothing (a kill leaves one or the other, whole). OUT must be
+    empty unless --resume or --force. A non-finite loss restores the last good weights and halves
+    the learning rate of the failed try.
 
     Examples:
 
@@ -66,6 +74,10 @@ def train_command(
       ptycho train data.h5 --out model/ --gridsize 2 --epochs 20 --loss nll
 
       ptycho train data.h5 --out model/ --epochs 30 --resume
+
+      ptycho train data.h5 --out model/ --epochs 30 --resume --lr 3e-4
+
+      ptycho train data.h5 --out model/ --force
 
       ptycho train measured.h5 --out model/ --refine-probe --probe guess.probe.npz
 
@@ -78,8 +90,9 @@ def train_command(
     """
     from ptycho.config.train import TrainConfig
     from ptycho.distribute.cluster import is_chief_process
+    from ptycho.errors import ConfigError
     from ptycho_cli.config_io import resolve_config
-    from ptycho_cli.console import print_summary, progress_bar
+    from ptycho_cli.console import ProgressLog, print_summary, progress_bar
     from ptycho_cli.errors import guard
     from ptycho_cli.fields import COMMAND_FLAGS
 
@@ -91,18 +104,29 @@ def train_command(
             "cluster.resolver": cluster, "seed": seed, "mask": mask, "refine_probe": refine_probe,
             "probe_file": None if probe is None else str(probe),
         }
-        cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags,
+        from ptycho.workflows.train import stored_train_settings, train
+
+        if resume and force:
+            raise ConfigError("--resume and --force contradict each other: continue the bundle or replace it")
+        base = stored_train_settings(out) if resume else None
+        cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags, base=base,
                              sections=ctx.obj.config_sections())
-        from ptycho.workflows.train import train
 
         chief = cfg.strategy != "multiworker" or is_chief_process(cfg.cluster.resolver, os.environ)
-        with progress_bar("training", quiet=quiet or as_json or not chief, extra="loss {task.fields[loss]}",
-                          loss="-") as update:
+        log = ProgressLog(quiet=quiet or as_json or not chief)
+        with progress_bar("training", quiet=quiet or as_json or not chief, extra="loss {task.fields[loss]}", loss="-",
+                          console=log.console) as update:
             def on_step(report) -> None:
                 update(report.step, report.steps, description=f"epoch {report.epoch + 1}/{cfg.epochs}",
                        loss=f"{report.loss:.4g}")
 
-            result = train(cfg, dataset, out, ctx.obj.components(), resume=resume, on_step=on_step)
+            def on_epoch(epoch: int, history: dict) -> None:
+                log.line(f"epoch {epoch}/{cfg.epochs}: loss {history['loss'][-1]:.6g}, "
+                         f"val loss {history['val_loss'][-1]:.6g}, learning rate {history['learning_rate'][-1]:.3g}, "
+                         f"{history['seconds'][-1]:.1f} s")
+
+            result = train(cfg, dataset, out, ctx.obj.components(), resume=resume, force=force, on_step=on_step,
+                           on_stage=lambda text: log.line(f"preparing: {text}"), on_epoch=on_epoch)
         history = result.history
         if result.worker != 0:
             print_summary("trained (this worker's part)", {
