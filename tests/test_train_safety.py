@@ -150,3 +150,25 @@ def test_resume_without_a_rate_continues_the_bundles_schedule(bundle, small_scan
     assert load_bundle(work).train_config.batch_size == 8
     # item 16: --quiet prints the final result only, as its help says
     assert result.stdout == f"trained: {work}\n" and result.stderr == ""
+
+
+def test_resume_on_bright_data_builds_the_model_the_bundle_holds(small_scan, tmp_path, ptycho):
+    """Items 4 and 13 together: on data 4× brighter than a unit object, training raises the
+    amplitude head's ceiling above its default 2 and records the raised value in the bundle's
+    settings, so ``--resume`` (which layers flags on those settings) builds the same model."""
+    from ptycho.data.dataset import Dataset
+    from ptycho.io.datasets import load_dataset
+    from ptycho.io.h5 import write_h5
+
+    bright = tmp_path / "bright.h5"
+    with load_dataset(small_scan) as ds:
+        counts = ds.read_patterns(slice(0, ds.n_patterns)) * 16.0  # |O| × 4 at the same probe
+        write_h5(bright, Dataset(counts, ds.x, ds.y, ds.probe, metadata=dict(ds.metadata)))
+    work = tmp_path / "model"
+    assert ptycho("train", bright, "--out", work, "--epochs", "1", *TINY, "--quiet").exit_code == 0
+    stored = json.loads((work / "config.json").read_text())
+    assert stored["model"]["amplitude_max"] > 2.0
+    assert stored["train"]["model"]["amplitude_max"] == stored["model"]["amplitude_max"]
+    result = ptycho("train", bright, "--out", work, "--epochs", "2", "--resume", *TINY, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert load_bundle(work).history.epochs == 2

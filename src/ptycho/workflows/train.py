@@ -172,6 +172,9 @@ def train(
         if config.probe_file is not None:
             dataset.probe = probe_from_file(config.probe_file, dataset)
         model_config = resolve_model_config(config, dataset)
+        if model_config.amplitude_max != config.model.amplitude_max:  # raised for bright data: record it, so
+            config = config.model_copy(update={"model": config.model.model_copy(  # a resume builds the same model
+                update={"amplitude_max": model_config.amplitude_max})})
         gridsize = int(model_config.gridsize)
         try:
             groups = make_groups(dataset.x, dataset.y, gridsize, n_groups=config.n_groups,
