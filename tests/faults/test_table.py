@@ -91,6 +91,8 @@ FAULTS = [
           "is the dataset it reads"),
     Fault("infer-out-is-the-probe-file", at("infer", "@model", "@d.h5", "--probe", "@other.h5", "--out", "@other.h5"),
           2, "is the probe file it reads"),
+    Fault("infer-out-is-the-mask-file", at("infer", "@model", "@d.h5", "--mask", "@other.h5", "--out", "@other.h5"),
+          2, "is the mask file it reads"),
     Fault("infer-out-is-a-bundle-file", at("infer", "@model", "@d.h5", "--out", "@model/history.json"), 2, "model file"),
     Fault("stitch-out-is-the-patches", at("stitch", "@p.h5", "--out", "@p.h5"), 2, "is the patches file it reads"),
     Fault("export-out-is-the-dataset", at("export-ptychodus", "@o.npz", "--dataset", "@d.h5", "--out", "@d.h5"), 2,

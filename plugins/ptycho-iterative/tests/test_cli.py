@@ -105,6 +105,22 @@ def test_errors_are_one_line_with_exit_codes(ptycho, small_dataset, tmp_path, mo
     assert not (tmp_path / "o.npz").exists()
 
 
+@pytest.mark.parametrize(("extra", "role"), [((), "dataset"), (("--probe", "{out}"), "probe file")])
+def test_an_output_that_is_an_input_is_refused_untouched(ptycho, small_dataset, tmp_path, extra, role):
+    """As for the built-in commands (issue 13): ``--out`` naming the dataset or the probe file
+    would destroy it; exit 2 before any work, the file byte for byte as it was."""
+    data = tmp_path / "d.npz"
+    data.write_bytes(small_dataset.read_bytes())
+    out = data if role == "dataset" else tmp_path / "p.npz"
+    if out != data:
+        out.write_bytes(small_dataset.read_bytes())  # a dataset is a probe file too
+    before = out.read_bytes()
+    result = ptycho("iterative", data, "--out", out, *(a.format(out=out) for a in extra))
+    assert result.exit_code == 2, result.output
+    assert f"is the {role} it reads" in result.stderr and out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({data.name, out.name})
+
+
 def test_help_and_plugins_do_not_import_tensorflow():
     code = (
         "import sys; from ptycho_cli.app import main\n"

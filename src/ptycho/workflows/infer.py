@@ -115,7 +115,8 @@ def infer(
     t0 = time.perf_counter()
     out = check_output_file(out)
     refuse_overwriting_inputs([out, config_path_for(out)], {**dataset_inputs(dataset_path), **bundle_inputs(model_dir),
-                                                            "probe file": config.probe_file}, "infer")
+                                                            "probe file": config.probe_file, "mask file": config.mask},
+                              "infer")
     bundle = load_bundle(Path(model_dir), components or Components.builtin())
     tf_ = tf()
     model, physics, trained = bundle.model, bundle.model.physics, bundle.train_config

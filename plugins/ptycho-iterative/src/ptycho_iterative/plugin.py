@@ -95,11 +95,16 @@ def iterative_command(
         # defaults < --config files (their iterative: section, or flat) < --set < flags
         cfg = resolve_config(IterativeConfig, SECTION, files=config or (), sets=set_ or (), flags=flags,
                              sections=ctx.obj.config_sections())
-        from ptycho.io.datasets import load_dataset
+        from ptycho.io.datasets import dataset_inputs, load_dataset
         from ptycho.io.objects import object_format
-        from ptycho_iterative.workflow import run_iterative
+        from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
+        from ptycho.workflows.stitch import stitch_outputs
+        from ptycho_iterative.workflow import output_paths, run_iterative
 
-        object_format(out)  # a bad suffix fails before any work
+        object_format(out)  # a bad suffix or place fails before any work, and so does an output that is an input
+        out = check_output_file(out)
+        refuse_overwriting_inputs([*stitch_outputs(out), *output_paths(out).values()],
+                                  {**dataset_inputs(dataset), "probe file": probe, "mask file": mask}, "iterative")
         from ptycho.workflows.probe_setup import probe_from_file
 
         with load_dataset(dataset, mask=mask) as ds, progress_bar(cfg.engine, quiet=quiet or as_json, extra="error {task.fields[error]}", error="-") as update:
