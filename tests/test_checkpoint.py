@@ -25,6 +25,7 @@ import pytest
 from ptycho.config.train import ModelConfig, TrainConfig
 from ptycho.io.transaction import PENDING, STAGING_PREFIX
 from ptycho.models.bundle import History, load_bundle, save_bundle
+from ptycho.models.probe import ProbeVariables
 from ptycho.workflows.train import train
 
 N = 32
@@ -55,7 +56,7 @@ def new_checkpoint(old: Path) -> dict:
     model = bundle.model
     for variable in model.network.weights:
         variable.assign(variable.numpy() + 0.01)
-    model.probe_real.assign(model.probe_real.numpy() * 1.01)
+    model.probe_variables = ProbeVariables(model.probe.numpy() * 1.01, trainable=False)
     model.scale.assign(NEW_SCALE)
     history = History(loss=[*bundle.history.loss, 0.5], val_loss=[*bundle.history.val_loss, 0.5],
                       learning_rate=[*bundle.history.learning_rate, NEW_LEARNING_RATE],

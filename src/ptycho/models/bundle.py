@@ -2,7 +2,7 @@
 
 ``config.json``      validated train/model config + physics settings + data fingerprint
 ``model.weights.h5`` network weights (Keras ``save_weights``)
-``probe.npy``        (N, N) complex64 probe, √counts (trained, if the probe was trainable)
+``probe.npy``        (N, N) complex64 probe (or (K, N, N) modes), √counts (trained, if the probe was trainable)
 ``scale.json``       input normalisation and the trainable scale correction
 ``history.json``     per-epoch losses and learning rates
 ``optimizer.npz``    optimizer state, for resuming (``train(resume=True)``)
@@ -221,8 +221,9 @@ def _read_probe(path: Path) -> np.ndarray:
         probe = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: cannot read the probe ({_short(exc)}); the bundle is corrupt") from None
-    if not isinstance(probe, np.ndarray) or probe.dtype.kind not in "fc" or probe.ndim != 2:
-        raise DataError(f"{path}: expected a 2-D complex probe; found "
+    if not isinstance(probe, np.ndarray) or probe.dtype.kind not in "fc" or probe.ndim not in (2, 3) \
+            or probe.shape[-1] != probe.shape[-2] or probe.size == 0:
+        raise DataError(f"{path}: expected a complex (N, N) probe or (K, N, N) modes; found "
                         f"{getattr(probe, 'dtype', type(probe).__name__)} {getattr(probe, 'shape', '')}")
     return probe
 
