@@ -138,6 +138,12 @@ FAULTS = [
     Fault("evaluate-against-another-object", at("evaluate", "@o.npz", "--truth", "@other.h5", "--out", "@e"), 3,
           "not the ground truth of"),
     Fault("evaluate-truth-with-nan", at("evaluate", "@o.npz", "--truth", "@nan.h5", "--out", "@e"), 3, "NaN"),
+    Fault("side-by-side-against-another-object", at("evaluate", "@o.npz", "@o.h5", "--truth", "@other.h5", "--out",
+                                                    "@e"), 3, "not the ground truth of"),
+    Fault("side-by-side-truth-with-nan", at("evaluate", "@o.npz", "@o.h5", "--truth", "@nan.h5", "--out", "@e"), 3,
+          "NaN"),
+    Fault("side-by-side-out-under-a-file", at("evaluate", "@o.npz", "@o.h5", "--truth", "@d.h5", "--out",
+                                              "@afile/eval"), 2, "is a file, not a directory"),
     # item 11: a plugin returning the wrong type is reported by name and skipped
     Fault("command-hook-returns-objectspec", at("--help"), 0, "plugin 'wrong-record' skipped", plugins=(WRONG_RECORD,)),
     Fault("probe-hook-returns-a-string", at("plugins"), 0, "plugin 'string-probes' skipped", plugins=(STRING_PROBES,)),

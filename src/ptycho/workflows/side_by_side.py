@@ -91,18 +91,29 @@ def evaluate_side_by_side(config: EvaluateConfig, object_paths: list[Path], trut
 
     Raises
     ------
+    ConfigError
+        An output that cannot be written or is one of the inputs (exit code 2).
     DataError
-        Unreadable inputs, no common support, or a common supported rectangle smaller than
+        Unreadable inputs, a truth that is not the one a reconstruction was made from
+        (``check_truth``), no common support, or a common supported rectangle smaller than
         ``MIN_REGION_PX`` on a side (exit code 3).
     """
     from ptycho.config.base import to_plain
     from ptycho.io.atomic import json_default, write_text_atomic
-    from ptycho.workflows.evaluate import score_objects
+    from ptycho.io.objects import read_truth
+    from ptycho.io.paths import check_output_dir, refuse_overwriting_inputs
+    from ptycho.workflows.evaluate import check_truth_matches, score_objects
 
-    out_dir = Path(out_dir)
-    truth = read_object(truth_path)
+    out_dir = check_output_dir(out_dir)
     labels = unique_labels(object_paths)
-    images = common_support([read_object(p) for p in object_paths], truth)
+    inputs = {"truth": truth_path, **{f"object {label}": p for label, p in zip(labels, object_paths)}}
+    refuse_overwriting_inputs([out_dir / "side_by_side.png", out_dir / "metrics.json"], inputs, "evaluate")
+    truth = read_truth(truth_path)  # a dataset is validated like any input
+    recons = [read_object(p) for p in object_paths]
+    if config.check_truth:
+        for recon, path in zip(recons, object_paths):
+            check_truth_matches(recon, truth, path, truth_path)
+    images = common_support(recons, truth)
     comparisons, metrics = [], {}
     for label, path, image in zip(labels, object_paths, images):
         cmp, (r0, r1, c0, c1), cut = score_objects(image, truth, config, where=str(path))
