@@ -157,6 +157,17 @@ def test_the_amplitude_ceiling_is_raised_for_bright_data_only():
     assert resolve_model_config(explicit, bright_dataset(4.9)).amplitude_max == 2.0  # set: respected
 
 
+def test_a_masked_hot_pixel_does_not_raise_the_ceiling():
+    from ptycho.workflows.train import resolve_model_config
+
+    hot = bright_dataset(1.0)
+    hot.diffraction[:, 3, 5] = 1e12
+    assert resolve_model_config(TrainConfig(), hot).amplitude_max > 100  # unmasked, it would count
+    hot.mask = np.ones((32, 32), bool)
+    hot.mask[3, 5] = False
+    assert resolve_model_config(TrainConfig(), hot).amplitude_max == 2.0
+
+
 def test_saturated_amplitudes_are_reported(tmp_path):
     from ptycho.workflows.infer import warn_if_saturated
 

@@ -80,10 +80,15 @@ AMPLITUDE_SAMPLE = 256
 def amplitude_scale(dataset: Dataset) -> float:
     """The largest root-mean-square object amplitude seen by one window, from the photon gauge:
     ``√(Σ counts / Σ|P|²)`` per pattern (Parseval: the window's probe-weighted mean of ``|O|²``),
-    over up to :data:`AMPLITUDE_SAMPLE` patterns."""
+    over up to :data:`AMPLITUDE_SAMPLE` patterns. Masked pixels (``dataset.mask`` False: hot, dead,
+    behind a beamstop) are left out, as they are from the loss, so a hot pixel cannot inflate the
+    ceiling; where a mask hides bright pixels the scale is a lower bound."""
     photons = probe_energy(dataset.probe)
     rows = np.unique(np.linspace(0, dataset.n_patterns - 1, min(dataset.n_patterns, AMPLITUDE_SAMPLE)).astype(np.int64))
-    totals = dataset.read_patterns(rows).sum(axis=(1, 2), dtype=np.float64)
+    patterns = dataset.read_patterns(rows)
+    if dataset.mask is not None:
+        patterns = np.where(dataset.mask, patterns, 0.0)
+    totals = patterns.sum(axis=(1, 2), dtype=np.float64)
     return float(np.sqrt(totals.max() / photons)) if photons > 0 else 0.0
 
 
