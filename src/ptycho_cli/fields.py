@@ -32,10 +32,10 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
         "train.model.estimate": "--estimate", "train.strategy": "--strategy", "train.jit": "--jit",
         "train.seed": "--seed", "train.resume": "--resume", "train.mask": "--mask", "train.force": "--force",
         "train.refine_probe": "--refine-probe", "train.probe_file": "--probe",
-        "train.cluster.resolver": "--cluster",
+        "train.cluster.resolver": "--cluster", "train.refine_positions": "--refine-positions",
     },
     "infer": {"infer.batch_size": "--batch-size", "infer.n_groups": "--n-groups", "infer.jit": "--jit",
-              "infer.mask": "--mask", "infer.probe_file": "--probe"},
+              "infer.mask": "--mask", "infer.probe_file": "--probe", "infer.refine_positions": "--refine-positions"},
     "stitch": {"stitch.crop": "--crop", "stitch.chunk_groups": "--chunk-groups", "stitch.method": "--method"},
     "evaluate": {
         "evaluate.phase_ramp": "--phase-ramp", "evaluate.registration": "--no-register",

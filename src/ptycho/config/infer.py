@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 
 from ptycho.config.base import StrictModel
+from ptycho.config.iterative import DEFAULT_POSITION_MAX_SHIFT_PX, DEFAULT_POSITION_START
+from ptycho.config.train import DEFAULT_POSITION_INIT_PASSES
 
 
 class InferConfig(StrictModel):
@@ -21,3 +23,12 @@ class InferConfig(StrictModel):
     probe_file: str | None = Field(
         default=None, description="make the input with this probe (any file a file: probe accepts) instead of the "
                                   "bundle's refined one or the dataset's")
+    refine_positions: bool = Field(
+        default=False, description="refine the new scan's positions (bounded sub-pixel offsets, mean shift removed) "
+                                   "in rPIE passes with the bundle's probe before the input estimate; groups, input "
+                                   "and the patches file use the refined ones")
+    position_init_passes: int = Field(
+        default=DEFAULT_POSITION_INIT_PASSES, ge=DEFAULT_POSITION_START + 1, le=1000,
+        description=f"rPIE passes of the position refinement (positions move after the first {DEFAULT_POSITION_START})")
+    position_max_shift_px: float = Field(
+        default=DEFAULT_POSITION_MAX_SHIFT_PX, gt=0, le=64, description="bound on a refined position's offset, per axis (px)")

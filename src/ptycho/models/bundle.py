@@ -6,6 +6,8 @@
 ``scale.json``       input normalisation and the trainable scale correction
 ``history.json``     per-epoch losses and learning rates
 ``optimizer.npz``    optimizer state, for resuming (``train(resume=True)``)
+``positions.npz``    with ``train.refine_positions``: the refined training positions ``x``, ``y`` and the
+                     dataset's ``x_initial``, ``y_initial``, (M,) float64 object pixels
 ``manifest.json``    format version, package versions, dataset fingerprint, file hashes (written last)
 ``loss.png``         the loss curves
 
@@ -36,19 +38,75 @@ from ptycho.models.pinn import PINN, PhysicsSettings
 from ptycho.registry import Components
 
 BUNDLE_FORMAT = "ptycho-model"
-BUNDLE_VERSION = 3
+BUNDLE_VERSION = 4
 """2: ``model.estimate`` (global rPIE input). Version 1 bundles, which predate it, used the group estimate.
 3: leave-fold-out global estimates (``model.estimate_folds``, ``estimate_alpha``, ``estimate_batch_size``);
-version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1 in minibatches of 8."""
+version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1 in minibatches of 8.
+4: ``train.refine_positions`` and the optional ``positions.npz``; earlier bundles trained at the
+dataset's positions (they load with no stored positions)."""
 VERSION_2_ESTIMATE = {"estimate_folds": 0, "global_passes": 2, "estimate_alpha": 0.1, "estimate_batch_size": 8}
 """The global estimate of version 2 bundles (their config has no such fields: these were the behaviour)."""
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("config.json", "model.weights.h5", "probe.npy", "scale.json", MANIFEST)
-OWNED_FILES = (*REQUIRED_FILES, "history.json", "optimizer.npz", "config.yaml", "loss.png")
+POSITIONS_FILE = "positions.npz"
+_POSITION_KEYS = ("x", "y", "x_initial", "y_initial")
+OWNED_FILES = (*REQUIRED_FILES, "history.json", "optimizer.npz", POSITIONS_FILE, "config.yaml", "loss.png")
 """Every name a checkpoint may write; one a new checkpoint lacks is removed (no stale optimizer
 state, no loss curve of an earlier training)."""
 MESSAGE_LIMIT = 300
 """Characters of a library's error message quoted in ours."""
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingPositions:
+    """The refined positions a model was trained at (``train.refine_positions``).
+
+    Attributes
+    ----------
+    x, y : (M,) float64
+        Refined probe centres of the training scan, global object pixels.
+    x0, y0 : (M,) float64
+        The dataset's positions they were refined from.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    x0: np.ndarray
+    y0: np.ndarray
+
+    def __post_init__(self) -> None:
+        shapes = {np.shape(a) for a in (self.x, self.y, self.x0, self.y0)}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+            raise ValueError(f"training positions must be four (M,) arrays; got shapes {sorted(shapes)}")
+
+    @property
+    def shifts(self) -> np.ndarray:
+        """``(M,)`` distance of each refined position from the dataset's (pixels)."""
+        return np.hypot(self.x - self.x0, self.y - self.y0)
+
+
+def read_positions(path: Path) -> TrainingPositions | None:
+    """The refined training positions stored in bundle directory ``path``, or None when it has none
+    (trained without ``train.refine_positions``, or a bundle older than format 4).
+
+    Raises
+    ------
+    DataError
+        An unreadable or inconsistent ``positions.npz``.
+    """
+    file = bundle_file(Path(path), POSITIONS_FILE)
+    if not file.is_file():
+        return None
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = [np.asarray(data[k], np.float64) for k in _POSITION_KEYS]
+        positions = TrainingPositions(*arrays)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{file}: cannot read the refined positions ({exc}); retrain or copy the whole bundle") from None
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise DataError(f"{file}: the refined positions hold NaN or Inf; retrain")
+    return positions
+
 
 
 def _sha256(path: Path) -> str:
@@ -115,6 +173,7 @@ def save_bundle(
     data_info: dict[str, Any],
     optimizer_state: list[np.ndarray] | None = None,
     extra_files: dict[str, str] | None = None,
+    positions: TrainingPositions | None = None,
 ) -> Path:
     """Write a complete bundle to directory ``out``, replacing the one there all or nothing.
 
@@ -127,6 +186,9 @@ def save_bundle(
     extra_files : dict, optional
         ``{name: text}`` written with the bundle but not hashed in its manifest (``config.yaml``,
         the resolved train config users read and replay).
+    positions : TrainingPositions, optional
+        The refined training positions (``train.refine_positions``), written as ``positions.npz``;
+        without them an earlier bundle's file is removed (it does not belong to this model).
     """
     if not all_finite(model):
         raise ValueError("refusing to save a model with non-finite weights")
@@ -148,6 +210,10 @@ def save_bundle(
             with atomic_output(staging / "optimizer.npz") as tmp:
                 np.savez(tmp, **{f"v{i:04d}": np.asarray(v) for i, v in enumerate(optimizer_state)})
             hashed.append("optimizer.npz")
+        if positions is not None:
+            with atomic_output(staging / POSITIONS_FILE) as tmp:
+                np.savez(tmp, **dict(zip(_POSITION_KEYS, (positions.x, positions.y, positions.x0, positions.y0))))
+            hashed.append(POSITIONS_FILE)
         for name, text in (extra_files or {}).items():
             write_text_atomic(staging / name, text)
         write_json_atomic(staging / MANIFEST, _manifest(staging, hashed, history, data_info))
@@ -182,6 +248,7 @@ class Bundle:
     history: History
     data_info: dict[str, Any]
     manifest: dict[str, Any]
+    positions: TrainingPositions | None = None
 
     def optimizer_state(self) -> list[np.ndarray] | None:
         """The Adam state of the last checkpoint, or None if the manifest lists none."""
@@ -302,4 +369,4 @@ def load_bundle(path: Path, components: Components | None = None, *, verify: boo
         raise DataError(f"{files['scale.json']}: scale_correction is not a number ({_short(exc)})") from None
     history_path = files["history.json"]
     history = History.from_dict(_read_json(history_path)) if history_path.is_file() else History()
-    return Bundle(path, model, train_config, history, config.get("data", {}), manifest)
+    return Bundle(path, model, train_config, history, config.get("data", {}), manifest, read_positions(path))

@@ -36,9 +36,12 @@ class InferResult:
     steady_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     """Wall time of each stage, summing to ``seconds``: ``load`` (the bundle), ``prepare`` (opening
-    the dataset, checks, grouping), ``estimate`` (the global-estimate input, 0 when the model reads
-    none), ``network`` (``inference_seconds``: every batch, the first one's compilation included)
-    and ``io`` (reading the batches, writing the patches, the rest)."""
+    the dataset, checks, position refinement with ``refine_positions``, grouping), ``estimate`` (the
+    global-estimate input, 0 when the model reads none), ``network`` (``inference_seconds``: every
+    batch, the first one's compilation included) and ``io`` (reading the batches, writing the
+    patches, the rest)."""
+    positions: str = "dataset"
+    """Where the patches' positions came from: ``"dataset"``, or ``"refined: …"``."""
 
     @property
     def patterns_per_second(self) -> float:
@@ -91,6 +94,26 @@ def warn_if_saturated(saturated: int, total: int, amplitude_max: float, out: Pat
                       UserWarning, stacklevel=2)
 
 
+def refine_positions(dataset: Dataset, config: InferConfig, seed: int) -> dict[str, object]:
+    """With ``infer.refine_positions``: refine the scan's positions in rPIE passes with the probe the
+    input is made with (the iterative engines' refinement, docs/positions.md) and put them into
+    ``dataset`` (in place), so groups, the network's input and the patches file use them. Returns
+    what the patches file's provenance records: ``positions`` = ``"refined: …"`` (``stitch`` then
+    writes the positions into the object file) with the RMS and largest shift; empty without."""
+    if not config.refine_positions:
+        return {}
+    from ptycho.workflows.probe_setup import refine_iteratively
+
+    init = refine_iteratively(dataset, config.position_init_passes, seed, refine_positions=True,
+                              position_max_shift_px=config.position_max_shift_px)
+    dataset.x, dataset.y = init.x.copy(), init.y.copy()
+    info = init.info()
+    return {"positions": f"refined: {init.passes} rPIE passes (infer.refine_positions), RMS shift "
+                         f"{info['position_rms_shift_px']:.3g} px",
+            "position_rms_shift_px": info["position_rms_shift_px"], "position_max_shift_px": info["position_max_shift_px"],
+            "position_init_passes": init.passes}
+
+
 def infer(
     config: InferConfig,
     model_dir: Path,
@@ -124,7 +147,9 @@ def infer(
     with load_dataset(dataset_path, mask=config.mask) as dataset:
         check_compatible(dataset, physics, config.dose_tolerance)
         n_patterns = dataset.n_patterns  # read while the file is open
+        fingerprint = dataset.fingerprint()  # of the data as given: export-ptychodus pairs them by it
         use_probe(dataset, model, config.probe_file)
+        refined = refine_positions(dataset, config, trained.seed)
         groups = make_groups(dataset.x, dataset.y, physics.gridsize, n_groups=config.n_groups,
                              neighbors=trained.neighbors, oversample=trained.oversample, seed=trained.seed,
                              labels=group_labels(model.config, dataset.n_patterns))
@@ -139,9 +164,9 @@ def infer(
         xs, ys = groups.positions()
         object_shape = None if dataset.object is None else tuple(dataset.object.shape)
         provenance = {"model": str(model_dir), "model_fingerprint": bundle.data_info.get("fingerprint"),
-                      "dataset": str(dataset_path), "dataset_fingerprint": dataset.fingerprint(),
+                      "dataset": str(dataset_path), "dataset_fingerprint": fingerprint,
                       "object_fingerprint": dataset.object_fingerprint(),
-                      "gridsize": physics.gridsize, "N": physics.N}
+                      "gridsize": physics.gridsize, "N": physics.N, **refined}
         seconds, steady_groups, steady_seconds, saturated = 0.0, 0, 0.0, 0
         with PatchesWriter(out, groups.n_groups, physics.C, physics.N, provenance, object_shape) as writer:
             for rows in batch_rows(groups.n_groups, batch, shuffle=False):
@@ -166,4 +191,4 @@ def infer(
               "network": seconds}
     stages["io"] = total - sum(stages.values())
     return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize, total, seconds, steady_groups,
-                       steady_seconds, stages)
+                       steady_seconds, stages, str(refined.get("positions", "dataset")))

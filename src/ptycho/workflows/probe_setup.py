@@ -1,12 +1,15 @@
-"""The probe a run starts from: the dataset's, one read from a file (``probe_file``), and — when the
-probe is refined — the result of a few iterative passes with probe update over the scan.
+"""The probe and positions a run starts from: the dataset's, a probe read from a file (``probe_file``),
+and — when the probe or the positions are refined — the result of a few iterative passes over the
+scan with probe update and/or position refinement (:func:`refine_iteratively`).
 
 A measured scan rarely comes with an accurate probe: an analytical model of the optics, or one
 reconstructed from another scan. The network's input (the global estimate) and its physics layers
 both use the probe, so a wrong probe poisons both. Refinement therefore starts *before* training:
 ``probe_init_passes`` rPIE passes with probe update, from which the probe (and the estimate the
 network reads) are made; training then refines it further, jointly with the network
-(:mod:`ptycho.models.probe`).
+(:mod:`ptycho.models.probe`). Positions are refined the same way (``refine_positions``, the
+iterative engines' refinement, docs/positions.md): groups and the network's input are then made at
+the refined positions, and the bundle stores them.
 """
 
 from __future__ import annotations
@@ -54,24 +57,67 @@ def wants_refinement(requested: bool | None, dataset: Dataset) -> bool:
     return bool(dataset.metadata.get(PROBE_GUESS_KEY, False))
 
 
-@dataclass(frozen=True)
-class ProbeInit:
-    """The outcome of the iterative passes that initialise a refined probe."""
+@dataclass(frozen=True, eq=False)
+class IterativeInit:
+    """The outcome of the rPIE passes that start a run: a refined probe and/or refined positions.
+
+    Attributes
+    ----------
+    probe : (N, N) or (K, N, N) complex64
+        The probe after the passes (the starting one unless ``probe_update``), √counts.
+    x, y : (M,) float64
+        The positions after the passes (the starting ones unless ``refine_positions``).
+    x0, y0 : (M,) float64
+        The starting positions.
+    passes : int
+    probe_update, refine_positions : bool
+        What the passes refined.
+    seconds : float
+    errors : list of float
+        Normalised Fourier error of each pass.
+    """
 
     probe: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    x0: np.ndarray
+    y0: np.ndarray
     passes: int
+    probe_update: bool
+    refine_positions: bool
     seconds: float
     errors: list[float] = field(default_factory=list)
 
+    @property
+    def shifts(self) -> np.ndarray:
+        """``(M,)`` distance of every position from its start (pixels)."""
+        return np.hypot(self.x - self.x0, self.y - self.y0)
+
     def info(self) -> dict[str, Any]:
-        return {"probe_init_passes": self.passes, "probe_init_seconds": self.seconds,
-                "probe_init_fourier_error": self.errors[-1] if self.errors else None}
+        """What a run records of the passes (bundle ``data_info``, patches provenance)."""
+        out: dict[str, Any] = {"init_passes": self.passes, "init_seconds": self.seconds,
+                               "init_fourier_error": self.errors[-1] if self.errors else None}
+        if self.probe_update:
+            out["probe_init_passes"] = self.passes
+        if self.refine_positions:
+            shifts = self.shifts
+            out.update({"position_init_passes": self.passes, "position_rms_shift_px": float(np.sqrt(np.mean(shifts**2))),
+                        "position_max_shift_px": float(shifts.max())})
+        return out
 
 
-def refine_probe_iteratively(dataset: Dataset, passes: int, seed: int) -> ProbeInit:
-    """``passes`` rPIE passes with probe update over the whole scan, from the dataset's probe and a
-    unit object; the probe's power stays at the photon gauge."""
+def refine_iteratively(dataset: Dataset, passes: int, seed: int, *, probe_update: bool = False,
+                       refine_positions: bool = False, position_max_shift_px: float | None = None) -> IterativeInit:
+    """``passes`` rPIE passes over the whole scan from the dataset's probe and a unit object, with
+    probe update (its power held at the photon gauge) and/or position refinement (the engines' own,
+    :mod:`ptycho.iterative.positions`: bounded sub-pixel offsets, mean shift removed, moving after
+    ``IterativeConfig.position_start`` passes). The dataset itself is left unchanged."""
     from ptycho.iterative.engines import reconstruct
 
-    result = reconstruct(dataset, engine="rpie", iterations=passes, probe_update=True, seed=seed)
-    return ProbeInit(result.probe.astype(np.complex64), passes, result.seconds, [float(e) for e in result.errors])
+    options: dict[str, Any] = {"probe_update": probe_update, "refine_positions": refine_positions}
+    if position_max_shift_px is not None:
+        options["position_max_shift_px"] = position_max_shift_px
+    x0, y0 = np.array(dataset.x, np.float64), np.array(dataset.y, np.float64)
+    result = reconstruct(dataset, engine="rpie", iterations=passes, seed=seed, **options)
+    return IterativeInit(result.probe.astype(np.complex64), result.x, result.y, x0, y0, passes, probe_update,
+                         refine_positions, result.seconds, [float(e) for e in result.errors])

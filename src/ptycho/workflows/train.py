@@ -17,7 +17,11 @@ from ptycho.errors import ConfigError, DataError, NumericalError, field
 from ptycho.physics.probe import probe_energy
 from ptycho.seeding import seed_stream
 from ptycho.registry import Components
-from ptycho.workflows.probe_setup import probe_from_file, refine_probe_iteratively, wants_refinement
+from ptycho.workflows.probe_setup import IterativeInit, probe_from_file, refine_iteratively, wants_refinement
+
+REFINEMENT_FIGURE = "refinement.png"
+"""Written into the bundle with ``refine_positions``: the position shifts and the probe modes."""
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -102,10 +106,12 @@ def split_groups(groups: Groups, fraction: float, seed: int) -> tuple[Groups, Gr
     return groups.take(np.sort(order[n_val:])), groups.take(np.sort(order[:n_val]))
 
 
-def data_info(dataset: Dataset, groups: Groups, train: Groups, val: Groups | None, config: TrainConfig) -> dict[str, Any]:
+def data_info(dataset: Dataset, groups: Groups, train: Groups, val: Groups | None, config: TrainConfig,
+              fingerprint: str | None = None) -> dict[str, Any]:
+    """What the bundle records of the training data (``fingerprint``: the dataset's, by default now)."""
     return {
         "path": str(dataset.source),
-        "fingerprint": dataset.fingerprint(),
+        "fingerprint": fingerprint or dataset.fingerprint(),
         "n_patterns": dataset.n_patterns,
         "n_groups": groups.n_groups,
         "train_groups": train.n_groups,
@@ -181,6 +187,8 @@ def train(
             config = config.model_copy(update={"model": config.model.model_copy(  # a resume builds the same model
                 update={"amplitude_max": model_config.amplitude_max})})
         gridsize = int(model_config.gridsize)
+        fingerprint = dataset.fingerprint()  # of the data as given, before any refinement
+        init, positions = start_refinement(config, model_config, dataset, out, resume, stage)
         try:
             groups = make_groups(dataset.x, dataset.y, gridsize, n_groups=config.n_groups,
                                  neighbors=config.neighbors, oversample=config.oversample, seed=config.seed,
@@ -189,11 +197,8 @@ def train(
             raise ConfigError(f"train: {exc}") from None
         train_groups, val_groups = split_groups(groups, config.validation_split, config.seed)
         batch_size = distribution.check_global_batch(min(config.batch_size, train_groups.n_groups))
-        info = data_info(dataset, groups, train_groups, val_groups, config)
-        if model_config.probe_trainable and config.probe_init_passes and not resume:
-            stage(f"probe initialisation: {config.probe_init_passes} rPIE passes with probe update")
-            init = refine_probe_iteratively(dataset, config.probe_init_passes, config.seed)
-            dataset.probe = init.probe
+        info = data_info(dataset, groups, train_groups, val_groups, config, fingerprint)
+        if init is not None:
             info.update(init.info())
         stage("building the model")
         strategy = distribution.strategy
@@ -233,7 +238,7 @@ def train(
         def checkpoint(epoch: int, hist: History, report: bool = True) -> None:
             if distribution.is_chief:
                 save_bundle(out, model, train_config=config, history=hist, data_info=info,
-                            optimizer_state=trainer.optimizer_state(), extra_files=resolved)
+                            optimizer_state=trainer.optimizer_state(), extra_files=resolved, positions=positions)
             if report and on_epoch:
                 on_epoch(epoch, hist.to_dict())
 
@@ -251,6 +256,10 @@ def train(
             checkpoint(history.epochs, history, report=False)
     if distribution.is_chief:
         loss_figure(out / "loss.png", history.to_dict(), loss_name=config.loss)
+        if init is not None and init.refine_positions:
+            from ptycho.figures.refinement import refinement_figure
+
+            refinement_figure(out / REFINEMENT_FIGURE, x0=init.x0, y0=init.y0, x=init.x, y=init.y, probe=init.probe)
     with stop_on_lost_worker(distribution, config.cluster, kept_bundle):
         distribution.barrier()  # no worker reports success before the chief has written everything
     return TrainResult(out, history.epochs, history.to_dict(), groups.n_groups,
@@ -271,6 +280,53 @@ def bundle_identity(bundle: Any) -> int:
     manifest's weights hash), to check that every worker resumes the same bundle."""
     digest = int(bundle.manifest.get("files", {}).get("model.weights.h5", "0" * 12)[:10], 16)  # 40 bits
     return (bundle.history.epochs % 4096) << 40 | digest
+
+
+def start_refinement(config: TrainConfig, model_config: ModelConfig, dataset: Dataset, out: Path,
+                     resume: bool, stage: Callable[[str], None] = lambda text: None) -> tuple[IterativeInit | None, Any]:
+    """Refine the probe (``model.probe_trainable``, ``train.probe_init_passes``) and/or the positions
+    (``train.refine_positions``) in one run of rPIE passes before training — as many passes as the
+    larger of the two asks — and put the results into ``dataset`` (in place), so groups, the network's
+    input and its physics layers start from them. Returns the passes' outcome and the refined
+    positions to store in the bundle (:class:`~ptycho.models.bundle.TrainingPositions`), or None.
+
+    On ``resume`` nothing is refined again: the positions come from the bundle in ``out``.
+
+    Raises
+    ------
+    ConfigError
+        Resuming with ``train.refine_positions`` a bundle that stores no refined positions.
+    DataError
+        The bundle's positions are of another scan (another number of patterns).
+    """
+    from ptycho.models.bundle import TrainingPositions, read_positions
+
+    if resume:
+        if not config.refine_positions:
+            return None, None
+        stored = read_positions(out)
+        if stored is None:
+            raise ConfigError(f"train.resume: the bundle in {out} stores no refined positions; resume without "
+                              "`train.refine_positions` or train afresh with it")
+        if stored.x.shape != (dataset.n_patterns,):
+            raise DataError(f"{out}: the bundle's refined positions are of {stored.x.size} patterns but "
+                            f"{dataset.source or 'the dataset'} has {dataset.n_patterns}; resume on the dataset it was trained on")
+        dataset.x, dataset.y = stored.x.copy(), stored.y.copy()
+        return None, stored
+    probe = bool(model_config.probe_trainable and config.probe_init_passes)
+    if not (probe or config.refine_positions):
+        return None, None
+    passes = max(config.probe_init_passes if probe else 0, config.position_init_passes if config.refine_positions else 0)
+    stage(f"{'probe' if probe else ''}{' and ' if probe and config.refine_positions else ''}"
+          f"{'position' if config.refine_positions else ''} refinement: {passes} rPIE passes")
+    init = refine_iteratively(dataset, passes, config.seed, probe_update=probe, refine_positions=config.refine_positions,
+                              position_max_shift_px=config.position_max_shift_px)
+    if probe:
+        dataset.probe = init.probe
+    if not config.refine_positions:
+        return init, None
+    dataset.x, dataset.y = init.x.copy(), init.y.copy()
+    return init, TrainingPositions(init.x, init.y, init.x0, init.y0)
 
 
 def check_bundle_target(out: Path, dataset_path: Path, *, resume: bool, force: bool) -> None:

@@ -28,6 +28,12 @@ def infer_command(
     probe: Annotated[Optional[Path], Opt("--probe", metavar="FILE", show_default=False,
                                          help="Make the input with this probe [default: the bundle's when it was "
                                               "refined in training, else the dataset's].")] = None,
+    refine_positions: Annotated[Optional[bool], Opt(
+        "--refine-positions/--no-refine-positions", show_default=False,
+        help="Refine the scan's positions first: rPIE passes with the model's probe move each position by a bounded "
+             "sub-pixel offset (mean shift removed; --set position_init_passes=40, position_max_shift_px=2). "
+             "Groups, the network's input and the patches file use the refined positions, so stitch places "
+             "the patches there and export-ptychodus writes them [default: off].")] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     quiet: Quiet = False,
@@ -44,6 +50,8 @@ def infer_command(
       ptycho infer model/ test.h5 --out patches.h5
 
       ptycho infer model/ legacy_scan.npz --out patches.h5 --batch-size 128
+
+      ptycho infer model/ measured.h5 --out patches.h5 --refine-positions
     """
     from ptycho.config.infer import InferConfig
     from ptycho_cli.config_io import resolve_config
@@ -53,7 +61,7 @@ def infer_command(
 
     with guard(verbose, COMMAND_FLAGS["infer"]):
         flags = {"batch_size": batch_size, "n_groups": n_groups, "jit": jit, "mask": mask,
-                 "probe_file": None if probe is None else str(probe)}
+                 "probe_file": None if probe is None else str(probe), "refine_positions": refine_positions}
         cfg = resolve_config(InferConfig, "infer", files=config or (), sets=set_ or (), flags=flags,
                              sections=ctx.obj.config_sections())
         from ptycho.workflows.infer import infer
@@ -66,6 +74,7 @@ def infer_command(
                 "patches": str(result.path),
                 "groups": result.n_groups,
                 "gridsize": result.gridsize,
+                "positions": result.positions,
                 "patterns/s (network)": result.patterns_per_second,
                 "seconds": result.seconds,
             },

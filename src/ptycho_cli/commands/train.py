@@ -46,6 +46,12 @@ def train_command(
     probe: Annotated[Optional[Path], Opt("--probe", metavar="FILE", show_default=False,
                                          help="Start from this probe instead of the dataset's (a dataset, "
                                               "PtychoPINN NPZ, Ptychodus product or .probe.npz).")] = None,
+    refine_positions: Annotated[Optional[bool], Opt(
+        "--refine-positions/--no-refine-positions", show_default=False,
+        help="Refine the scan's positions before training: rPIE passes move each position by a bounded sub-pixel "
+             "offset (mean shift removed; --set position_init_passes=40, position_max_shift_px=2; with "
+             "--refine-probe one run refines both). Groups and the network's input use the refined positions; "
+             "the bundle stores them (positions.npz) with refinement.png [default: off].")] = None,
     seed: Annotated[Optional[int], Opt("--seed", help="Seed for grouping, split, shuffling and weights.", show_default=default_of(TrainConfig, "seed"))] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue the bundle in --out from its last epoch; its settings "
                                                  "are the defaults, flags override them (a new --lr replaces its rate).")] = False,
@@ -81,6 +87,8 @@ def train_command(
 
       ptycho train measured.h5 --out model/ --refine-probe --probe guess.probe.npz
 
+      ptycho train measured.h5 --out model/ --refine-probe --refine-positions
+
       ptycho train data.h5 --out model/ --estimate group --set model.epie_iterations=10
 
       srun ptycho train data.h5 --out model/ --strategy multiworker --cluster slurm
@@ -102,6 +110,7 @@ def train_command(
             "learning_rate": learning_rate, "n_groups": n_groups, "neighbors": neighbors, "model.N": N,
             "model.n_filters_scale": n_filters_scale, "model.estimate": estimate, "strategy": strategy, "jit": jit,
             "cluster.resolver": cluster, "seed": seed, "mask": mask, "refine_probe": refine_probe,
+            "refine_positions": refine_positions,
             "probe_file": None if probe is None else str(probe),
         }
         from ptycho.workflows.train import stored_train_settings, train
