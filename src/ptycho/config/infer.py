@@ -6,12 +6,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from ptycho.config.base import StrictModel
-from ptycho.config.iterative import DEFAULT_POSITION_MAX_SHIFT_PX, DEFAULT_POSITION_START
-from ptycho.config.train import DEFAULT_POSITION_INIT_PASSES
+from ptycho.config.positions import PositionRefinementOptions
 
 
-class InferConfig(StrictModel):
+class InferConfig(PositionRefinementOptions):
     """Batching and grouping for inference. Grouping follows the bundle's training settings
     (gridsize, neighbours, seed); by default every position seeds one group."""
 
@@ -27,8 +25,3 @@ class InferConfig(StrictModel):
         default=False, description="refine the new scan's positions (bounded sub-pixel offsets, mean shift removed) "
                                    "in rPIE passes with the bundle's probe before the input estimate; groups, input "
                                    "and the patches file use the refined ones")
-    position_init_passes: int = Field(
-        default=DEFAULT_POSITION_INIT_PASSES, ge=DEFAULT_POSITION_START + 1, le=1000,
-        description=f"rPIE passes of the position refinement (positions move after the first {DEFAULT_POSITION_START})")
-    position_max_shift_px: float = Field(
-        default=DEFAULT_POSITION_MAX_SHIFT_PX, gt=0, le=64, description="bound on a refined position's offset, per axis (px)")

@@ -8,12 +8,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ptycho.config.base import StrictModel
-from ptycho.config.iterative import DEFAULT_POSITION_MAX_SHIFT_PX, DEFAULT_POSITION_START
+from ptycho.config.positions import PositionRefinementOptions
 
 SUPPORTED_N = (32, 64, 128, 256)
-DEFAULT_POSITION_INIT_PASSES = 40
-"""rPIE passes that refine the positions before training or inference (``refine_positions``): the
-first ``position_start`` (10) only shape the object, the rest move the positions."""
 
 
 class ModelConfig(StrictModel):
@@ -86,7 +83,7 @@ class ClusterConfig(StrictModel):
                     "stuck); off by default: TensorFlow keeps one thread per exchange for this long")
 
 
-class TrainConfig(StrictModel):
+class TrainConfig(PositionRefinementOptions):
     """Everything that determines a training run (with the dataset and seed, a run is repeatable)."""
 
     model: ModelConfig = ModelConfig()
@@ -106,11 +103,6 @@ class TrainConfig(StrictModel):
     refine_positions: bool = Field(
         default=False, description="refine the scan's positions (bounded sub-pixel offsets, mean shift removed) in "
                                    "rPIE passes before training; groups and the network's input use the refined ones")
-    position_init_passes: int = Field(
-        default=DEFAULT_POSITION_INIT_PASSES, ge=DEFAULT_POSITION_START + 1, le=1000,
-        description=f"rPIE passes of the position refinement (positions move after the first {DEFAULT_POSITION_START})")
-    position_max_shift_px: float = Field(
-        default=DEFAULT_POSITION_MAX_SHIFT_PX, gt=0, le=64, description="bound on a refined position's offset, per axis (px)")
     loss: Literal["nll", "mae"] = "nll"
     validation_split: float = Field(default=0.1, ge=0, lt=1)
     n_groups: int | None = Field(default=None, gt=0, description="default: one group per position")
