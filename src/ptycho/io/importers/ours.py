@@ -64,7 +64,8 @@ def _from_dataset(ds: Dataset, fmt: str) -> ImportedScan:
     """A loaded (validated) dataset in ptycho's conventions: DC-centred, positions in pixels."""
     meta = dict(ds.metadata)
     physical = {field: meta.get(key) for field, key in _PHYSICAL.items()}
-    probe = ds.probe_modes if ds.probe_modes is not None else np.asarray(ds.probe)[None]
+    probe = np.asarray(ds.probe_modes if ds.probe_modes is not None else ds.probe)
+    probe = probe if probe.ndim == 3 else probe[None]  # a mixed state (K, N, N) keeps every mode
     return ImportedScan(
         patterns=ds.diffraction, format=fmt, dc="centre", x=np.asarray(ds.x), y=np.asarray(ds.y),
         probe=np.asarray(probe, np.complex64), probe_pixel_m=meta.get("pixel_size_m"), object=ds.object,
