@@ -56,6 +56,17 @@ def test_train_with_probe_refinement_infer_and_stitch_keep_both_modes(two_modes,
     assert invoke("stitch", patches, "--out", tmp_path / "object.npz", "--quiet").exit_code == 0
     image = read_object(tmp_path / "object.npz")
     assert image.support.mean() > 0.3 and np.isfinite(image.object).all()
+    # the patches name the dataset as given (not with the refined probe infer put in), so export pairs them
+    product = tmp_path / "product.h5"
+    exported = invoke("export-ptychodus", tmp_path / "object.npz", "--dataset", two_modes, "--model", model,
+                      "--out", product, *EXPORT, "--quiet")
+    assert exported.exit_code == 0, exported.output
+    from ptycho.io.ptychodus import read_ptychodus_product
+
+    written = np.asarray(read_ptychodus_product(product).probe, np.complex128)
+    assert written.shape == (2, 32, 32)  # the bundle's refined modes, every one
+    cosine = abs(np.vdot(written.ravel(), refined.ravel())) / (np.linalg.norm(written) * np.linalg.norm(refined))
+    assert cosine == pytest.approx(1.0, abs=1e-5)
 
 
 def test_a_two_mode_ptychodus_product_imports_back_exactly(two_modes, invoke, tmp_path):

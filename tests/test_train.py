@@ -29,7 +29,7 @@ from ptycho.data.grouping import make_groups
 from ptycho.data.pipeline import read_group_batch
 from ptycho.errors import DataError, NumericalError
 from ptycho.io.datasets import load_dataset, save_dataset
-from ptycho.models.bundle import REQUIRED_FILES, all_finite, load_bundle, save_bundle
+from ptycho.models.bundle import BUNDLE_VERSION, REQUIRED_FILES, all_finite, load_bundle, save_bundle
 from ptycho.models.features import input_estimate
 from ptycho.models.losses import per_group_loss
 from ptycho.models.physics import canvas_size
@@ -182,7 +182,7 @@ def test_a_version_1_bundle_loads_with_the_group_estimate_it_was_trained_with(cl
     copy = tmp_path / "v1"
     shutil.copytree(cli_bundle[0], copy)
     config = json.loads((copy / "config.json").read_text())
-    assert config["format_version"] == 3 and config["model"]["estimate"] == "global"
+    assert config["format_version"] == BUNDLE_VERSION and config["model"]["estimate"] == "global"
     config["format_version"] = 1
     for model in (config["model"], config["train"]["model"]):
         del model["estimate"], model["global_passes"]
