@@ -16,7 +16,7 @@ class InferConfig(PositionRefinementOptions):
     batch_size: int = Field(default=64, gt=0)
     n_groups: int | None = Field(default=None, gt=0, description="default: one group per position")
     dose_tolerance: float = Field(default=2.0, gt=1, description="largest photon-scale ratio accepted")
-    jit: bool = True
+    jit: bool = Field(default=False, description="XLA-compile the forward pass (off: faster on the CPU, benchmarks/RESULTS.md)")
     mask: Path | None = Field(default=None, description="valid-pixel mask file replacing the dataset's mask")
     probe_file: str | None = Field(
         default=None, description="make the input with this probe (any file a file: probe accepts) instead of the "

@@ -115,7 +115,7 @@ class TrainConfig(PositionRefinementOptions):
     early_stopping_patience: int | None = Field(default=8, ge=1)
     strategy: Literal["default", "mirrored", "multiworker"] = "default"
     cluster: ClusterConfig = ClusterConfig()
-    jit: bool = Field(default=True, description="XLA-compile the training step")
+    jit: bool = Field(default=False, description="XLA-compile the training step (off: faster on the CPU, benchmarks/RESULTS.md)")
     max_nan_recoveries: int = Field(default=4, ge=0)
     loss_epsilon: float = Field(default=1e-8, gt=0, description="ε inside the Poisson log")
     mask: Path | None = Field(default=None, description="valid-pixel mask file replacing the dataset's mask")
