@@ -33,6 +33,7 @@ from ptycho.data.resample import plan_reduction
 from ptycho.errors import ConfigError, DataError, field
 from ptycho.io.importers.record import ImportedScan
 from ptycho.registry import Components, ImporterSpec, Table
+from ptycho.workflows.probe_setup import PROBE_GUESS_KEY
 from ptycho.workflows.import_steps import (
     Converter,
     check_shapes,
@@ -186,7 +187,7 @@ def _metadata(scan: ImportedScan, where: str, physical: dict[str, float | None],
         known["detector_pixel_size_m"] *= factor
     metadata = {**scan.metadata, **known, **origin, "imported_from": {"path": where, "format": scan.format},
                 "zero_frequency": {"source": layout, "how": how}, "detector": detector, "probe": probe,
-                "probe_is_guess": probe["source"] == "guess", "conversions": steps}
+                PROBE_GUESS_KEY: probe["source"] == "guess", "conversions": steps}
     if dx is not None:
         metadata["pixel_size_m"] = dx
     return metadata
