@@ -13,14 +13,13 @@ import numpy as np
 from ptycho.config.train import SUPPORTED_N, ModelConfig, TrainConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import Groups, make_groups
-from ptycho.errors import ConfigError, DataError, NumericalError, field
+from ptycho.errors import ConfigError, DataError
 from ptycho.physics.probe import probe_energy
 from ptycho.seeding import seed_stream
 from ptycho.registry import Components
 from ptycho.workflows.probe_setup import IterativeInit, probe_from_file, refine_iteratively, wants_refinement
-
-REFINEMENT_FIGURE = "refinement.png"
-"""Written into the bundle with ``refine_positions``: the position shifts and the probe modes."""
+from ptycho.workflows.train_bundle import check_bundle_target, continue_bundle, kept_after_lost_worker
+from ptycho.workflows.train_fit import TrainingData, build_trainer, estimate_network_input, run_epochs, write_training_figures
 
 
 @dataclass(frozen=True)
@@ -159,127 +158,73 @@ def train(
     ClusterError
         A worker was lost (exit code 1); ``out`` keeps the chief's last complete bundle.
     """
-    from ptycho.data.pipeline import batch_rows, tf_group_batches
     from ptycho.distribute.strategy import start_distribution, stop_on_lost_worker
-    from ptycho.figures.loss import loss_figure
-    from ptycho.io.config_file import resolved_config_text
     from ptycho.io.datasets import load_dataset
-    from ptycho.models.bundle import History, save_bundle
-    from ptycho.models.features import group_labels, input_estimate
-    from ptycho.models.physics import canvas_size
-    from ptycho.models.pinn import PINN, PhysicsSettings
-    from ptycho.models.training import Diverged, Trainer
+    from ptycho.models.bundle import History
 
     t0 = time.perf_counter()
     distribution = start_distribution(config.strategy, config.cluster)  # before any other TensorFlow op
-    components = components or Components.builtin()
     out = Path(out)
     check_bundle_target(out, dataset_path, resume=resume, force=force)
     stage = on_stage or (lambda text: None)
-    history = History()
-    kept_bundle = lambda: _kept_after_lost_worker(out, history.epochs)  # noqa: E731 - reads history when called
+    history = History()  # the bundle's, once a resumed one is loaded
+    kept_bundle = lambda: kept_after_lost_worker(out, history.epochs)  # noqa: E731 - reads history when called
     stage(f"reading {dataset_path}")
     with stop_on_lost_worker(distribution, config.cluster, kept_bundle), load_dataset(dataset_path, mask=config.mask) as dataset:
-        if config.probe_file is not None:
-            dataset.probe = probe_from_file(config.probe_file, dataset)
-        model_config = resolve_model_config(config, dataset)
-        if model_config.amplitude_max != config.model.amplitude_max:  # raised for bright data: record it, so
-            config = config.model_copy(update={"model": config.model.model_copy(  # a resume builds the same model
-                update={"amplitude_max": model_config.amplitude_max})})
-        gridsize = int(model_config.gridsize)
-        fingerprint = dataset.fingerprint()  # of the data as given, before any refinement
-        init, positions = start_refinement(config, model_config, dataset, out, resume, stage)
-        try:
-            groups = make_groups(dataset.x, dataset.y, gridsize, n_groups=config.n_groups,
-                                 neighbors=config.neighbors, oversample=config.oversample, seed=config.seed,
-                                 labels=group_labels(model_config, dataset.n_patterns))
-        except ConfigError as exc:
-            raise ConfigError(f"train: {exc}") from None
-        train_groups, val_groups = split_groups(groups, config.validation_split, config.seed)
-        batch_size = distribution.check_global_batch(min(config.batch_size, train_groups.n_groups))
-        info = data_info(dataset, groups, train_groups, val_groups, config, fingerprint)
-        if init is not None:
-            info.update(init.info())
+        data = prepare_training_data(config, dataset, distribution, out, resume=resume, stage=stage)
         stage("building the model")
-        strategy = distribution.strategy
-        with strategy.scope():
-            if resume:
-                bundle = _resume_bundle(out, model_config, components)
-                model, history = bundle.model, bundle.history
-            else:
-                physics = PhysicsSettings.from_probe(dataset.probe, gridsize, canvas_size(groups.max_offset, dataset.N))
-                model = PINN(model_config, physics, dataset.probe, components)
-            model.valid_pixels = dataset.mask
-            trainer = Trainer(model, config, strategy, mask=dataset.mask, global_batch=batch_size)
-        if model_config.probe_trainable:  # the estimate is made with the model's (refined) probe
-            dataset.probe = model.probe_variables.numpy()
-        if model_config.estimate != "none":
-            stage(f"input estimate ({model_config.estimate}) of {dataset.n_patterns} positions")
-        estimate = input_estimate(model_config, dataset)
-        if resume:
-            distribution.require_same(f"bundle to resume in {out} (every worker must read the same one)",
-                                      bundle_identity(bundle))
-            continue_schedule(trainer, bundle, config)
-
-        def epoch_batches(epoch: int):
-            rows = batch_rows(train_groups.n_groups, batch_size, shuffle=True, seed=config.seed, epoch=epoch,
-                              drop_remainder=True)
-            own = [distribution.cluster.share(r) for r in rows]  # this worker's groups of each global batch
-            return tf_group_batches(dataset, train_groups, own, estimate), len(rows)
-
-        val_batches = None
-        if val_groups is not None:
-            own_val = distribution.cluster.share(np.arange(val_groups.n_groups))
-            val_rows = [own_val[r] for r in batch_rows(len(own_val), batch_size, shuffle=False)]
-            val_batches = lambda: tf_group_batches(dataset, val_groups, val_rows, estimate=estimate)  # noqa: E731
-
-        resolved = {"config.yaml": resolved_config_text("train", config)}
-
-        def checkpoint(epoch: int, hist: History, report: bool = True) -> None:
-            if distribution.is_chief:
-                save_bundle(out, model, train_config=config, history=hist, data_info=info,
-                            optimizer_state=trainer.optimizer_state(), extra_files=resolved, positions=positions)
-            if report and on_epoch:
-                on_epoch(epoch, hist.to_dict())
-
-        try:
-            stage(f"epoch {history.epochs + 1}: compiling the training step, then training")
-            trainer.fit(history, epoch_batches, val_batches, on_step=on_step, on_epoch=checkpoint)
-        except Diverged as exc:
-            kept = f"the last good model (epoch {history.epochs}) is in {out}" if history.epochs else "no model was written"
-            if history.epochs and distribution.is_chief:
-                loss_figure(out / "loss.png", history.to_dict(), loss_name=config.loss)
-            raise NumericalError(
-                f"training diverged: {exc}; {kept}; try a lower `train.learning_rate` or check the data for bad patterns"
-            ) from None
-        if history.epochs:
-            checkpoint(history.epochs, history, report=False)
+        trainer, history, bundle = build_trainer(data, dataset, distribution, out, components, history, resume=resume)
+        estimate = estimate_network_input(data.model_config, trainer.model, dataset, stage)
+        if bundle is not None:
+            continue_bundle(trainer, bundle, data.config, distribution, out)
+        run_epochs(trainer, history, data, dataset, estimate, distribution, out, stage=stage, on_step=on_step,
+                   on_epoch=on_epoch)
     if distribution.is_chief:
-        loss_figure(out / "loss.png", history.to_dict(), loss_name=config.loss)
-        if init is not None and init.refine_positions:
-            from ptycho.figures.refinement import refinement_figure
-
-            refinement_figure(out / REFINEMENT_FIGURE, x0=init.x0, y0=init.y0, x=init.x, y=init.y, probe=init.probe)
+        write_training_figures(out, history, data)
     with stop_on_lost_worker(distribution, config.cluster, kept_bundle):
         distribution.barrier()  # no worker reports success before the chief has written everything
-    return TrainResult(out, history.epochs, history.to_dict(), groups.n_groups,
-                       (train_groups.n_groups // batch_size) * batch_size * groups.C,
+    return TrainResult(out, history.epochs, history.to_dict(), data.groups.n_groups,
+                       (data.train_groups.n_groups // data.batch_size) * data.batch_size * data.groups.C,
                        time.perf_counter() - t0, history.stopped_early, history.nan_recoveries,
                        distribution.cluster.rank, distribution.cluster.size)
 
 
-def _kept_after_lost_worker(out: Path, epochs: int) -> str:
-    if not epochs:
-        return "no epoch was completed, so no bundle was written"
-    return (f"{out} keeps the chief's last complete bundle (epoch {epochs}); restart every worker with "
-            f"{field('train.resume')} to continue it")
+def prepare_training_data(config: TrainConfig, dataset: Dataset, distribution: Any, out: Path, *,
+                          resume: bool, stage: Callable[[str], None]) -> TrainingData:
+    """Resolve the model from the data, refine the probe and positions (:func:`start_refinement`),
+    group the positions and split the groups into training and validation.
 
+    ``dataset`` is changed in place: its probe becomes ``config.probe_file``'s and then the refined
+    one, its positions the refined ones. ``distribution`` (``ptycho.distribute.strategy.Distribution``)
+    checks that the batch splits over its workers.
 
-def bundle_identity(bundle: Any) -> int:
-    """A 52-bit number that differs between bundles with different epochs or weights (from the
-    manifest's weights hash), to check that every worker resumes the same bundle."""
-    digest = int(bundle.manifest.get("files", {}).get("model.weights.h5", "0" * 12)[:10], 16)  # 40 bits
-    return (bundle.history.epochs % 4096) << 40 | digest
+    Raises
+    ------
+    ConfigError
+        The groups cannot be made as configured (``train.n_groups``, ``train.neighbors``, ...).
+    """
+    from ptycho.models.features import group_labels
+
+    if config.probe_file is not None:
+        dataset.probe = probe_from_file(config.probe_file, dataset)
+    model_config = resolve_model_config(config, dataset)
+    if model_config.amplitude_max != config.model.amplitude_max:  # raised for bright data: record it, so
+        config = config.model_copy(update={"model": config.model.model_copy(  # a resume builds the same model
+            update={"amplitude_max": model_config.amplitude_max})})
+    fingerprint = dataset.fingerprint()  # of the data as given, before any refinement
+    init, positions = start_refinement(config, model_config, dataset, out, resume, stage)
+    try:
+        groups = make_groups(dataset.x, dataset.y, int(model_config.gridsize), n_groups=config.n_groups,
+                             neighbors=config.neighbors, oversample=config.oversample, seed=config.seed,
+                             labels=group_labels(model_config, dataset.n_patterns))
+    except ConfigError as exc:
+        raise ConfigError(f"train: {exc}") from None
+    train_groups, val_groups = split_groups(groups, config.validation_split, config.seed)
+    batch_size = distribution.check_global_batch(min(config.batch_size, train_groups.n_groups))
+    info = data_info(dataset, groups, train_groups, val_groups, config, fingerprint)
+    if init is not None:
+        info.update(init.info())
+    return TrainingData(config, model_config, groups, train_groups, val_groups, batch_size, info, init, positions)
 
 
 def start_refinement(config: TrainConfig, model_config: ModelConfig, dataset: Dataset, out: Path,
@@ -327,67 +272,3 @@ def start_refinement(config: TrainConfig, model_config: ModelConfig, dataset: Da
         return init, None
     dataset.x, dataset.y = init.x.copy(), init.y.copy()
     return init, TrainingPositions(init.x, init.y, init.x0, init.y0)
-
-
-def check_bundle_target(out: Path, dataset_path: Path, *, resume: bool, force: bool) -> None:
-    """Refuse an output that would silently replace work: a file, a folder that holds files while
-    neither ``resume`` nor ``force`` is set (leftovers of killed writers do not count), or one
-    whose bundle files would overwrite the dataset."""
-    from ptycho.io.atomic import is_stale_temp_name
-    from ptycho.io.datasets import dataset_inputs
-    from ptycho.io.paths import check_output_dir, refuse_overwriting_inputs
-    from ptycho.models.bundle import OWNED_FILES, has_bundle
-
-    refuse_overwriting_inputs([out / name for name in OWNED_FILES], dataset_inputs(dataset_path), "train")
-
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"train: {out} is a file; a model bundle is a directory, choose another output")
-    check_output_dir(out, "model bundle directory")
-    if resume or force or not out.is_dir():
-        return
-    kept = [p.name for p in out.iterdir() if not is_stale_temp_name(p.name)]
-    if kept:
-        what = "a model bundle" if has_bundle(out) else f"{len(kept)} file(s) ({', '.join(sorted(kept)[:3])})"
-        raise ConfigError(f"train: {out} already holds {what}; continue it with `train.resume`, replace it "
-                          "with `train.force` or choose an empty output directory")
-
-
-def continue_schedule(trainer: Any, bundle: Any, config: TrainConfig) -> None:
-    """Resume the optimizer where the bundle left it; a learning rate other than the bundle's
-    (``config.learning_rate`` changed) replaces the stored schedule's rate."""
-    state = bundle.optimizer_state()
-    if state is not None:
-        trainer.load_optimizer_state(state)  # includes the rate the next epoch would have run at
-    elif bundle.history.learning_rate:
-        trainer.set_learning_rate(bundle.history.learning_rate[-1])
-    if config.learning_rate != bundle.train_config.learning_rate:
-        trainer.set_learning_rate(config.learning_rate)
-
-
-def stored_train_settings(out: Path) -> dict[str, Any]:
-    """The train settings of the bundle in ``out`` (its ``config.json``), the base a resumed run's
-    settings are layered on; empty if there is no readable bundle."""
-    import json
-
-    from ptycho.models.bundle import bundle_file
-
-    try:
-        stored = json.loads(bundle_file(Path(out), "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    train = stored.get("train") if isinstance(stored, dict) else None
-    return dict(train) if isinstance(train, dict) else {}
-
-
-def _resume_bundle(out: Path, model_config: ModelConfig, components: Components) -> Any:
-    from ptycho.models.bundle import has_bundle, load_bundle
-
-    if not has_bundle(out):
-        raise ConfigError(f"train.resume: no bundle to resume in {out}; train once without `train.resume` first")
-    bundle = load_bundle(out, components)
-    stored = bundle.model.config
-    if stored != model_config:
-        diff = {k: (getattr(stored, k), getattr(model_config, k)) for k in type(stored).model_fields
-                if getattr(stored, k) != getattr(model_config, k)}
-        raise ConfigError(f"train.resume: the bundle in {out} was built with a different model: {diff}")
-    return bundle

@@ -113,7 +113,8 @@ def train_command(
             "refine_positions": refine_positions,
             "probe_file": None if probe is None else str(probe),
         }
-        from ptycho.workflows.train import stored_train_settings, train
+        from ptycho.workflows.train import train
+        from ptycho.workflows.train_bundle import stored_train_settings
 
         if resume and force:
             raise ConfigError("--resume and --force contradict each other: continue the bundle or replace it")
