@@ -138,45 +138,68 @@ def compare_objects(
     recon = np.asarray(recon)
     truth = np.asarray(truth)
     _check_inputs(recon, truth)
-    recon = recon.astype(np.complex128)
-    truth = truth.astype(np.complex128)
-    mask = np.ones(truth.shape, bool)
-    if support is not None:
-        bbox = _support_bbox(np.asarray(support, bool), truth.shape)
-        recon, truth, mask = recon[bbox], truth[bbox], np.asarray(support, bool)[bbox]
-        _check_size(truth.shape, "cropping to the support")
-    else:
-        _check_size(truth.shape, "input")
-
+    recon, truth, mask = _crop_to_support(recon.astype(np.complex128), truth.astype(np.complex128), support)
     shift = (0.0, 0.0)
     if register:
-        shift = estimate_shift(truth, recon, upsample=upsample, on=register_on)
-        if max(abs(shift[0]), abs(shift[1])) > MAX_SHIFT_FRACTION * min(truth.shape):
-            warnings.warn(f"registration found a ({shift[0]:.1f}, {shift[1]:.1f}) px shift, more than "
-                          f"{MAX_SHIFT_FRACTION:g} of the {truth.shape[0]}×{truth.shape[1]} px image: the reconstruction "
-                          "does not resemble the truth; scoring it unregistered", UserWarning, stacklevel=2)
-            shift = (0.0, 0.0)
-        recon = apply_shift(recon, shift)
-        margin = math.ceil(max(abs(shift[0]), abs(shift[1]))) + 1
-        inner = (slice(margin, -margin), slice(margin, -margin))
-        if min(truth.shape) <= 2 * margin:
-            raise DataError(f"registration shift {shift} px leaves nothing of a {truth.shape} image")
-        recon, truth, mask = recon[inner], truth[inner], mask[inner]
-        _check_size(truth.shape, f"cutting a {margin} px registration margin")
+        recon, truth, mask, shift = _register(recon, truth, mask, upsample=upsample, on=register_on)
     if not mask.any():
         raise DataError("support mask selects no pixels after the registration margin is cut")
-
     recon = remove_phase_offset(recon, truth, mask=mask, ramp=phase_ramp)
+    frc = fourier_ring_correlation(recon, truth)
+    metrics = _score(recon, truth, frc)
+    metrics["shift_px"] = [shift[0], shift[1]]
+    return ComparisonResult(shift=shift, recon_aligned=recon, truth_aligned=truth, metrics=metrics, frc=frc)
+
+
+def _crop_to_support(recon: np.ndarray, truth: np.ndarray,
+                     support: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both images and the support mask cropped to the support's bounding box (all pixels
+    without a support); checks that at least :data:`MIN_SIDE_PX` a side is left."""
+    if support is None:
+        _check_size(truth.shape, "input")
+        return recon, truth, np.ones(truth.shape, bool)
+    support = np.asarray(support, bool)
+    bbox = _support_bbox(support, truth.shape)
+    _check_size(truth[bbox].shape, "cropping to the support")
+    return recon[bbox], truth[bbox], support[bbox]
+
+
+def _register(recon: np.ndarray, truth: np.ndarray, mask: np.ndarray, *, upsample: int,
+              on: RegisterOn) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
+    """Shift ``recon`` onto ``truth`` and cut ``ceil(max|shift|) + 1`` px from every side of the
+    three images, so that pixels the Fourier shift wrapped around are never scored. A shift beyond
+    :data:`MAX_SHIFT_FRACTION` of the image is rejected with a warning (the shift is then (0, 0))."""
+    shift = estimate_shift(truth, recon, upsample=upsample, on=on)
+    if max(abs(shift[0]), abs(shift[1])) > MAX_SHIFT_FRACTION * min(truth.shape):
+        warnings.warn(f"registration found a ({shift[0]:.1f}, {shift[1]:.1f}) px shift, more than "
+                      f"{MAX_SHIFT_FRACTION:g} of the {truth.shape[0]}×{truth.shape[1]} px image: the reconstruction "
+                      "does not resemble the truth; scoring it unregistered", UserWarning,
+                      stacklevel=3)  # points at compare_objects' caller
+        shift = (0.0, 0.0)
+    recon = apply_shift(recon, shift)
+    margin = math.ceil(max(abs(shift[0]), abs(shift[1]))) + 1
+    inner = (slice(margin, -margin), slice(margin, -margin))
+    if min(truth.shape) <= 2 * margin:
+        raise DataError(f"registration shift {shift} px leaves nothing of a {truth.shape} image")
+    recon, truth, mask = recon[inner], truth[inner], mask[inner]
+    _check_size(truth.shape, f"cutting a {margin} px registration margin")
+    return recon, truth, mask, shift
+
+
+def _score(recon: np.ndarray, truth: np.ndarray, frc: FRCResult) -> dict[str, Any]:
+    """The metrics of aligned images (:class:`ComparisonResult` ``metrics``, but ``shift_px``).
+
+    The reconstructed phase is scored on the branch nearest the truth's; the legacy phase SSIM on
+    the plain wrapped phases."""
     amp_recon, amp_truth = np.abs(recon), np.abs(truth)
     phase_truth = np.angle(truth)
     phase_recon = phase_truth + np.angle(recon * np.conj(truth))
-    frc = fourier_ring_correlation(recon, truth)
     recon_mean, truth_mean = float(amp_recon.mean()), float(amp_truth.mean())
     if recon_mean > 0:
         rescaled = image_metrics(mean_ratio_rescale(amp_recon, amp_truth), amp_truth)
     else:  # an all-zero reconstruction cannot be rescaled; score it, don't crash
         rescaled = {key: float("nan") for key in ("mae", "mse", "psnr", "ssim", "ms_ssim", "psnr255")}
-    metrics: dict[str, Any] = {
+    return {
         "amplitude": image_metrics(amp_recon, amp_truth),
         "amplitude_rescaled": rescaled,
         "phase": image_metrics(phase_recon, phase_truth),
@@ -193,6 +216,4 @@ def compare_objects(
             "ratio": recon_mean / truth_mean if truth_mean > 0 else float("nan"),
         },
         "phase_ssim_legacy": legacy_phase_ssim(np.angle(recon), phase_truth),
-        "shift_px": [shift[0], shift[1]],
     }
-    return ComparisonResult(shift=shift, recon_aligned=recon, truth_aligned=truth, metrics=metrics, frc=frc)
