@@ -2,7 +2,7 @@
 pre-pass, with the conventions of :mod:`benchmarks.flops` (FFT ``5·N²·log2(N²)``, complex multiply
 6, …), so that PINN and iterative times are reported the same way.
 
-Each count follows the code of :mod:`ptycho.iterative.engines` and :mod:`ptycho.iterative.ml` term
+Each count follows the code of :mod:`ptycho.iterative.pie` and :mod:`ptycho.iterative.ml` term
 by term (comments name the line they count). Two kinds of work:
 
 * **per pattern visit**: bilinear extract, illumination, FFT pair, modulus step, the adjoint
@@ -45,7 +45,7 @@ def place_flops(N: int, complex_valued: bool = True) -> float:
 
 
 def pie_pattern_flops(N: int, probe_update: bool = False) -> Flops:
-    """One pattern's share of ``engines.minibatch_step``, the minibatch terms left out."""
+    """One pattern's share of ``pie.minibatch_step``, the minibatch terms left out."""
     pixels = N * N
     elementwise = (extract_flops(N)  # patches = extract(obj, windows)
                    + pixels * COMPLEX_MUL  # patches * probe
@@ -101,7 +101,7 @@ def pie_iteration_flops(x: Any, y: Any, N: int, engine: str = "rpie", batch: int
 
 
 REGULARISER_PER_PIXEL = {"tv": 63, "gradient": 28, "none": 0}
-"""``ml.regulariser_terms`` per canvas pixel and iteration: value and gradient (forward differences
+"""``regularisers.regulariser_terms`` per canvas pixel and iteration: value and gradient (forward differences
 4, ``|∇O|²+η²`` 8, root and sum 2, the two quotients 6, the adjoint 8 → 28 for TV; 16 for the
 quadratic penalty) plus the derivatives along the direction (35 TV, 12 quadratic)."""
 ML_CANVAS_PER_PIXEL = 22

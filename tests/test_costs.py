@@ -84,16 +84,16 @@ def _random_scan(M: int, N: int, seed: int = 3):
 @pytest.fixture
 def minibatch_areas(monkeypatch):
     """The sub-canvas area of every minibatch the PIE engine forms its step on, as it runs."""
-    import ptycho.iterative.engines as engines
+    import ptycho.iterative.pie as pie
 
-    seen, real = [], engines.block_extent
+    seen, real = [], pie.block_extent
 
     def recording(windows):
         r0, r1, c0, c1 = real(windows)
         seen.append((r1 - r0) * (c1 - c0))
         return r0, r1, c0, c1
 
-    monkeypatch.setattr(engines, "block_extent", recording)
+    monkeypatch.setattr(pie, "block_extent", recording)
     return seen
 
 

@@ -20,7 +20,7 @@ from one fold (:func:`ptycho.data.grouping.make_groups` ``labels``).
 
 Memory is the canvas plus one chunk of patterns: the dataset is read ``chunk`` patterns at a time,
 in storage order, and each chunk's positions are visited in a seeded random order in minibatches
-(:func:`ptycho.iterative.engines.minibatch_step`). Same dataset, passes and seed ⇒ same estimate.
+(:func:`ptycho.iterative.pie.minibatch_step`). Same dataset, passes and seed ⇒ same estimate.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import numpy as np
 from ptycho.config.iterative import IterativeConfig
 from ptycho.data.dataset import Dataset
 from ptycho.errors import NumericalError
-from ptycho.iterative.engines import canvas_for, minibatch_step
+from ptycho.iterative.engines import canvas_for
+from ptycho.iterative.pie import minibatch_step
 from ptycho.iterative.modulus import fft_valid, measured_modulus
 from ptycho.physics.operators.geometry import Windows, window_geometry
 from ptycho.physics.operators.numpy_ops import extract
