@@ -65,7 +65,7 @@ def _random_complex(rng, shape, scale=1.0):
 
 @pytest.mark.parametrize("kind", ["tv", "gradient"])
 def test_regulariser_gradient_and_line_derivatives_match_finite_differences(kind):
-    from ptycho.iterative.ml import regulariser_terms
+    from ptycho.iterative.regularisers import regulariser_terms
 
     rng = np.random.default_rng(0)
     obj = 1 + _random_complex(rng, (12, 10), 0.1)
@@ -150,7 +150,7 @@ def test_low_dose_ml_keeps_its_best_while_rpie_fits_the_noise(low_dose):
 
 
 def test_default_weight_follows_the_dose():
-    from ptycho.iterative.ml import REGULARISER_SCALE, default_regulariser_weight
+    from ptycho.iterative.regularisers import REGULARISER_SCALE, default_regulariser_weight
 
     illumination = np.zeros((50, 50))
     illumination[10:40, 10:40] = 400.0

@@ -3,7 +3,7 @@ minimised by preconditioned conjugate gradients (in the spirit of Thibault & Gui
 "Maximum-likelihood refinement for coherent diffractive imaging", New J. Phys. 14, 063004).
 
 **Objective** (counts ``I_j``, model ``λ_j = |Ψ_j|²``, ``Ψ_j = F(P · E_j O)`` as in
-:mod:`ptycho.iterative.engines`)::
+:mod:`ptycho.iterative.pie`)::
 
     L(O, P) = Σ_j Σ_q [λ_jq − I_jq · log(λ_jq + ε)]  +  μ · R(O)
 
@@ -32,10 +32,7 @@ The patterns are visited ``batch_size`` at a time, in storage order: memory is t
 copies) plus one batch of waves, and the result depends on ``batch_size`` only through float64
 rounding. There is no randomness; the same data and options give the same object.
 
-**Default weight** (``regulariser_weight = None``): ``μ = REGULARISER_SCALE · √(mean D)`` with
-``D`` in counts per object pixel, averaged over the illuminated pixels. The data term's curvature
-grows like ``D`` and the noise of an unregularised estimate like ``1/√D``, so the prior matters at
-low dose or sparse coverage and fades away at high dose (the relative weight ``μ/D ∝ 1/√D``).
+The regulariser and its default, dose-aware weight: :mod:`ptycho.iterative.regularisers`.
 """
 
 from __future__ import annotations
@@ -47,17 +44,14 @@ import numpy as np
 
 from ptycho.config.iterative import IterativeConfig
 from ptycho.errors import NumericalError
+from ptycho.iterative.regularisers import default_regulariser_weight, regulariser_terms
 from ptycho.physics.operators.geometry import Windows, block_extent
 from ptycho.physics.operators.numpy_ops import backfield, extract, farfield, place
 
-__all__ = ["MaximumLikelihood", "default_regulariser_weight", "regulariser_terms"]
+__all__ = ["MaximumLikelihood"]
 
 EPS_COUNTS = 1e-6
 """``ε`` of ``log(λ + ε)``, in counts: keeps the likelihood finite where the model predicts nothing."""
-TV_SMOOTHING = 1e-2
-"""``η`` of the smoothed total variation, in transmission units (objects are of order 1)."""
-REGULARISER_SCALE = 0.5
-"""``c`` of the default weight ``μ = c·√(mean illumination)`` (module docstring)."""
 MAX_BACKTRACKS = 20
 """Shorter trials of a step that raised the objective before the engine restarts from its start."""
 DAMPING_RANGE = (0.05, 2.0)
@@ -66,68 +60,6 @@ where the model nears zero counts, so its Newton step along a direction can be t
 OBJECTIVE_RTOL = 1e-10
 """A step is kept unless it raised the objective by more than this (relative): the float32 waves
 make the summed likelihood uncertain at about this level."""
-
-
-def default_regulariser_weight(illumination: np.ndarray, support_fraction: float) -> float:
-    """``REGULARISER_SCALE · √(mean D)`` over the pixels whose illumination ``D`` (counts per
-    pixel) exceeds ``support_fraction`` of its maximum."""
-    lit = illumination[illumination > support_fraction * float(illumination.max())]
-    return REGULARISER_SCALE * math.sqrt(max(float(lit.mean()) if lit.size else 0.0, 0.0))
-
-
-def _forward_differences(obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(O[r, c+1] − O[r, c], O[r+1, c] − O[r, c])``, zero past the last column / row."""
-    dx = np.zeros_like(obj)
-    dy = np.zeros_like(obj)
-    dx[:, :-1] = obj[:, 1:] - obj[:, :-1]
-    dy[:-1, :] = obj[1:, :] - obj[:-1, :]
-    return dx, dy
-
-
-def _difference_adjoint(ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
-    """The adjoint of :func:`_forward_differences` applied to ``(ux, uy)``."""
-    out = np.zeros_like(ux)
-    out[:, 1:] += ux[:, :-1]
-    out[:, :-1] -= ux[:, :-1]
-    out[1:, :] += uy[:-1, :]
-    out[:-1, :] -= uy[:-1, :]
-    return out
-
-
-def regulariser_terms(obj: np.ndarray, kind: str, direction: np.ndarray | None = None) -> tuple[float, np.ndarray | None, float, float]:
-    """Value and Wirtinger gradient ``∂R/∂Ō`` of the regulariser at ``obj``, and with a
-    ``direction`` ``d`` its first and second derivatives along ``O + t·d`` at ``t = 0``.
-
-    Parameters
-    ----------
-    obj : (H, W) complex
-    kind : {"tv", "gradient", "none"}
-    direction : (H, W) complex, optional
-
-    Returns
-    -------
-    value, gradient (None for ``"none"`` or when ``direction`` is given), first, second
-    """
-    if kind == "none":
-        return 0.0, None, 0.0, 0.0
-    ox, oy = _forward_differences(obj)
-    if kind == "gradient":
-        if direction is None:
-            value = float(np.vdot(ox, ox).real + np.vdot(oy, oy).real)
-            return value, _difference_adjoint(ox, oy), 0.0, 0.0
-        dx, dy = _forward_differences(direction)
-        first = 2.0 * float(np.vdot(ox, dx).real + np.vdot(oy, dy).real)
-        return 0.0, None, first, 2.0 * float(np.vdot(dx, dx).real + np.vdot(dy, dy).real)
-    norm2 = np.abs(ox) ** 2 + np.abs(oy) ** 2 + TV_SMOOTHING**2
-    root = np.sqrt(norm2)
-    if direction is None:
-        return float(root.sum()), _difference_adjoint(ox / (2 * root), oy / (2 * root)), 0.0, 0.0
-    dx, dy = _forward_differences(direction)
-    cross = (np.conj(ox) * dx + np.conj(oy) * dy).real  # Re⟨∇O, ∇d⟩ per pixel
-    size2 = np.abs(dx) ** 2 + np.abs(dy) ** 2
-    first = float((cross / root).sum())
-    second = float(((size2 * norm2 - cross**2) / (norm2 * root)).sum())
-    return 0.0, None, first, second
 
 
 @dataclass(frozen=True)
