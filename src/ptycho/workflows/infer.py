@@ -114,6 +114,19 @@ def refine_positions(dataset: Dataset, config: InferConfig, seed: int) -> dict[s
             "position_init_passes": init.passes}
 
 
+@dataclass(frozen=True)
+class NetworkPass:
+    """What :func:`stream_patches` measured of the network's pass over every group."""
+
+    seconds: float
+    """Network time of every batch, the first one's compilation included."""
+    steady_groups: int
+    """Groups after the first (compiling) batch, and their network time."""
+    steady_seconds: float
+    saturated: int
+    """Reconstructed amplitudes at :data:`SATURATION` of the model's ceiling or above."""
+
+
 def infer(
     config: InferConfig,
     model_dir: Path,
@@ -124,16 +137,12 @@ def infer(
     progress: Progress | None = None,
 ) -> InferResult:
     """Reconstruct the object patch of every group member and stream them to ``out`` (HDF5)."""
-    from ptycho._tf import tf
     from ptycho.data.grouping import make_groups
-    from ptycho.data.pipeline import batch_rows, read_group_batch
     from ptycho.io.config_file import config_path_for, write_resolved_config
     from ptycho.io.datasets import dataset_inputs, load_dataset
     from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
-    from ptycho.io.patches import PatchesWriter
     from ptycho.models.bundle import bundle_inputs, load_bundle
     from ptycho.models.features import group_labels, input_estimate
-    from ptycho.models.physics import canvas_size
 
     t0 = time.perf_counter()
     out = check_output_file(out)
@@ -141,7 +150,6 @@ def infer(
                                                             "probe file": config.probe_file, "mask file": config.mask},
                               "infer")
     bundle = load_bundle(Path(model_dir), components or Components.builtin())
-    tf_ = tf()
     model, physics, trained = bundle.model, bundle.model.physics, bundle.train_config
     t_loaded = time.perf_counter()
     with load_dataset(dataset_path, mask=config.mask) as dataset:
@@ -153,42 +161,70 @@ def infer(
         groups = make_groups(dataset.x, dataset.y, physics.gridsize, n_groups=config.n_groups,
                              neighbors=trained.neighbors, oversample=trained.oversample, seed=trained.seed,
                              labels=group_labels(model.config, dataset.n_patterns))
-        batch = min(config.batch_size, groups.n_groups)
-        size = max(canvas_size(groups.max_offset, physics.N), physics.canvas_size or 0) if physics.C > 1 else None
         model.valid_pixels = dataset.mask
         t_prepared = time.perf_counter()
         estimate = input_estimate(model.config, dataset)
         t_estimated = time.perf_counter()
-        forward = tf_.function(lambda c, ox, oy, est: model.object_patches(c, ox, oy, est, canvas_size=size),
-                               jit_compile=config.jit)
-        xs, ys = groups.positions()
-        object_shape = None if dataset.object is None else tuple(dataset.object.shape)
         provenance = {"model": str(model_dir), "model_fingerprint": bundle.data_info.get("fingerprint"),
                       "dataset": str(dataset_path), "dataset_fingerprint": fingerprint,
                       "object_fingerprint": dataset.object_fingerprint(),
                       "gridsize": physics.gridsize, "N": physics.N, **refined}
-        seconds, steady_groups, steady_seconds, saturated = 0.0, 0, 0.0, 0
-        with PatchesWriter(out, groups.n_groups, physics.C, physics.N, provenance, object_shape) as writer:
-            for rows in batch_rows(groups.n_groups, batch, shuffle=False):
-                arrays = read_group_batch(dataset, groups, rows, estimate)
-                pad = batch - len(rows)
-                if pad:  # fixed batch shape: XLA compiles once
-                    arrays = tuple(np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in arrays)
-                t1 = time.perf_counter()
-                patches = forward(*(tf_.constant(a) for a in arrays)).numpy()[: len(rows)]
-                elapsed = time.perf_counter() - t1
-                seconds += elapsed
-                if rows[0] > 0:  # after the first (compiling) batch
-                    steady_groups, steady_seconds = steady_groups + len(rows), steady_seconds + elapsed
-                writer.write(int(rows[0]), patches, xs[rows], ys[rows], groups.index[rows])
-                saturated += int(np.count_nonzero(np.abs(patches) >= SATURATION * model.config.amplitude_max))
-                if progress:
-                    progress(int(rows[-1]) + 1, groups.n_groups)
-    warn_if_saturated(saturated, groups.n_groups * physics.C * physics.N**2, model.config.amplitude_max, out)
+        network = stream_patches(model, dataset, groups, estimate, out, provenance, config, progress)
+    warn_if_saturated(network.saturated, groups.n_groups * physics.C * physics.N**2, model.config.amplitude_max, out)
     write_resolved_config(Path(out), "infer", config)
     total = time.perf_counter() - t0
     stages = {"load": t_loaded - t0, "prepare": t_prepared - t_loaded, "estimate": t_estimated - t_prepared,
-              "network": seconds}
+              "network": network.seconds}
     stages["io"] = total - sum(stages.values())
-    return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize, total, seconds, steady_groups,
-                       steady_seconds, stages, str(refined.get("positions", "dataset")))
+    return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize, total, network.seconds,
+                       network.steady_groups, network.steady_seconds, stages, str(refined.get("positions", "dataset")))
+
+
+def stream_patches(model, dataset: Dataset, groups, estimate, out: Path, provenance: dict[str, object],
+                   config: InferConfig, progress: Progress | None) -> NetworkPass:
+    """Run the network over every group in batches of ``infer.batch_size`` and write each batch's
+    object patches to the patches file ``out`` as it comes (``PatchesWriter``).
+
+    Parameters
+    ----------
+    model : PINN
+        The bundle's model; ``model.object_patches`` gives (batch, N, N, C) complex patches.
+    dataset : Dataset
+        Open; its patterns are read batch by batch.
+    groups : Groups
+        The groups to reconstruct, in order.
+    estimate : (n_patterns, N, N) complex array or None
+        The network's input estimate (:func:`~ptycho.models.features.input_estimate`).
+    provenance : dict
+        Recorded in the patches file.
+    """
+    from ptycho._tf import tf
+    from ptycho.data.pipeline import batch_rows, read_group_batch
+    from ptycho.io.patches import PatchesWriter
+    from ptycho.models.physics import canvas_size
+
+    tf_, physics = tf(), model.physics
+    batch = min(config.batch_size, groups.n_groups)
+    size = max(canvas_size(groups.max_offset, physics.N), physics.canvas_size or 0) if physics.C > 1 else None
+    forward = tf_.function(lambda c, ox, oy, est: model.object_patches(c, ox, oy, est, canvas_size=size),
+                           jit_compile=config.jit)
+    xs, ys = groups.positions()
+    object_shape = None if dataset.object is None else tuple(dataset.object.shape)
+    seconds, steady_groups, steady_seconds, saturated = 0.0, 0, 0.0, 0
+    with PatchesWriter(out, groups.n_groups, physics.C, physics.N, provenance, object_shape) as writer:
+        for rows in batch_rows(groups.n_groups, batch, shuffle=False):
+            arrays = read_group_batch(dataset, groups, rows, estimate)
+            pad = batch - len(rows)
+            if pad:  # fixed batch shape: XLA compiles once
+                arrays = tuple(np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in arrays)
+            t1 = time.perf_counter()
+            patches = forward(*(tf_.constant(a) for a in arrays)).numpy()[: len(rows)]
+            elapsed = time.perf_counter() - t1
+            seconds += elapsed
+            if rows[0] > 0:  # after the first (compiling) batch
+                steady_groups, steady_seconds = steady_groups + len(rows), steady_seconds + elapsed
+            writer.write(int(rows[0]), patches, xs[rows], ys[rows], groups.index[rows])
+            saturated += int(np.count_nonzero(np.abs(patches) >= SATURATION * model.config.amplitude_max))
+            if progress:
+                progress(int(rows[-1]) + 1, groups.n_groups)
+    return NetworkPass(seconds, steady_groups, steady_seconds, saturated)
