@@ -19,7 +19,8 @@ from ptycho.io.datasets import save_dataset
 from ptycho.io.objects import ObjectImage, ScanPositions, read_object, write_object
 from ptycho.io.patches import PatchesWriter, read_patches
 from ptycho.physics.operators.numpy_ops import extract_patches
-from ptycho.workflows.stitch import crop_geometry, stitch
+from ptycho.workflows.stitch import stitch
+from ptycho.workflows.stitch_canvas import crop_geometry
 
 N = 16
 EXACT_RTOL = 1e-5
@@ -363,7 +364,7 @@ def test_auto_method_solves_single_member_patches_and_averages_groups(tmp_path, 
 
 
 def test_scan_spacing_is_the_raster_step_whatever_the_grouping():
-    from ptycho.workflows.stitch import scan_spacing_px
+    from ptycho.workflows.stitch_canvas import scan_spacing_px
 
     x, y = grid_positions(72, 6.0)
     assert scan_spacing_px(x, y) == pytest.approx(6.0)

@@ -25,7 +25,7 @@ class StitchConfig(StrictModel):
     ``"lsq"`` solves for the object whose windows best match the crops (least squares, started from
     the overlap average), ``"average"`` stops at the overlap average, ``"auto"`` (default) takes
     ``lsq`` for gridsize 1 and ``average`` when each position comes in several groups' patches (see
-    :mod:`ptycho.workflows.stitch`).
+    :mod:`ptycho.workflows.stitch_canvas`).
     """
 
     crop: int | None = Field(default=None, ge=1, description="central crop side M (default N//2, "
@@ -38,7 +38,7 @@ class StitchConfig(StrictModel):
     def crop_size(self, N: int, spacing_px: float | None = None) -> int:
         """The crop side for patches of size ``N``: ``crop`` when set; else ``N//2``, grown to
         ``ceil(spacing_px) + CROP_SPACING_MARGIN_PX`` (at most ``N``) when the scan's spacing
-        (:func:`ptycho.workflows.stitch.scan_spacing_px`) is wider, so that the crops of a sparse
+        (:func:`ptycho.workflows.stitch_canvas.scan_spacing_px`) is wider, so that the crops of a sparse
         or overlap-free raster still tile the scanned area instead of leaving holes between them.
 
         Raises
