@@ -1,11 +1,12 @@
 """What ``ptycho debug-ab`` reads from its arguments: the two arms (variant names or files, with
 their ``--a-set``/``--b-set`` overrides), the pipeline settings shared by both (config files and
-``--set``), and the ``debug_ab`` section of its own settings."""
+``--set``), and the ``debug_ab`` section of its own settings (all of it: :func:`read_inputs`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,45 @@ def shared_settings(files: Iterable[Path], sets: Iterable[str], sections: Iterab
     for key, value in dotted_overrides([s for s in sets if s not in debug_sets], "--set").items():
         pipeline = deep_merge(pipeline, dotted_to_nested(key, value))
     return pipeline, debug_files, debug_sets
+
+
+@dataclass(frozen=True)
+class DebugABInputs:
+    """Everything ``ptycho debug-ab`` runs on, read from its arguments (:func:`read_inputs`)."""
+
+    config: Any
+    """The resolved :class:`~ptycho.config.pipeline.DebugABConfig`."""
+    arm_a: Any
+    """Arm A (:class:`~ptycho.debug.variants.ArmSpec`)."""
+    arm_b: Any
+    base: dict[str, Any]
+    """The nested pipeline settings both arms share."""
+    out: Path
+    """The report folder."""
+
+
+def read_inputs(a: str, b: str, *, a_sets: list[str], b_sets: list[str], out: Path | None, files: Iterable[Path],
+                sets: Iterable[str], flags: dict[str, Any], sections: Iterable[str]) -> DebugABInputs:
+    """The arms ``a`` and ``b`` with their own settings, the shared settings (``--config`` files and
+    ``--set`` items) and the command's ``debug_ab`` config with its typed ``flags`` (``None``: not
+    given). The ``epochs`` and ``n_images`` flags set both arms' ``train.epochs`` and
+    ``simulate.scan.n_images`` too, over the files and ``--set``. Without ``out`` the report goes to
+    ``debug-ab-A-vs-B/``.
+
+    Raises
+    ------
+    ConfigError
+        An unreadable config or variant file, a misplaced section, or a bad ``key=value`` item.
+    """
+    from ptycho.config.merge import deep_merge, dotted_to_nested
+    from ptycho.config.pipeline import DebugABConfig
+    from ptycho_cli.config_io import resolve_config
+
+    sections = tuple(sections)
+    base, debug_files, debug_sets = shared_settings(files, sets, sections)
+    config = resolve_config(DebugABConfig, DEBUG_SECTION, sets=debug_sets, flags=flags, base=debug_files)
+    for key, flag in (("train.epochs", "epochs"), ("simulate.scan.n_images", "n_images")):
+        if flags.get(flag) is not None:  # typed flags beat --config and --set (docs/cli.md#configuration)
+            base = deep_merge(base, dotted_to_nested(key, flags[flag]))
+    arm_a, arm_b = arm_spec("A", a, a_sets, sections), arm_spec("B", b, b_sets, sections)
+    return DebugABInputs(config, arm_a, arm_b, base, out if out is not None else Path(f"debug-ab-{slug(a)}-vs-{slug(b)}"))

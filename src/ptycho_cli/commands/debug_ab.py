@@ -87,33 +87,26 @@ def debug_ab_command(
 
       ptycho debug-ab grid nongrid --set 'debug_ab.tolerances.evaluate.*.atol=0.05'
     """
-    from ptycho.config.merge import deep_merge, dotted_to_nested
-    from ptycho.config.pipeline import DebugABConfig
-    from ptycho_cli.config_io import resolve_config
-    from ptycho_cli.debug_ab_inputs import DEBUG_SECTION, arm_spec, shared_settings, slug
+    from ptycho_cli.debug_ab_inputs import read_inputs
     from ptycho_cli.debug_ab_output import StageProgress, print_result
     from ptycho_cli.errors import guard
     from ptycho_cli.fields import COMMAND_FLAGS
 
     with guard(verbose, COMMAND_FLAGS["debug-ab"]):
-        sections = ctx.obj.config_sections()
-        base, debug_files, debug_sets = shared_settings(config or (), set_ or (), sections)
         flags = {"stages": stages, "epochs": epochs, "n_images": n_images,
                  "stop_on_divergence": True if stop_on_divergence else None, "figure": False if no_figure else None,
                  "replicates": replicates}
-        cfg = resolve_config(DebugABConfig, DEBUG_SECTION, sets=debug_sets, flags=flags, base=debug_files)
-        for key, value in (("train.epochs", epochs), ("simulate.scan.n_images", n_images)):
-            if value is not None:  # typed flags beat --config and --set (docs/cli.md#configuration)
-                base = deep_merge(base, dotted_to_nested(key, value))
-        arm_a, arm_b = arm_spec("A", a, a_set or [], sections), arm_spec("B", b, b_set or [], sections)
-        out_dir = out if out is not None else Path(f"debug-ab-{slug(a)}-vs-{slug(b)}")
+        inputs = read_inputs(a, b, a_sets=a_set or [], b_sets=b_set or [], out=out, files=config or (),
+                             sets=set_ or (), flags=flags, sections=ctx.obj.config_sections())
         components = ctx.obj.components()
 
         from ptycho.workflows.debug_ab import debug_ab, resolve_arms
 
-        resolve_arms(cfg, arm_a, arm_b, components, base)  # fail on a bad variant before importing TensorFlow
+        # fail on a bad variant before importing TensorFlow
+        resolve_arms(inputs.config, inputs.arm_a, inputs.arm_b, components, inputs.base)
         with StageProgress(quiet=quiet or as_json) as progress:
-            result = debug_ab(cfg, arm_a, arm_b, out_dir, components, base=base, on_event=progress.on_event)
+            result = debug_ab(inputs.config, inputs.arm_a, inputs.arm_b, inputs.out, components, base=inputs.base,
+                              on_event=progress.on_event)
         print_result(result, as_json=as_json, quiet=quiet, verbose=verbose)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
