@@ -81,7 +81,7 @@ def iterative_command(
 
       ptycho iterative measured.h5 --probe guess.probe.npz --probe-update --iterations 100 --out object.npz
     """
-    from ptycho_cli.api import guard, print_summary, progress_bar, resolve_config
+    from ptycho_cli.api import guard, print_summary, resolve_config
 
     with guard(verbose, FLAGS):
         flags = {
@@ -95,57 +95,81 @@ def iterative_command(
         # defaults < --config files (their iterative: section, or flat) < --set < flags
         cfg = resolve_config(IterativeConfig, SECTION, files=config or (), sets=set_ or (), flags=flags,
                              sections=ctx.obj.config_sections())
-        from ptycho.io.datasets import dataset_inputs, load_dataset
-        from ptycho.io.objects import object_format
-        from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
-        from ptycho.workflows.stitch import stitch_outputs
-        from ptycho_iterative.workflow import output_paths, run_iterative
+        out = _checked_output(out, dataset, probe=probe, mask=mask)
+        run = _reconstruct_with_progress(cfg, dataset, out, probe=probe, mask=mask, figures=not no_figures,
+                                         quiet=quiet or as_json)
+        print_summary("iterative", _summary_rows(run, cfg, with_errors=as_json), as_json=as_json, quiet=quiet)
 
-        object_format(out)  # a bad suffix or place fails before any work, and so does an output that is an input
-        out = check_output_file(out)
-        refuse_overwriting_inputs([*stitch_outputs(out), *output_paths(out).values()],
-                                  {**dataset_inputs(dataset), "probe file": probe, "mask file": mask}, "iterative")
-        from ptycho.workflows.probe_setup import probe_from_file
 
-        with load_dataset(dataset, mask=mask) as ds, progress_bar(cfg.engine, quiet=quiet or as_json, extra="error {task.fields[error]}", error="-") as update:
-            def on_iteration(state: Any) -> None:
-                update(state.iteration, state.iterations, error=f"{state.error:.3e}")
+def _checked_output(out: Path, dataset: Path, *, probe: Path | None, mask: Path | None) -> Path:
+    """``out`` as an object file this run may write: a known suffix, a writable place, and neither
+    it nor the files written beside it an input (``ConfigError`` otherwise, before any work)."""
+    from ptycho.io.datasets import dataset_inputs
+    from ptycho.io.objects import object_format
+    from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
+    from ptycho.workflows.stitch import stitch_outputs
+    from ptycho_iterative.workflow import output_paths
 
-            fingerprint = ds.fingerprint() if cfg.refine_positions else None  # of the file, before any probe change
-            if probe is not None:
-                ds.probe = probe_from_file(probe, ds)
-            run = run_iterative(cfg, ds, out, figures=not no_figures, callback=on_iteration, fingerprint=fingerprint)
-        res = run.result
-        rows: dict[str, Any] = {
-            "object": str(run.path),
-            "config": str(run.config_path),
-            "probe": str(run.probe_path) if run.probe_path else "-",
-            "amplitude": str(run.amplitude_path) if run.amplitude_path else "-",
-            "phase": str(run.phase_path) if run.phase_path else "-",
-            "engine": cfg.engine,
-            "iterations": cfg.iterations,
-            "batch size": cfg.batch_size,
-            "alpha": cfg.alpha,
-            "beta": cfg.beta,
-            **({"regulariser": cfg.regulariser, "regulariser weight": "dose-aware" if cfg.regulariser_weight is None
-                else cfg.regulariser_weight} if cfg.engine == "ml" else {}),
-            "probe update": cfg.probe_update,
-            "probe modes": 1 if res.probe.ndim == 2 else len(res.probe),
-            "patterns": run.n_patterns,
-            "N": run.N,
-            "shape": "×".join(map(str, res.object.shape)),
-            "origin (x, y)": f"{res.origin_x}, {res.origin_y}",
-            "coverage": float(res.support.mean()),
-            "positions": _positions_row(run),
-            "refinement figure": str(run.refinement_path) if run.refinement_path else "-",
-            "first error": float(res.errors[0]),
-            "final error": float(res.errors[-1]),
-            "seconds": res.seconds,
-            "seconds/iteration": res.seconds_per_iteration,
-        }
-        if as_json:
-            rows["errors"] = [float(e) for e in res.errors]
-        print_summary("iterative", rows, as_json=as_json, quiet=quiet)
+    object_format(out)
+    out = check_output_file(out)
+    refuse_overwriting_inputs([*stitch_outputs(out), *output_paths(out).values()],
+                              {**dataset_inputs(dataset), "probe file": probe, "mask file": mask}, "iterative")
+    return out
+
+
+def _reconstruct_with_progress(cfg: Any, dataset: Path, out: Path, *, probe: Path | None, mask: Path | None,
+                               figures: bool, quiet: bool) -> Any:
+    """Reconstruct ``dataset`` (its probe replaced by ``probe``'s, its mask by ``mask``'s) with
+    :func:`~ptycho_iterative.workflow.run_iterative` under a progress bar of the iterations."""
+    from ptycho.io.datasets import load_dataset
+    from ptycho.workflows.probe_setup import probe_from_file
+    from ptycho_cli.api import progress_bar
+    from ptycho_iterative.workflow import run_iterative
+
+    with load_dataset(dataset, mask=mask) as ds, progress_bar(cfg.engine, quiet=quiet, extra="error {task.fields[error]}", error="-") as update:
+        def on_iteration(state: Any) -> None:
+            update(state.iteration, state.iterations, error=f"{state.error:.3e}")
+
+        fingerprint = ds.fingerprint() if cfg.refine_positions else None  # of the file, before any probe change
+        if probe is not None:
+            ds.probe = probe_from_file(probe, ds)
+        return run_iterative(cfg, ds, out, figures=figures, callback=on_iteration, fingerprint=fingerprint)
+
+
+def _summary_rows(run: Any, cfg: Any, *, with_errors: bool) -> dict[str, Any]:
+    """The summary of a run: its files, the options, the result's geometry, errors and time
+    (``with_errors``: every iteration's error as well)."""
+    res = run.result
+    rows: dict[str, Any] = {
+        "object": str(run.path),
+        "config": str(run.config_path),
+        "probe": str(run.probe_path) if run.probe_path else "-",
+        "amplitude": str(run.amplitude_path) if run.amplitude_path else "-",
+        "phase": str(run.phase_path) if run.phase_path else "-",
+        "engine": cfg.engine,
+        "iterations": cfg.iterations,
+        "batch size": cfg.batch_size,
+        "alpha": cfg.alpha,
+        "beta": cfg.beta,
+        **({"regulariser": cfg.regulariser, "regulariser weight": "dose-aware" if cfg.regulariser_weight is None
+            else cfg.regulariser_weight} if cfg.engine == "ml" else {}),
+        "probe update": cfg.probe_update,
+        "probe modes": 1 if res.probe.ndim == 2 else len(res.probe),
+        "patterns": run.n_patterns,
+        "N": run.N,
+        "shape": "×".join(map(str, res.object.shape)),
+        "origin (x, y)": f"{res.origin_x}, {res.origin_y}",
+        "coverage": float(res.support.mean()),
+        "positions": _positions_row(run),
+        "refinement figure": str(run.refinement_path) if run.refinement_path else "-",
+        "first error": float(res.errors[0]),
+        "final error": float(res.errors[-1]),
+        "seconds": res.seconds,
+        "seconds/iteration": res.seconds_per_iteration,
+    }
+    if with_errors:
+        rows["errors"] = [float(e) for e in res.errors]
+    return rows
 
 
 def _positions_row(run: Any) -> str:

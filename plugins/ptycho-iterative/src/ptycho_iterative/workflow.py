@@ -80,14 +80,11 @@ def run_iterative(
     ptycho.errors.NumericalError
         The iterations diverged (exit code 4).
     """
-    from ptycho import __version__ as ptycho_version
     from ptycho.io.config_file import write_resolved_config
     from ptycho.data.dataset import Dataset
     from ptycho.io.datasets import load_dataset
     from ptycho.io.npz import save_npz_arrays
     from ptycho.io.objects import object_format, write_object
-
-    from ptycho_iterative import __version__
 
     out = Path(out)
     object_format(out)
@@ -102,6 +99,29 @@ def run_iterative(
     finally:
         if ds is not dataset:
             ds.close()
+    metadata = _object_metadata(config, result, source=source, n_patterns=n_patterns, N=N, invalid=invalid,
+                                x0=x0, y0=y0, fingerprint=fingerprint)
+    write_object(out, result.object_image(metadata))
+    paths = output_paths(out)
+    config_path = write_resolved_config(out, "iterative", config)
+    probe_path = save_npz_arrays(paths["probe"], {"probe": result.probe}) if config.probe_update else None
+    amp_path = phase_path = refinement_path = None
+    if figures:
+        amp_path, phase_path, refinement_path = _figures(out, result, config, x0, y0)
+    refined = config.refine_positions
+    return IterativeRun(out, config_path, probe_path, amp_path, phase_path, result, n_patterns, N, refinement_path,
+                        x0 if refined else None, y0 if refined else None)
+
+
+def _object_metadata(config: IterativeConfig, result: Any, *, source: str, n_patterns: int, N: int, invalid: int,
+                     x0: np.ndarray, y0: np.ndarray, fingerprint: str | None) -> dict[str, Any]:
+    """What the object file records of the run: versions, dataset, options, the engine's outcome
+    (errors, seconds, probe modes), and with ``refine_positions`` the shifts from the initial
+    positions ``(x0, y0)`` and the dataset's ``fingerprint``. ``invalid``: masked detector pixels."""
+    from ptycho import __version__ as ptycho_version
+
+    from ptycho_iterative import __version__
+
     metadata: dict[str, Any] = {
         "created_by": "ptycho iterative", "ptycho_iterative_version": __version__, "ptycho_version": ptycho_version,
         "dataset": source, "n_patterns": n_patterns, "N": N, "options": config.model_dump(),
@@ -118,21 +138,21 @@ def run_iterative(
         metadata["positions"] = {"refined": True, "rms_shift_px": float(np.sqrt(np.mean(shift**2))),
                                  "max_shift_px": float(shift.max())}
         metadata["provenance"] = {"dataset": source, "dataset_fingerprint": fingerprint}
-    write_object(out, result.object_image(metadata))
-    paths = output_paths(out)
-    config_path = write_resolved_config(out, "iterative", config)
-    probe_path = save_npz_arrays(paths["probe"], {"probe": result.probe}) if config.probe_update else None
-    amp_path = phase_path = refinement_path = None
-    if figures:
-        from ptycho.workflows.stitch import object_figures
+    return metadata
 
-        image = result.object_image()
-        amp_path, phase_path = object_figures(out, image.object, image.support, (result.origin_x, result.origin_y))
-        if config.refine_positions:
-            from ptycho.figures.refinement import refinement_figure
 
-            refinement_path = refinement_figure(paths["refinement"], x0=x0, y0=y0, x=result.x, y=result.y,
-                                                probe=result.probe)
-    refined = config.refine_positions
-    return IterativeRun(out, config_path, probe_path, amp_path, phase_path, result, n_patterns, N, refinement_path,
-                        x0 if refined else None, y0 if refined else None)
+def _figures(out: Path, result: Any, config: IterativeConfig, x0: np.ndarray,
+             y0: np.ndarray) -> tuple[Path, Path, Path | None]:
+    """The amplitude and phase PNGs beside ``out`` and, with ``refine_positions``, the refinement
+    figure (the shifts from ``(x0, y0)`` and the probe modes)."""
+    from ptycho.workflows.stitch import object_figures
+
+    image = result.object_image()
+    amp_path, phase_path = object_figures(out, image.object, image.support, (result.origin_x, result.origin_y))
+    refinement_path = None
+    if config.refine_positions:
+        from ptycho.figures.refinement import refinement_figure
+
+        refinement_path = refinement_figure(output_paths(out)["refinement"], x0=x0, y0=y0, x=result.x, y=result.y,
+                                            probe=result.probe)
+    return amp_path, phase_path, refinement_path
