@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -96,11 +96,6 @@ def train_command(
     With --strategy multiworker every worker runs this same command; --batch-size is the global
     batch (split over the workers) and only the chief (worker 0) writes OUT and shows progress.
     """
-    from ptycho.config.train import TrainConfig
-    from ptycho.distribute.cluster import is_chief_process
-    from ptycho.errors import ConfigError
-    from ptycho_cli.config_io import resolve_config
-    from ptycho_cli.console import ProgressLog, print_summary, progress_bar
     from ptycho_cli.errors import guard
     from ptycho_cli.fields import COMMAND_FLAGS
 
@@ -113,55 +108,82 @@ def train_command(
             "refine_positions": refine_positions,
             "probe_file": None if probe is None else str(probe),
         }
-        from ptycho.workflows.train import train
-        from ptycho.workflows.train_bundle import stored_train_settings
+        cfg = resolve_train_config(ctx, out, flags, config, set_, resume=resume, force=force)
+        result = train_with_progress(ctx, cfg, dataset, out, resume=resume, force=force, quiet=quiet or as_json)
+        print_train_summary(result, as_json=as_json, quiet=quiet)
 
-        if resume and force:
-            raise ConfigError("--resume and --force contradict each other: continue the bundle or replace it")
-        base = stored_train_settings(out) if resume else None
-        cfg = resolve_config(TrainConfig, "train", files=config or (), sets=set_ or (), flags=flags, base=base,
-                             sections=ctx.obj.config_sections())
 
-        chief = cfg.strategy != "multiworker" or is_chief_process(cfg.cluster.resolver, os.environ)
-        log = ProgressLog(quiet=quiet or as_json or not chief)
-        with progress_bar("training", quiet=quiet or as_json or not chief, extra="loss {task.fields[loss]}", loss="-",
-                          console=log.console) as update:
-            def on_step(report) -> None:
-                update(report.step, report.steps, description=f"epoch {report.epoch + 1}/{cfg.epochs}",
-                       loss=f"{report.loss:.4g}")
+def resolve_train_config(ctx: typer.Context, out: Path, flags: dict, files: Optional[list[Path]],
+                         sets: Optional[list[str]], *, resume: bool, force: bool) -> TrainConfig:
+    """The run's config: defaults (on ``--resume`` the bundle's settings in ``out``) < ``--config``
+    files < ``--set`` items < ``flags``; ``--resume`` with ``--force`` is refused (exit code 2)."""
+    from ptycho.errors import ConfigError
+    from ptycho.workflows.train_bundle import stored_train_settings
+    from ptycho_cli.config_io import resolve_config
 
-            def on_epoch(epoch: int, history: dict) -> None:
-                log.line(f"epoch {epoch}/{cfg.epochs}: loss {history['loss'][-1]:.6g}, "
-                         f"val loss {history['val_loss'][-1]:.6g}, learning rate {history['learning_rate'][-1]:.3g}, "
-                         f"{history['seconds'][-1]:.1f} s")
+    if resume and force:
+        raise ConfigError("--resume and --force contradict each other: continue the bundle or replace it")
+    base = stored_train_settings(out) if resume else None
+    return resolve_config(TrainConfig, "train", files=files or (), sets=sets or (), flags=flags, base=base,
+                          sections=ctx.obj.config_sections())
 
-            result = train(cfg, dataset, out, ctx.obj.components(), resume=resume, force=force, on_step=on_step,
-                           on_stage=lambda text: log.line(f"preparing: {text}"), on_epoch=on_epoch)
-        history = result.history
-        if result.worker != 0:
-            print_summary("trained (this worker's part)", {
-                "worker": f"{result.worker} of {result.workers}", "bundle (written by worker 0)": str(result.out),
-                "epochs": result.epochs, "seconds": result.seconds,
-            }, as_json=as_json, quiet=quiet)
-            return
-        print_summary(
-            "trained",
-            {
-                "bundle": str(result.out),
-                "loss curve": str(result.out / "loss.png"),
-                "epochs": result.epochs,
-                "groups": result.n_groups,
-                "first loss": history["loss"][0] if history["loss"] else float("nan"),
-                "final loss": history["loss"][-1] if history["loss"] else float("nan"),
-                "final val loss": history["val_loss"][-1] if history["val_loss"] else float("nan"),
-                "stopped early": result.stopped_early,
-                "NaN recoveries": result.nan_recoveries,
-                "patterns/s": result.patterns_per_second,
-                "seconds": result.seconds,
-            },
-            as_json=as_json,
-            quiet=quiet,
-        )
+
+def train_with_progress(ctx: typer.Context, cfg: TrainConfig, dataset: Path, out: Path, *, resume: bool, force: bool,
+                        quiet: bool) -> Any:
+    """Run :func:`ptycho.workflows.train.train` with a progress bar over each epoch's steps, a line
+    per preparation stage and per epoch (on the chief only, unless ``quiet``); returns its
+    ``TrainResult``."""
+    from ptycho.distribute.cluster import is_chief_process
+    from ptycho.workflows.train import train
+    from ptycho_cli.console import ProgressLog, progress_bar
+
+    chief = cfg.strategy != "multiworker" or is_chief_process(cfg.cluster.resolver, os.environ)
+    log = ProgressLog(quiet=quiet or not chief)
+    with progress_bar("training", quiet=quiet or not chief, extra="loss {task.fields[loss]}", loss="-",
+                      console=log.console) as update:
+        def on_step(report) -> None:
+            update(report.step, report.steps, description=f"epoch {report.epoch + 1}/{cfg.epochs}",
+                   loss=f"{report.loss:.4g}")
+
+        def on_epoch(epoch: int, history: dict) -> None:
+            log.line(f"epoch {epoch}/{cfg.epochs}: loss {history['loss'][-1]:.6g}, "
+                     f"val loss {history['val_loss'][-1]:.6g}, learning rate {history['learning_rate'][-1]:.3g}, "
+                     f"{history['seconds'][-1]:.1f} s")
+
+        return train(cfg, dataset, out, ctx.obj.components(), resume=resume, force=force, on_step=on_step,
+                     on_stage=lambda text: log.line(f"preparing: {text}"), on_epoch=on_epoch)
+
+
+def print_train_summary(result: Any, *, as_json: bool, quiet: bool) -> None:
+    """The summary of a ``TrainResult``: the bundle, losses and throughput on the chief; on any
+    other worker only its part."""
+    from ptycho_cli.console import print_summary
+
+    history = result.history
+    if result.worker != 0:
+        print_summary("trained (this worker's part)", {
+            "worker": f"{result.worker} of {result.workers}", "bundle (written by worker 0)": str(result.out),
+            "epochs": result.epochs, "seconds": result.seconds,
+        }, as_json=as_json, quiet=quiet)
+        return
+    print_summary(
+        "trained",
+        {
+            "bundle": str(result.out),
+            "loss curve": str(result.out / "loss.png"),
+            "epochs": result.epochs,
+            "groups": result.n_groups,
+            "first loss": history["loss"][0] if history["loss"] else float("nan"),
+            "final loss": history["loss"][-1] if history["loss"] else float("nan"),
+            "final val loss": history["val_loss"][-1] if history["val_loss"] else float("nan"),
+            "stopped early": result.stopped_early,
+            "NaN recoveries": result.nan_recoveries,
+            "patterns/s": result.patterns_per_second,
+            "seconds": result.seconds,
+        },
+        as_json=as_json,
+        quiet=quiet,
+    )
 
 
 @hookimpl
