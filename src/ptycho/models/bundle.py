@@ -273,7 +273,14 @@ def _short(exc: BaseException, limit: int = MESSAGE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_bundle_json(path: Path) -> dict[str, Any]:
+    """The JSON object in a bundle's file ``path``.
+
+    Raises
+    ------
+    DataError
+        The file is unreadable, not JSON, or holds another JSON value than an object.
+    """
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -334,8 +341,8 @@ def load_bundle(path: Path, components: Components | None = None, *, verify: boo
     missing = [n for n in REQUIRED_FILES if not files[n].is_file()]
     if missing:
         raise DataError(f"{path}: incomplete model bundle, missing {', '.join(missing)}; retrain or copy the whole folder")
-    manifest = _read_json(files[MANIFEST])
-    config = _read_json(files["config.json"])
+    manifest = read_bundle_json(files[MANIFEST])
+    config = read_bundle_json(files["config.json"])
     if config.get("format") != BUNDLE_FORMAT or not isinstance(config.get("format_version"), int) \
             or config["format_version"] > BUNDLE_VERSION:
         raise DataError(f"{path}: not a ptycho model bundle of a supported version")
@@ -362,11 +369,11 @@ def load_bundle(path: Path, components: Components | None = None, *, verify: boo
     if skipped:  # a partly loaded network would give silently wrong results
         raise DataError(f"{path}/model.weights.h5: {len(skipped)} part(s) of the weights do not fit the network "
                         f"config.json describes ({_short(skipped[0].message)}); the files do not belong together")
-    scale = _read_json(files["scale.json"])
+    scale = read_bundle_json(files["scale.json"])
     try:
         model.scale.assign(float(scale.get("scale_correction", 1.0)))
     except (TypeError, ValueError) as exc:
         raise DataError(f"{files['scale.json']}: scale_correction is not a number ({_short(exc)})") from None
     history_path = files["history.json"]
-    history = History.from_dict(_read_json(history_path)) if history_path.is_file() else History()
+    history = History.from_dict(read_bundle_json(history_path)) if history_path.is_file() else History()
     return Bundle(path, model, train_config, history, config.get("data", {}), manifest, read_positions(path))

@@ -5,7 +5,6 @@ the loss curve, each checked against the others.
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -116,27 +115,17 @@ def relative_positions(image: ObjectImage, ds: Dataset, object_path: Path, x: np
     return x, y, int(outside.sum())
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read ({one_line(exc)}); the model bundle is incomplete or corrupt") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return value
-
-
 def export_probe(ds: Dataset, model_dir: Path | None) -> tuple[np.ndarray, str]:
     """The probe to export and where it came from (module docstring of :mod:`ptycho.workflows.export`)."""
     probe, source = np.asarray(ds.probe, np.complex64), "dataset"
     if model_dir is None:
         return probe, source
-    from ptycho.models.bundle import bundle_file
+    from ptycho.models.bundle import bundle_file, read_bundle_json
 
     model_dir = Path(model_dir)
     if not bundle_file(model_dir, "config.json").is_file():
         raise DataError(f"{model_dir}: not a model bundle (no config.json); pass the folder written by `ptycho train`")
-    config = _read_json(bundle_file(model_dir, "config.json"))
+    config = read_bundle_json(bundle_file(model_dir, "config.json"))
     if bool((config.get("model") or {}).get("probe_trainable", False)):
         path = bundle_file(model_dir, "probe.npy")
         try:
@@ -154,7 +143,7 @@ def export_probe(ds: Dataset, model_dir: Path | None) -> tuple[np.ndarray, str]:
             raise DataError(f"{path}: trained probe contains NaN or Inf values")
         probe, source = probe.astype(np.complex64), "model (trained)"
     scale_path = bundle_file(model_dir, "scale.json")
-    scale = float(_read_json(scale_path).get("scale_correction", 1.0)) if scale_path.is_file() else 1.0
+    scale = float(read_bundle_json(scale_path).get("scale_correction", 1.0)) if scale_path.is_file() else 1.0
     if not math.isfinite(scale) or scale <= 0:
         raise DataError(f"{scale_path}: scale_correction = {scale}; expected a positive number")
     if scale != 1.0:
@@ -167,13 +156,13 @@ def export_losses(model_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
     empty = (np.zeros(0, np.int64), np.zeros(0, np.float64))
     if model_dir is None:
         return empty
-    from ptycho.models.bundle import bundle_file
+    from ptycho.models.bundle import bundle_file, read_bundle_json
 
     path = bundle_file(Path(model_dir), "history.json")
     if not path.is_file():
         warnings.warn(f"{path}: not found; the product gets an empty loss curve", UserWarning, stacklevel=2)
         return empty
-    history = _read_json(path)
+    history = read_bundle_json(path)
     try:
         values = np.asarray(history.get("loss", []), np.float64).reshape(-1)
         epochs = np.asarray(history.get("epoch", range(1, len(values) + 1)), np.int64).reshape(-1)
