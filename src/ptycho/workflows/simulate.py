@@ -192,10 +192,8 @@ def simulate(
 
     ``fmt``: ``h5``, ``npz`` or ``ptychopinn-npz`` (default from the suffix).
     """
-    from ptycho.data.dataset import Dataset
     from ptycho.io.config_file import config_path_for, write_resolved_config
-    from ptycho.io.datasets import output_format, save_dataset
-    from ptycho.io.h5 import H5DatasetWriter
+    from ptycho.io.datasets import output_format
     from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
 
     t0 = time.perf_counter()
@@ -203,6 +201,43 @@ def simulate(
     fmt = output_format(out, fmt)
     refuse_overwriting_inputs([out, config_path_for(out), preview_path_for(out)], file_inputs(config), "simulate")
     scene = build_scene(config, components or Components.builtin())
+    M, N = len(scene.x), config.N
+    first, total_counts = write_patterns(config, scene, out, fmt, progress)
+
+    config_path = write_resolved_config(out, "simulate", config.model_copy(update={"scan": resolved_scan(config.scan, M)}))
+    preview_path = None
+    if preview:
+        from ptycho.figures.preview import simulation_preview
+
+        preview_path = simulation_preview(
+            preview_path_for(out), obj=scene.object, probe=scene.probe,
+            x=scene.x, y=scene.y, patterns=first if first is not None else np.zeros((0, N, N)),
+        )
+    return SimulationResult(
+        path=out, config_path=config_path, preview_path=preview_path, n_patterns=M, N=N,
+        object_shape=tuple(scene.object.shape), overlap=scene.overlap,
+        probe_photons=probe_energy(scene.probe), mean_total_counts=total_counts / M, probe_modes=n_modes(scene.probe),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def write_patterns(config: SimulateConfig, scene: Scene, out: Path, fmt: str,
+                   progress: Progress | None = None) -> tuple[np.ndarray | None, float]:
+    """Simulate the patterns of ``scene`` chunk by chunk and write the dataset ``out``: streamed to
+    HDF5 (``fmt`` ``h5``), else gathered in memory and saved as ``fmt``. ``progress(done, total)``
+    follows the patterns written.
+
+    Returns
+    -------
+    first : (≤ PREVIEW_PATTERNS, N, N) float32 or None
+        The first patterns, for the preview (None for an empty scan).
+    total_counts : float
+        Counts summed over every pattern.
+    """
+    from ptycho.data.dataset import Dataset
+    from ptycho.io.datasets import save_dataset
+    from ptycho.io.h5 import H5DatasetWriter
+
     meta = dataset_metadata(config, scene)
     M, N = len(scene.x), config.N
     scan_index = np.arange(M, dtype=np.int64)
@@ -231,19 +266,4 @@ def simulate(
 
         consume(iter_pattern_chunks(config, scene), store)
         save_dataset(out, Dataset(diffraction, scene.x, scene.y, scene.probe, scene.object, scan_index, meta), format=fmt)
-
-    config_path = write_resolved_config(out, "simulate", config.model_copy(update={"scan": resolved_scan(config.scan, M)}))
-    preview_path = None
-    if preview:
-        from ptycho.figures.preview import simulation_preview
-
-        preview_path = simulation_preview(
-            preview_path_for(out), obj=scene.object, probe=scene.probe,
-            x=scene.x, y=scene.y, patterns=first if first is not None else np.zeros((0, N, N)),
-        )
-    return SimulationResult(
-        path=out, config_path=config_path, preview_path=preview_path, n_patterns=M, N=N,
-        object_shape=tuple(scene.object.shape), overlap=scene.overlap,
-        probe_photons=probe_energy(scene.probe), mean_total_counts=total_counts / M, probe_modes=n_modes(scene.probe),
-        seconds=time.perf_counter() - t0,
-    )
+    return first, total_counts
