@@ -8,7 +8,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ptycho.config.pipeline import DebugABConfig
+    from ptycho.debug.variants import ArmSpec
 
 ARM_FILE_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
 DEBUG_SECTION = "debug_ab"
@@ -108,11 +112,9 @@ def shared_settings(files: Iterable[Path], sets: Iterable[str], sections: Iterab
 class DebugABInputs:
     """Everything ``ptycho debug-ab`` runs on, read from its arguments (:func:`read_inputs`)."""
 
-    config: Any
-    """The resolved :class:`~ptycho.config.pipeline.DebugABConfig`."""
-    arm_a: Any
-    """Arm A (:class:`~ptycho.debug.variants.ArmSpec`)."""
-    arm_b: Any
+    config: DebugABConfig
+    arm_a: ArmSpec
+    arm_b: ArmSpec
     base: dict[str, Any]
     """The nested pipeline settings both arms share."""
     out: Path

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,11 @@ from ptycho.data.dataset import Dataset
 from ptycho.errors import DataError
 from ptycho.physics.probe import probe_energy
 from ptycho.registry import Components
+
+if TYPE_CHECKING:
+    from ptycho.data.grouping import Groups
+    from ptycho.iterative.streaming import GlobalEstimate
+    from ptycho.models.pinn import PINN
 
 Progress = Callable[[int, int], None]
 DOSE_WARNING = 1.1  # warn when the dataset's photon scale differs from training by more than 10 %
@@ -180,20 +186,20 @@ def infer(
                        network.steady_groups, network.steady_seconds, stages, str(refined.get("positions", "dataset")))
 
 
-def stream_patches(model, dataset: Dataset, groups, estimate, out: Path, provenance: dict[str, object],
-                   config: InferConfig, progress: Progress | None) -> NetworkPass:
+def stream_patches(model: PINN, dataset: Dataset, groups: Groups, estimate: GlobalEstimate | None, out: Path,
+                   provenance: dict[str, object], config: InferConfig, progress: Progress | None) -> NetworkPass:
     """Run the network over every group in batches of ``infer.batch_size`` and write each batch's
     object patches to the patches file ``out`` as it comes (``PatchesWriter``).
 
     Parameters
     ----------
     model : PINN
-        The bundle's model; ``model.object_patches`` gives (batch, N, N, C) complex patches.
+        The bundle's model; ``model.object_patches`` gives (batch, C, N, N) complex patches.
     dataset : Dataset
         Open; its patterns are read batch by batch.
     groups : Groups
         The groups to reconstruct, in order.
-    estimate : (n_patterns, N, N) complex array or None
+    estimate : GlobalEstimate or None
         The network's input estimate (:func:`~ptycho.models.features.input_estimate`).
     provenance : dict
         Recorded in the patches file.

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ptycho.registry import Components
 from ptycho.workflows.probe_setup import IterativeInit, probe_from_file, refine_iteratively, wants_refinement
 from ptycho.workflows.train_bundle import check_bundle_target, continue_bundle, kept_after_lost_worker
 from ptycho.workflows.train_fit import TrainingData, build_trainer, estimate_network_input, run_epochs, write_training_figures
+
+if TYPE_CHECKING:
+    from ptycho.distribute.strategy import Distribution
 
 
 @dataclass(frozen=True)
@@ -189,14 +192,14 @@ def train(
                        distribution.cluster.rank, distribution.cluster.size)
 
 
-def prepare_training_data(config: TrainConfig, dataset: Dataset, distribution: Any, out: Path, *,
+def prepare_training_data(config: TrainConfig, dataset: Dataset, distribution: Distribution, out: Path, *,
                           resume: bool, stage: Callable[[str], None]) -> TrainingData:
     """Resolve the model from the data, refine the probe and positions (:func:`start_refinement`),
     group the positions and split the groups into training and validation.
 
     ``dataset`` is changed in place: its probe becomes ``config.probe_file``'s and then the refined
-    one, its positions the refined ones. ``distribution`` (``ptycho.distribute.strategy.Distribution``)
-    checks that the batch splits over its workers.
+    one, its positions the refined ones. ``distribution`` checks that the batch splits over its
+    workers.
 
     Raises
     ------

@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptycho.config.train import ModelConfig, TrainConfig
 from ptycho.errors import ConfigError, field
 from ptycho.registry import Components
+
+if TYPE_CHECKING:
+    from ptycho.distribute.strategy import Distribution
+    from ptycho.models.bundle import Bundle
+    from ptycho.models.training import Trainer
 
 
 def check_bundle_target(out: Path, dataset_path: Path, *, resume: bool, force: bool) -> None:
@@ -34,7 +39,7 @@ def check_bundle_target(out: Path, dataset_path: Path, *, resume: bool, force: b
                           "with `train.force` or choose an empty output directory")
 
 
-def resume_bundle(out: Path, model_config: ModelConfig, components: Components) -> Any:
+def resume_bundle(out: Path, model_config: ModelConfig, components: Components) -> Bundle:
     """Load the bundle in ``out`` to continue training it.
 
     Raises
@@ -55,7 +60,8 @@ def resume_bundle(out: Path, model_config: ModelConfig, components: Components) 
     return bundle
 
 
-def continue_bundle(trainer: Any, bundle: Any, config: TrainConfig, distribution: Any, out: Path) -> None:
+def continue_bundle(trainer: Trainer, bundle: Bundle, config: TrainConfig, distribution: Distribution,
+                    out: Path) -> None:
     """Check that every worker of ``distribution`` resumes the same bundle (:func:`bundle_identity`),
     then resume the optimizer where the bundle left it; a learning rate other than the bundle's
     (``config.learning_rate`` changed) replaces the stored schedule's rate."""
@@ -85,7 +91,7 @@ def stored_train_settings(out: Path) -> dict[str, Any]:
     return dict(train) if isinstance(train, dict) else {}
 
 
-def bundle_identity(bundle: Any) -> int:
+def bundle_identity(bundle: Bundle) -> int:
     """A 52-bit number that differs between bundles with different epochs or weights (from the
     manifest's weights hash), to check that every worker resumes the same bundle."""
     digest = int(bundle.manifest.get("files", {}).get("model.weights.h5", "0" * 12)[:10], 16)  # 40 bits

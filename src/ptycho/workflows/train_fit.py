@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,9 +14,18 @@ from ptycho.config.train import ModelConfig, TrainConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import Groups
 from ptycho.errors import NumericalError
+from ptycho.models.history import History
 from ptycho.registry import Components
 from ptycho.workflows.probe_setup import IterativeInit
 from ptycho.workflows.train_bundle import resume_bundle
+
+if TYPE_CHECKING:
+    from ptycho.distribute.cluster import ClusterInfo
+    from ptycho.distribute.strategy import Distribution
+    from ptycho.iterative.streaming import GlobalEstimate
+    from ptycho.models.bundle import Bundle, TrainingPositions
+    from ptycho.models.pinn import PINN
+    from ptycho.models.training import Trainer
 
 REFINEMENT_FIGURE = "refinement.png"
 """Written into the bundle with ``refine_positions``: the position shifts and the probe modes."""
@@ -39,12 +48,13 @@ class TrainingData:
     """What the bundle records of the data (:func:`~ptycho.workflows.train.data_info`, and the refinement passes' outcome)."""
     init: IterativeInit | None
     """The rPIE passes' outcome (probe and/or position refinement), or None."""
-    positions: Any
-    """The refined positions the bundle stores (:class:`~ptycho.models.bundle.TrainingPositions`), or None."""
+    positions: TrainingPositions | None
+    """The refined positions the bundle stores, or None."""
 
 
-def build_trainer(data: TrainingData, dataset: Dataset, distribution: Any, out: Path, components: Components | None,
-                  history: Any, *, resume: bool) -> tuple[Any, Any, Any]:
+def build_trainer(data: TrainingData, dataset: Dataset, distribution: Distribution, out: Path,
+                  components: Components | None, history: History, *,
+                  resume: bool) -> tuple[Trainer, History, Bundle | None]:
     """A new PINN for ``dataset``, or on ``resume`` the bundle's model in ``out``, and its
     :class:`~ptycho.models.training.Trainer`, both made in the distribution's strategy scope.
 
@@ -70,8 +80,8 @@ def build_trainer(data: TrainingData, dataset: Dataset, distribution: Any, out: 
     return trainer, history, bundle
 
 
-def estimate_network_input(model_config: ModelConfig, model: Any, dataset: Dataset,
-                           stage: Callable[[str], None]) -> Any:
+def estimate_network_input(model_config: ModelConfig, model: PINN, dataset: Dataset,
+                           stage: Callable[[str], None]) -> GlobalEstimate | None:
     """The network's input estimate at every position (``model.estimate``), made with the model's
     probe when it is trained (the refined or resumed one, written into ``dataset.probe``)."""
     from ptycho.models.features import input_estimate
@@ -83,8 +93,8 @@ def estimate_network_input(model_config: ModelConfig, model: Any, dataset: Datas
     return input_estimate(model_config, dataset)
 
 
-def run_epochs(trainer: Any, history: Any, data: TrainingData, dataset: Dataset, estimate: Any, distribution: Any,
-               out: Path, *, stage: Callable[[str], None], on_step: Callable[..., None] | None,
+def run_epochs(trainer: Trainer, history: History, data: TrainingData, dataset: Dataset, estimate: GlobalEstimate | None,
+               distribution: Distribution, out: Path, *, stage: Callable[[str], None], on_step: Callable[..., None] | None,
                on_epoch: Callable[[int, dict[str, Any]], None] | None) -> None:
     """Train up to ``train.epochs`` (:meth:`~ptycho.models.training.Trainer.fit`, which recovers from
     non-finite losses), writing the bundle to ``out`` after every good epoch and at the end
@@ -104,7 +114,7 @@ def run_epochs(trainer: Any, history: Any, data: TrainingData, dataset: Dataset,
     resolved = {"config.yaml": resolved_config_text("train", config)}
     epoch_batches, val_batches = batch_sources(data, dataset, estimate, distribution.cluster)
 
-    def checkpoint(epoch: int, hist: Any, report: bool = True) -> None:
+    def checkpoint(epoch: int, hist: History, report: bool = True) -> None:
         if distribution.is_chief:
             save_bundle(out, trainer.model, train_config=config, history=hist, data_info=data.info,
                         optimizer_state=trainer.optimizer_state(), extra_files=resolved, positions=data.positions)
@@ -125,7 +135,8 @@ def run_epochs(trainer: Any, history: Any, data: TrainingData, dataset: Dataset,
         checkpoint(history.epochs, history, report=False)
 
 
-def batch_sources(data: TrainingData, dataset: Dataset, estimate: Any, cluster: Any) -> tuple[Callable, Callable | None]:
+def batch_sources(data: TrainingData, dataset: Dataset, estimate: GlobalEstimate | None,
+                  cluster: ClusterInfo) -> tuple[Callable, Callable | None]:
     """``epoch_batches(epoch)``, the epoch's shuffled training batches (this worker's share of each
     global batch of ``data.batch_size`` groups) and their count, and ``val_batches()``, this
     worker's validation groups in order (None without validation groups), as
@@ -147,7 +158,7 @@ def batch_sources(data: TrainingData, dataset: Dataset, estimate: Any, cluster: 
     return epoch_batches, lambda: tf_group_batches(dataset, val_groups, val_rows, estimate=estimate)
 
 
-def write_training_figures(out: Path, history: Any, data: TrainingData) -> None:
+def write_training_figures(out: Path, history: History, data: TrainingData) -> None:
     """The loss curves (``loss.png``) and, with ``train.refine_positions``, the refinement figure."""
     from ptycho.figures.loss import loss_figure
 

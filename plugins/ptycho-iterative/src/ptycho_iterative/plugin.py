@@ -8,7 +8,7 @@ itself does not use TensorFlow).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -21,6 +21,10 @@ from ptycho_cli.api import (
     Verbose,
     hookimpl,
 )
+
+if TYPE_CHECKING:
+    from ptycho.config.iterative import IterativeConfig
+    from ptycho_iterative.workflow import IterativeRun
 
 Opt = typer.Option
 SECTION = "iterative"
@@ -117,8 +121,8 @@ def _checked_output(out: Path, dataset: Path, *, probe: Path | None, mask: Path 
     return out
 
 
-def _reconstruct_with_progress(cfg: Any, dataset: Path, out: Path, *, probe: Path | None, mask: Path | None,
-                               figures: bool, quiet: bool) -> Any:
+def _reconstruct_with_progress(cfg: IterativeConfig, dataset: Path, out: Path, *, probe: Path | None,
+                               mask: Path | None, figures: bool, quiet: bool) -> IterativeRun:
     """Reconstruct ``dataset`` (its probe replaced by ``probe``'s, its mask by ``mask``'s) with
     :func:`~ptycho_iterative.workflow.run_iterative` under a progress bar of the iterations."""
     from ptycho.io.datasets import load_dataset
@@ -136,7 +140,7 @@ def _reconstruct_with_progress(cfg: Any, dataset: Path, out: Path, *, probe: Pat
         return run_iterative(cfg, ds, out, figures=figures, callback=on_iteration, fingerprint=fingerprint)
 
 
-def _summary_rows(run: Any, cfg: Any, *, with_errors: bool) -> dict[str, Any]:
+def _summary_rows(run: IterativeRun, cfg: IterativeConfig, *, with_errors: bool) -> dict[str, Any]:
     """The summary of a run: its files, the options, the result's geometry, errors and time
     (``with_errors``: every iteration's error as well)."""
     res = run.result

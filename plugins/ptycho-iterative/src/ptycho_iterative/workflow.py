@@ -113,8 +113,8 @@ def run_iterative(
                         x0 if refined else None, y0 if refined else None)
 
 
-def _object_metadata(config: IterativeConfig, result: Any, *, source: str, n_patterns: int, N: int, invalid: int,
-                     x0: np.ndarray, y0: np.ndarray, fingerprint: str | None) -> dict[str, Any]:
+def _object_metadata(config: IterativeConfig, result: ReconstructionResult, *, source: str, n_patterns: int, N: int,
+                     invalid: int, x0: np.ndarray, y0: np.ndarray, fingerprint: str | None) -> dict[str, Any]:
     """What the object file records of the run: versions, dataset, options, the engine's outcome
     (errors, seconds, probe modes), and with ``refine_positions`` the shifts from the initial
     positions ``(x0, y0)`` and the dataset's ``fingerprint``. ``invalid``: masked detector pixels."""
@@ -141,7 +141,7 @@ def _object_metadata(config: IterativeConfig, result: Any, *, source: str, n_pat
     return metadata
 
 
-def _figures(out: Path, result: Any, config: IterativeConfig, x0: np.ndarray,
+def _figures(out: Path, result: ReconstructionResult, config: IterativeConfig, x0: np.ndarray,
              y0: np.ndarray) -> tuple[Path, Path, Path | None]:
     """The amplitude and phase PNGs beside ``out`` and, with ``refine_positions``, the refinement
     figure (the shifts from ``(x0, y0)`` and the probe modes)."""
