@@ -33,8 +33,8 @@ from ptycho.config.iterative import IterativeConfig
 from ptycho.data.dataset import Dataset
 from ptycho.errors import NumericalError
 from ptycho.iterative.engines import canvas_for
-from ptycho.iterative.pie import minibatch_step
 from ptycho.iterative.modulus import fft_valid, measured_modulus
+from ptycho.iterative.pie import minibatch_step
 from ptycho.physics.operators.geometry import Windows, window_geometry
 from ptycho.physics.operators.numpy_ops import extract
 from ptycho.seeding import seed_stream

@@ -68,7 +68,6 @@ SNAP_PX = 1e-9
 """Crop edges within this distance of a whole pixel are treated as whole (no spurious extra row)."""
 
 
-
 @dataclass(frozen=True, eq=False)
 class StitchedObject:
     """What :func:`stitch_patches` made of a patches file.
