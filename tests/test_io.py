@@ -532,7 +532,7 @@ def test_load_probe_errors(tmp_path):
 
 
 def test_reduce_leading_squeezes_singletons_takes_the_first_entry_and_multiplies_layers():
-    from ptycho.data.validation import reduce_leading
+    from ptycho.data.coercion import reduce_leading
 
     a = np.arange(8, dtype=np.complex64).reshape(1, 1, 2, 4) + 1
     np.testing.assert_array_equal(reduce_leading(a, "object", "f.h5"), a[0, 0])  # no warning for singletons

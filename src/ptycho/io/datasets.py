@@ -15,7 +15,8 @@ import h5py
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.data.validation import coerce_array, coerce_mask, probe_modes_from, validate_dataset
+from ptycho.data.coercion import coerce_array, coerce_mask, probe_modes_from
+from ptycho.data.validation import validate_dataset
 from ptycho.errors import ConfigError, DataError
 from ptycho.io.atomic import one_line
 from ptycho.io.h5 import H5_SUFFIXES, read_h5, write_h5
@@ -224,7 +225,7 @@ def load_probe(path: str | os.PathLike[str]) -> np.ndarray:
     (``probeGuess``), a Ptychodus product HDF5 or NPZ, the ``<stem>.probe.npz`` of ``ptycho
     iterative``: ``(h, w)``, ``(K, h, w)`` modes or ``(…, K, h, w)`` (the first entry of the
     axes before the modes is kept, with a ``UserWarning`` when there are more;
-    :func:`~ptycho.data.validation.probe_modes_from`).
+    :func:`~ptycho.data.coercion.probe_modes_from`).
 
     Returns
     -------

@@ -23,7 +23,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ptycho.data.validation import coerce_array
+from ptycho.data.coercion import coerce_array
 from ptycho.errors import ConfigError, DataError
 from ptycho.io.atomic import (
     atomic_output,

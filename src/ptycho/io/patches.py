@@ -24,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ptycho.data.validation import coerce_array
+from ptycho.data.coercion import coerce_array
 from ptycho.errors import DataError
 from ptycho.io.atomic import one_line, parse_json_metadata, to_json
 from ptycho.io.h5_stream import StreamingH5Writer

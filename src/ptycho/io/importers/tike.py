@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.data.validation import coerce_array, coerce_mask, reduce_leading
+from ptycho.data.coercion import coerce_array, coerce_mask, reduce_leading
 from ptycho.errors import DataError
 from ptycho.io.importers.record import ImportedScan, probe_modes_of
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ptycho.data.validation import coerce_array
+from ptycho.data.coercion import coerce_array
 from ptycho.errors import DataError
 from ptycho.io.atomic import one_line
 from ptycho.io.ptychodus.product import DETECTOR_RTOL, DIFFRACTION_FILE, PtychodusProduct, detector_pixel_size_m
