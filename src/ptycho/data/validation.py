@@ -28,6 +28,7 @@ CHECK_BOUNDS_MODES = ("warn", "error", "off")
 #: beyond any scan, so a larger span means positions not in object pixels (metres, or corrupt).
 MAX_CANVAS_PX = 1 << 28
 
+
 def validate_dataset(ds: Dataset, *, where: str, check_bounds: str = "warn") -> None:
     """Check a dataset against the canonical layout and physical sanity (docs/formats.md#datasets).
 

@@ -43,6 +43,7 @@ from ptycho.workflows.export_inputs import (
     check_provenance, export_losses, export_probe, relative_positions, resolve_physics, scan_positions,
 )
 
+
 @dataclass(frozen=True)
 class ExportResult:
     """What :func:`export_ptychodus` wrote."""
