@@ -14,8 +14,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ptycho.data.dataset import Dataset
 from ptycho.data.coercion import coerce_array, coerce_mask, probe_modes_from
+from ptycho.data.dataset import Dataset
 from ptycho.data.validation import validate_dataset
 from ptycho.errors import ConfigError, DataError
 from ptycho.io.atomic import one_line

@@ -26,8 +26,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ptycho.data.dataset import Dataset
 from ptycho.data.coercion import coerce_array, coerce_mask
+from ptycho.data.dataset import Dataset
 from ptycho.errors import DataError
 from ptycho.io.atomic import one_line, parse_json_metadata, to_json
 from ptycho.io.h5_stream import StreamingH5Writer

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.data.dataset import Dataset
 from ptycho.data.coercion import coerce_array, coerce_mask
+from ptycho.data.dataset import Dataset
 from ptycho.errors import DataError
 from ptycho.io.atomic import atomic_output, one_line, parse_json_metadata, to_json
 from ptycho.io.limits import check_npz_member

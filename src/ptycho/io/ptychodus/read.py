@@ -10,8 +10,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ptycho.data.dataset import Dataset
 from ptycho.data.coercion import coerce_array, probe_modes_from, reduce_leading
+from ptycho.data.dataset import Dataset
 from ptycho.errors import DataError
 from ptycho.io.atomic import one_line
 from ptycho.io.h5 import H5_SUFFIXES
