@@ -17,6 +17,7 @@ from ptycho.config import SimulateConfig
 from ptycho.config.infer import InferConfig
 from ptycho.config.train import TrainConfig
 from ptycho.io.datasets import load_dataset, save_dataset
+from ptycho.physics.probe import effective_diameter_px
 from ptycho.workflows.infer import infer
 from ptycho.workflows.simulate import simulate
 from ptycho.workflows.train import train
@@ -51,6 +52,8 @@ def test_ragged_last_batch_and_positions(trained, tmp_path):
         np.testing.assert_allclose(data["y"], ds.y[data["index"]], atol=1e-9)
     provenance = json.loads(attrs["provenance"])
     assert provenance["model"].endswith("model") and provenance["dataset_fingerprint"]
+    with load_dataset(trained / "test.h5") as ds:  # what stitch's default crop follows
+        assert provenance["probe_diameter_px"] == pytest.approx(effective_diameter_px(np.asarray(ds.probe)))
 
 
 def test_stage_times_account_for_the_whole_call(trained, tmp_path, monkeypatch):

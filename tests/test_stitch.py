@@ -48,7 +48,7 @@ def grid_positions(size, step):
     return X.ravel(), Y.ravel()
 
 
-def write_patches(path, obj, x, y, C):
+def write_patches(path, obj, x, y, C, provenance=None):
     """Group positions ``C`` at a time, each position a member of ``C`` groups (cyclic), cut exact
     patches from ``obj`` and write them in two blocks."""
     M = len(x)
@@ -57,7 +57,7 @@ def write_patches(path, obj, x, y, C):
     patches = extract_patches(obj[None], gx.reshape(1, -1), gy.reshape(1, -1), N)[0]
     patches = patches.reshape(M, C, N, N)
     half = M // 2
-    with PatchesWriter(path, M, C, N, {"dataset": "synthetic"}, object_shape=obj.shape) as writer:
+    with PatchesWriter(path, M, C, N, {"dataset": "synthetic", **(provenance or {})}, object_shape=obj.shape) as writer:
         writer.write(half, patches[half:], gx[half:], gy[half:], members[half:])
         writer.write(0, patches[:half], gx[:half], gy[:half], members[:half])
     return path
@@ -388,3 +388,20 @@ def test_default_crop_follows_the_scan_step_so_sparse_scans_leave_no_holes(tmp_p
     np.testing.assert_allclose(image.object, truth_on_canvas(obj, image), rtol=EXACT_RTOL)
     given = stitch(StitchConfig(crop=N // 2), write_patches(tmp_path / "q.h5", obj, x, y, 1), tmp_path / "given.npz")
     assert given.crop == N // 2 and read_object(tmp_path / "given.npz").support.all() == (step <= N // 2)
+
+
+@pytest.mark.parametrize(("diameter", "crop", "source"), [(4.3, 5, "probe diameter"), (40.0, N // 2, "N/2"),
+                                                          (2.2, 5, "scan spacing")])
+def test_default_crop_shrinks_to_a_focused_probe(tmp_path, diameter, crop, source):
+    """A probe whose effective diameter (written by infer) is below N/2 lights only the middle of
+    its window: the default crop is that diameter, rounded up, still grown to the scan step + 2."""
+    obj = random_object((48, 48), seed=6)
+    x, y = grid_positions(48, 3.0)
+    patches = write_patches(tmp_path / "p.h5", obj, x, y, 1, {"probe_diameter_px": diameter})
+    result = stitch(StitchConfig(), patches, tmp_path / "o.npz", figures=False)
+    image = read_object(tmp_path / "o.npz")
+    assert result.crop == crop and image.metadata["crop"] == crop and image.metadata["crop_source"] == source
+    assert image.metadata["probe_diameter_px"] == diameter
+    assert image.support.all()
+    np.testing.assert_allclose(image.object, truth_on_canvas(obj, image), rtol=EXACT_RTOL)
+    assert StitchConfig(crop=7).crop_size(N, 3.0, diameter) == 7  # a given crop wins

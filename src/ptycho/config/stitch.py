@@ -28,15 +28,18 @@ class StitchConfig(StrictModel):
     :mod:`ptycho.workflows.stitch_canvas`).
     """
 
-    crop: int | None = Field(default=None, ge=1, description="central crop side M (default N//2, "
-                             "grown to the scan's spacing on sparse scans)")
+    crop: int | None = Field(default=None, ge=1, description="central crop side M (default N//2, or the "
+                             "probe's effective diameter when smaller; grown to the scan's spacing on sparse scans)")
     chunk_groups: int = Field(default=256, ge=1, description="groups read and placed at a time")
     method: Literal["auto", "lsq", "average"] = Field(
         default="auto", description="least-squares solve, overlap average, or auto (lsq for gridsize 1, else average)")
     lsq_iterations: int = Field(default=10, ge=1, le=200, description="conjugate-gradient steps of the lsq solve")
 
-    def crop_size(self, N: int, spacing_px: float | None = None) -> int:
-        """The crop side for patches of size ``N``: ``crop`` when set; else ``N//2``, grown to
+    def crop_size(self, N: int, spacing_px: float | None = None, probe_diameter_px: float | None = None) -> int:
+        """The crop side for patches of size ``N``: ``crop`` when set; else ``N//2``, or the
+        probe's effective diameter (:func:`ptycho.physics.probe.effective_diameter_px`, rounded up)
+        when that is smaller — a focused beam lights only the middle of its window, and the
+        network's patch is unconstrained by the data beyond it — grown to
         ``ceil(spacing_px) + CROP_SPACING_MARGIN_PX`` (at most ``N``) when the scan's spacing
         (:func:`ptycho.workflows.stitch_canvas.scan_spacing_px`) is wider, so that the crops of a sparse
         or overlap-free raster still tile the scanned area instead of leaving holes between them.
@@ -47,6 +50,8 @@ class StitchConfig(StrictModel):
             If ``crop > N``.
         """
         M = self.crop if self.crop is not None else max(1, N // 2)
+        if self.crop is None and probe_diameter_px is not None and math.isfinite(probe_diameter_px):
+            M = max(1, min(M, math.ceil(probe_diameter_px)))
         if self.crop is None and spacing_px is not None and math.isfinite(spacing_px):
             M = min(N, max(M, math.ceil(spacing_px) + CROP_SPACING_MARGIN_PX))
         if M > N:

@@ -149,6 +149,7 @@ def infer(
     from ptycho.io.paths import check_output_file, refuse_overwriting_inputs
     from ptycho.models.bundle import bundle_inputs, load_bundle
     from ptycho.models.features import group_labels, input_estimate
+    from ptycho.physics.probe import effective_diameter_px
 
     t0 = time.perf_counter()
     out = check_output_file(out)
@@ -174,7 +175,8 @@ def infer(
         provenance = {"model": str(model_dir), "model_fingerprint": bundle.data_info.get("fingerprint"),
                       "dataset": str(dataset_path), "dataset_fingerprint": fingerprint,
                       "object_fingerprint": dataset.object_fingerprint(),
-                      "gridsize": physics.gridsize, "N": physics.N, **refined}
+                      "gridsize": physics.gridsize, "N": physics.N,
+                      "probe_diameter_px": effective_diameter_px(np.asarray(dataset.probe)), **refined}
         network = stream_patches(model, dataset, groups, estimate, out, provenance, config, progress)
     warn_if_saturated(network.saturated, groups.n_groups * physics.C * physics.N**2, model.config.amplitude_max, out)
     write_resolved_config(Path(out), "infer", config)

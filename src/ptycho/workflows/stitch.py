@@ -73,8 +73,8 @@ def stitch(
     metadata = {
         "created_by": "ptycho stitch", "ptycho_version": __version__, "patches_file": str(pf.path),
         "N": pf.N, "gridsize": pf.gridsize, "crop": M, "crop_centre_offset_px": stitched.crop_offset,
-        "crop_source": "stitch.crop" if config.crop is not None else ("scan spacing" if M > pf.N // 2 else "N/2"),
-        "scan_spacing_px": stitched.spacing,
+        "crop_source": stitched.crop_source, "scan_spacing_px": stitched.spacing,
+        "probe_diameter_px": stitched.probe_diameter,
         "n_groups": pf.n_groups, "n_patches": pf.n_groups * pf.C, "placement": "bilinear (adjoint of extract_patches)",
         "method": stitched.method,
         "object_shape_source": list(pf.object_shape) if pf.object_shape else None, "provenance": pf.provenance,

@@ -81,11 +81,15 @@ class StitchedObject:
     origin_x, origin_y : int
         Global object pixel of canvas pixel ``(0, 0)``.
     crop : int
-        Crop side ``M`` (``stitch.crop``, or from ``N`` and the scan spacing).
+        Crop side ``M`` (``stitch.crop``, or from ``N``, the probe's diameter and the scan spacing).
+    crop_source : str
+        What set ``M``: ``"stitch.crop"``, ``"N/2"``, ``"probe diameter"`` or ``"scan spacing"``.
     crop_offset : float
         ``δ`` of :func:`crop_geometry`: 0 or −½ px.
     spacing : float
         The scan spacing in pixels (:func:`scan_spacing_px`), NaN for a single position.
+    probe_diameter : float or None
+        The probe's effective diameter ``infer`` recorded in the patches file (px), if any.
     method : {"average", "lsq"}
         How the object was made (``stitch.method`` resolved for the patches' gridsize).
     """
@@ -95,9 +99,28 @@ class StitchedObject:
     origin_x: int
     origin_y: int
     crop: int
+    crop_source: str
     crop_offset: float
     spacing: float
+    probe_diameter: float | None
     method: str
+
+
+def recorded_probe_diameter(pf: PatchesFile) -> float | None:
+    """The effective diameter (px) of the probe ``infer`` made the patches with, from their
+    provenance; None for patches written before it was recorded."""
+    value = pf.provenance.get("probe_diameter_px")
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else None
+
+
+def crop_source(config: StitchConfig, M: int, N: int, probe_diameter: float | None) -> str:
+    """What set the crop side ``M`` (:meth:`~ptycho.config.stitch.StitchConfig.crop_size`)."""
+    if config.crop is not None:
+        return "stitch.crop"
+    unspaced = N // 2 if probe_diameter is None else min(N // 2, math.ceil(probe_diameter))
+    if M > unspaced:
+        return "scan spacing"
+    return "probe diameter" if M < N // 2 else "N/2"
 
 
 def stitch_patches(pf: PatchesFile, config: StitchConfig, progress: Progress | None = None) -> StitchedObject:
@@ -112,8 +135,8 @@ def stitch_patches(pf: PatchesFile, config: StitchConfig, progress: Progress | N
     DataError
         Positions spanning more than ``MAX_CANVAS_PX`` pixels (not in object pixels).
     """
-    spacing = scan_spacing_px(pf.x, pf.y)
-    M = config.crop_size(pf.N, spacing)
+    spacing, diameter = scan_spacing_px(pf.x, pf.y), recorded_probe_diameter(pf)
+    M = config.crop_size(pf.N, spacing, diameter)
     s, delta = crop_geometry(pf.N, M)
     ox, oy, H, W = canvas_extent(pf.x + delta, pf.y + delta, M)
     if H * W > MAX_CANVAS_PX:
@@ -135,7 +158,8 @@ def stitch_patches(pf: PatchesFile, config: StitchConfig, progress: Progress | N
         cx, cy = (pf.x.reshape(-1) + delta - ox), (pf.y.reshape(-1) + delta - oy)
         values = lsq_refine(values, num, den, cx, cy, M, config.lsq_iterations)
     obj = np.where(support, values, 0).astype(np.complex64)
-    return StitchedObject(obj, support, ox, oy, M, delta, spacing, method)
+    return StitchedObject(obj, support, ox, oy, M, crop_source(config, M, pf.N, diameter), delta, spacing, diameter,
+                          method)
 
 
 def crop_geometry(N: int, M: int) -> tuple[int, float]:
