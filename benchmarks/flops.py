@@ -42,7 +42,7 @@ space-to-depth is a copy; the residual estimate's inverse head activations take 
 pixel for its two outputs; ``a_max·sigmoid`` and ``π·tanh`` take 2. Unknown ``Lambda`` layers
 (a plugin architecture) count 1 per output element."""
 FREE_LAYERS = {"InputLayer", "UpSampling2D", "Concatenate", "Reshape", "Permute", "Flatten", "Dropout",
-               "ZeroPadding2D", "Cropping2D"}
+               "ZeroPadding2D", "Cropping2D", "Identity"}
 
 
 @dataclass(frozen=True)

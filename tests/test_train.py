@@ -206,6 +206,29 @@ def test_a_version_2_bundle_loads_with_the_single_estimate_it_was_trained_with(c
     assert (model.estimate_folds, model.global_passes, model.estimate_alpha, model.estimate_batch_size) == (0, 2, 0.1, 8)
 
 
+def test_a_version_4_bundle_loads_with_the_bounded_phase_head_it_was_trained_with(cli_bundle, dataset, tmp_path):
+    """Bundles written before ``model.phase_activation`` (format 4) had the π·tanh phase head and
+    did not add to the global estimate: the same weights give π·tanh of today's phase."""
+    copy = tmp_path / "v4"
+    shutil.copytree(cli_bundle[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    for model in (config["model"], config["train"]["model"]):
+        model["estimate_residual"] = False
+    (copy / "config.json").write_text(json.dumps(config))
+    today = load_bundle(copy, verify=False).model
+    config["format_version"] = 4
+    for model in (config["model"], config["train"]["model"]):
+        del model["phase_activation"], model["estimate_residual"]
+    (copy / "config.json").write_text(json.dumps(config))
+    old = load_bundle(copy, verify=False)
+    assert old.model.config.phase_activation == "pi_tanh" and not old.model.config.estimate_residual
+    assert old.train_config.model.phase_activation == "pi_tanh"
+    features = today.features(*(tensorflow().constant(a) for a in group_batch(dataset, today.config)))
+    phase_today, phase_old = today.network(features)[1].numpy(), old.model.network(features)[1].numpy()
+    assert np.abs(phase_today).max() > 0
+    np.testing.assert_allclose(phase_old, np.pi * np.tanh(phase_today), rtol=1e-5, atol=1e-6)
+
+
 def test_save_then_load_gives_bit_identical_predictions(cli_bundle, dataset, tmp_path):
     first = load_bundle(cli_bundle[0])
     expected = patches(first.model, dataset)
@@ -586,3 +609,26 @@ def test_gridsize_2_training_through_the_cli(invoke, tmp_path):
     assert bundle.model.physics.gridsize == 2 and bundle.model.physics.canvas_size >= N
     assert all_finite(bundle.model) and bundle.history.epochs == 2
     assert bundle.history.loss[1] < bundle.history.loss[0]
+
+
+@pytest.mark.parametrize(("photons", "residual"), [(1e4, False), (1e6, True)])
+def test_the_residual_decoders_follow_the_dose_unless_set(tmp_path, photons, residual):
+    """Unset, ``model.estimate_residual`` is decided from the data's photons per pattern
+    (``RESIDUAL_MIN_PHOTONS``); a value given is kept. The untrained residual network returns its
+    estimate exactly (zero-initialised last convolutions)."""
+    from ptycho.workflows.train import RESIDUAL_MIN_PHOTONS
+
+    path = tmp_path / "d.npz"
+    simulate(SimulateConfig(N=32, nphotons=photons, object={"size": 64}, scan={"n_images": 16}), path, preview=False)
+    with load_dataset(path) as ds:
+        assert resolve_model_config(TrainConfig(), ds).estimate_residual is residual
+        assert (photons >= RESIDUAL_MIN_PHOTONS) is residual
+        for given in (True, False):
+            assert resolve_model_config(TrainConfig(model={"estimate_residual": given}), ds).estimate_residual is given
+        config = resolve_model_config(TrainConfig(model={"n_filters_scale": 1, "estimate_residual": True}), ds)
+        model = PINN(config, PhysicsSettings(32, 1, photons, 1.0, None), np.asarray(ds.probe), Components.builtin())
+        counts, ox, oy, estimate = group_batch(path, config)
+    tf = tensorflow()
+    patches = model.object_patches(*(tf.constant(a) for a in (counts, ox, oy, estimate))).numpy()[:, 0]
+    windows = estimate[..., 0] + 1j * estimate[..., 1]
+    np.testing.assert_allclose(patches, windows, rtol=2e-3, atol=2e-3)

@@ -22,6 +22,9 @@ class ModelConfig(StrictModel):
     n_filters_scale: int = Field(default=2, ge=1, le=8)
     amplitude_max: float = Field(default=2.0, gt=0, description="amplitude head: a_max·sigmoid; unless set, "
                                  "training raises it to twice the largest window amplitude the data show")
+    phase_activation: Literal["linear", "pi_tanh"] = Field(
+        default="linear", description="phase head: the pre-activation itself (no bound: cos/sin wrap it), or "
+                                      "π·tanh (saturates where a patch's phase crosses ±π)")
     probe_trainable: bool = Field(default=False, description="refine the probe jointly with the network "
                                   "(its own optimiser; set by train.refine_probe)")
     probe_support_radius_frac: float | None = Field(
@@ -33,11 +36,15 @@ class ModelConfig(StrictModel):
         default="global",
         description="physics-informed input: windows of a global rPIE estimate of the whole scan, a per-group "
                     "ePIE estimate (residual decoders), or none")
-    global_passes: int = Field(default=5, ge=1, le=50, description="rPIE passes of the global estimate")
+    estimate_residual: bool | None = Field(
+        default=None, description="global estimate: the decoders add to it (zero-initialised last convolutions: "
+                                  "the untrained network returns the estimate) instead of only reading it; unset: "
+                                  "on when a pattern holds at least 1e5 photons (training decides from the data)")
+    global_passes: int = Field(default=10, ge=1, le=50, description="rPIE passes of the global estimate")
     estimate_folds: int = Field(
         default=2, ge=0, le=8, description="leave-fold-out global estimates: each position reads an estimate made "
                                            "without its own fold's patterns (0: one estimate of every pattern)")
-    estimate_alpha: float = Field(default=0.5, gt=0, le=1, description="rPIE alpha of the global estimate")
+    estimate_alpha: float = Field(default=0.1, gt=0, le=1, description="rPIE alpha of the global estimate")
     estimate_batch_size: int = Field(default=64, ge=1, description="rPIE minibatch of the global estimate")
     epie_iterations: int = Field(default=5, ge=0, le=100, description="ePIE sweeps of the group estimate (0 = none)")
 

@@ -38,12 +38,16 @@ from ptycho.models.pinn import PINN, PhysicsSettings
 from ptycho.registry import Components
 
 BUNDLE_FORMAT = "ptycho-model"
-BUNDLE_VERSION = 4
+BUNDLE_VERSION = 5
 """2: ``model.estimate`` (global rPIE input). Version 1 bundles, which predate it, used the group estimate.
 3: leave-fold-out global estimates (``model.estimate_folds``, ``estimate_alpha``, ``estimate_batch_size``);
 version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1 in minibatches of 8.
 4: ``train.refine_positions`` and the optional ``positions.npz``; earlier bundles trained at the
-dataset's positions (they load with no stored positions)."""
+dataset's positions (they load with no stored positions).
+5: ``model.phase_activation`` and ``model.estimate_residual``; earlier networks had the π·tanh phase
+head and read the global estimate without adding to it (:data:`VERSION_4_NETWORK`)."""
+VERSION_4_NETWORK = {"phase_activation": "pi_tanh", "estimate_residual": False}
+"""The network of bundles before version 5 (their config has no such fields)."""
 VERSION_2_ESTIMATE = {"estimate_folds": 0, "global_passes": 2, "estimate_alpha": 0.1, "estimate_batch_size": 8}
 """The global estimate of version 2 bundles (their config has no such fields: these were the behaviour)."""
 MANIFEST = "manifest.json"
@@ -313,6 +317,9 @@ def _settings(path: Path, config: dict[str, Any]) -> tuple[ModelConfig, PhysicsS
         if int(config.get("format_version", 0)) < 3:  # before leave-fold-out estimates
             config["model"] = {**config["model"], **VERSION_2_ESTIMATE}
             config["train"]["model"] = {**config["train"].get("model", {}), **VERSION_2_ESTIMATE}
+        if int(config.get("format_version", 0)) < 5:  # before the unbounded phase head
+            config["model"] = {**config["model"], **VERSION_4_NETWORK}
+            config["train"]["model"] = {**VERSION_4_NETWORK, **config["train"].get("model", {})}
         phys = config["physics"]
         physics = PhysicsSettings(int(phys["N"]), int(phys["gridsize"]), float(phys["probe_photons"]),
                                   float(phys["input_scale"]), phys.get("canvas_size"))

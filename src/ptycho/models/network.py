@@ -1,18 +1,24 @@
 """The built-in ``cnn`` architecture: an encoder and two decoders (amplitude, phase) (docs/model.md#network).
 
 Built by a factory from a resolved :class:`~ptycho.config.train.ModelConfig`; no module-level
-models or variables. Input ``(B, N, N, C·k)`` features (normalised √counts, optionally Re/Im of a global or group estimate); output the
-amplitude ``a_max·sigmoid`` and phase ``π·tanh`` of the ``C`` object patches, ``(B, N, N, C)`` each.
+models or variables. Input ``(B, N, N, C·k)`` features (normalised √counts, optionally Re/Im of a
+global or group estimate); output the amplitude ``a_max·sigmoid`` and the phase (radians, the
+pre-activation itself by default, ``π·tanh`` with ``model.phase_activation = "pi_tanh"``) of the
+``C`` object patches, ``(B, N, N, C)`` each. The phase is left unbounded because cos/sin wrap it
+anyway, while a bounded head saturates for good wherever a patch's phase has to cross ±π: the
+per-patch phase offset is free in the loss at gridsize 1, and once it drifts there the gradient
+pushes the pre-activation outwards without end (docs/model.md#network).
 
 Layout: a lossless 2×2 space-to-depth folds the pattern to ``N/2`` (the convolutions then run at
 half resolution, the main saving), conv–conv–pool blocks go down to ``4×4``, and each decoder mirrors
 them with upsample–conv blocks and a final depth-to-space back to ``N×N``.
 
-With the per-group ePIE estimate among the inputs (``estimate = "group"``) the decoders are
-*residual*: they add to the head pre-activations of that estimate, and their last
-convolutions start at zero, so the untrained network already returns the physics estimate and
-training only has to improve on it. The global estimate is an input only: a residual path would hand
-its noise straight to the output at low dose, where the network's own mapping smooths it.
+With a physics estimate among the inputs the decoders can be *residual*: they add to the head
+pre-activations of that estimate, and their last convolutions start at zero, so the untrained
+network already returns the estimate and training only has to improve on it. Always for the
+per-group ePIE estimate (``estimate = "group"``); for the global estimate when
+``model.estimate_residual`` (by default when the data hold at least
+:data:`~ptycho.workflows.train.RESIDUAL_MIN_PHOTONS` photons per pattern).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ def build_cnn(config: ModelConfig) -> Any:
     from keras import layers, ops
 
     N, C = int(config.N), int(config.gridsize) ** 2
-    residual = config.uses_group_estimate
+    residual = config.uses_group_estimate or (config.uses_global_estimate and bool(config.estimate_residual))
     filters = encoder_filters(N, config.n_filters_scale)
     seeds = iter(range(config.seed * 1000, config.seed * 1000 + 1000))
 
@@ -76,21 +82,28 @@ def build_cnn(config: ModelConfig) -> Any:
     if residual:
         # decoders refine the ePIE estimate in pre-activation space; zero-initialised last convs
         # make the untrained model return exactly the estimate
-        base_amp, base_phase = layers.Lambda(lambda t: _estimate_preactivations(t, C, a_max), name="estimate")(inputs)
+        base_amp, base_phase = layers.Lambda(lambda t: _estimate_preactivations(t, C, a_max, config.phase_activation),
+                                             name="estimate")(inputs)
         amp_pre = layers.Add(name="amp_residual")([amp_pre, base_amp])
         phase_pre = layers.Add(name="phase_residual")([phase_pre, base_phase])
     amplitude = layers.Lambda(lambda t: a_max * ops.sigmoid(t), name="amplitude")(amp_pre)
-    phase = layers.Lambda(lambda t: math.pi * ops.tanh(t), name="phase")(phase_pre)
+    if config.phase_activation == "pi_tanh":
+        phase = layers.Lambda(lambda t: math.pi * ops.tanh(t), name="phase")(phase_pre)
+    else:
+        phase = layers.Identity(name="phase")(phase_pre)
     return keras.Model(inputs, [amplitude, phase], name="cnn")
 
 
-def _estimate_preactivations(features: Any, C: int, a_max: float) -> tuple[Any, Any]:
+def _estimate_preactivations(features: Any, C: int, a_max: float, phase_activation: str) -> tuple[Any, Any]:
     """Inverse head activations of the ePIE estimate in ``features[..., C:3C]``:
-    ``logit(|O|/a_max)`` and ``atanh(arg O / π)``, clipped away from the asymptotes."""
+    ``logit(|O|/a_max)`` and ``arg O`` (``atanh(arg O / π)`` for ``pi_tanh``), clipped away from
+    the asymptotes."""
     from keras import ops
 
     re, im = features[..., C:2 * C], features[..., 2 * C:3 * C]
     p = ops.clip(ops.sqrt(re * re + im * im) / a_max, ESTIMATE_CLIP, 1 - ESTIMATE_CLIP)
+    if phase_activation != "pi_tanh":
+        return ops.log(p / (1 - p)), ops.arctan2(im, re)
     q = ops.clip(ops.arctan2(im, re) / math.pi, -1 + ESTIMATE_CLIP, 1 - ESTIMATE_CLIP)
     return ops.log(p / (1 - p)), 0.5 * ops.log((1 + q) / (1 - q))
 
