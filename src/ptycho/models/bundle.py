@@ -33,84 +33,21 @@ from ptycho.config.train import ModelConfig, TrainConfig
 from ptycho.errors import DataError, PtychoError
 from ptycho.io.atomic import atomic_output, one_line, write_json_atomic, write_text_atomic
 from ptycho.io.transaction import commit_files, committed_path, has_commit
+from ptycho.models.bundle_positions import POSITION_KEYS, POSITIONS_FILE, TrainingPositions
+from ptycho.models.bundle_positions import read_positions as read_positions_file
+from ptycho.models.bundle_versions import BUNDLE_VERSION, upgraded_config
 from ptycho.models.history import History
 from ptycho.models.pinn import PINN, PhysicsSettings
 from ptycho.registry import Components
 
 BUNDLE_FORMAT = "ptycho-model"
-BUNDLE_VERSION = 5
-"""2: ``model.estimate`` (global rPIE input). Version 1 bundles, which predate it, used the group estimate.
-3: leave-fold-out global estimates (``model.estimate_folds``, ``estimate_alpha``, ``estimate_batch_size``);
-version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1 in minibatches of 8.
-4: ``train.refine_positions`` and the optional ``positions.npz``; earlier bundles trained at the
-dataset's positions (they load with no stored positions).
-5: ``model.phase_activation`` and ``model.estimate_residual``; earlier networks had the π·tanh phase
-head and read the global estimate without adding to it (:data:`VERSION_4_NETWORK`)."""
-VERSION_4_NETWORK = {"phase_activation": "pi_tanh", "estimate_residual": False}
-"""The network of bundles before version 5 (their config has no such fields)."""
-VERSION_2_ESTIMATE = {"estimate_folds": 0, "global_passes": 2, "estimate_alpha": 0.1, "estimate_batch_size": 8}
-"""The global estimate of version 2 bundles (their config has no such fields: these were the behaviour)."""
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("config.json", "model.weights.h5", "probe.npy", "scale.json", MANIFEST)
-POSITIONS_FILE = "positions.npz"
-_POSITION_KEYS = ("x", "y", "x_initial", "y_initial")
 OWNED_FILES = (*REQUIRED_FILES, "history.json", "optimizer.npz", POSITIONS_FILE, "config.yaml", "loss.png")
 """Every name a checkpoint may write; one a new checkpoint lacks is removed (no stale optimizer
 state, no loss curve of an earlier training)."""
 MESSAGE_LIMIT = 300
 """Characters of a library's error message quoted in ours."""
-
-
-@dataclass(frozen=True, eq=False)
-class TrainingPositions:
-    """The refined positions a model was trained at (``train.refine_positions``).
-
-    Attributes
-    ----------
-    x, y : (M,) float64
-        Refined probe centres of the training scan, global object pixels.
-    x0, y0 : (M,) float64
-        The dataset's positions they were refined from.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    x0: np.ndarray
-    y0: np.ndarray
-
-    def __post_init__(self) -> None:
-        shapes = {np.shape(a) for a in (self.x, self.y, self.x0, self.y0)}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 1:
-            raise ValueError(f"training positions must be four (M,) arrays; got shapes {sorted(shapes)}")
-
-    @property
-    def shifts(self) -> np.ndarray:
-        """``(M,)`` distance of each refined position from the dataset's (pixels)."""
-        return np.hypot(self.x - self.x0, self.y - self.y0)
-
-
-def read_positions(path: Path) -> TrainingPositions | None:
-    """The refined training positions stored in bundle directory ``path``, or None when it has none
-    (trained without ``train.refine_positions``, or a bundle older than format 4).
-
-    Raises
-    ------
-    DataError
-        An unreadable or inconsistent ``positions.npz``.
-    """
-    file = bundle_file(Path(path), POSITIONS_FILE)
-    if not file.is_file():
-        return None
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            arrays = [np.asarray(data[k], np.float64) for k in _POSITION_KEYS]
-        positions = TrainingPositions(*arrays)
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{file}: cannot read the refined positions ({exc}); retrain or copy the whole bundle") from None
-    if not all(np.isfinite(a).all() for a in arrays):
-        raise DataError(f"{file}: the refined positions hold NaN or Inf; retrain")
-    return positions
-
 
 
 def _sha256(path: Path) -> str:
@@ -216,7 +153,7 @@ def save_bundle(
             hashed.append("optimizer.npz")
         if positions is not None:
             with atomic_output(staging / POSITIONS_FILE) as tmp:
-                np.savez(tmp, **dict(zip(_POSITION_KEYS, (positions.x, positions.y, positions.x0, positions.y0))))
+                np.savez(tmp, **dict(zip(POSITION_KEYS, (positions.x, positions.y, positions.x0, positions.y0))))
             hashed.append(POSITIONS_FILE)
         for name, text in (extra_files or {}).items():
             write_text_atomic(staging / name, text)
@@ -225,6 +162,12 @@ def save_bundle(
 
     commit_files(out, write, commit_file=MANIFEST, owned=OWNED_FILES)
     return out
+
+
+def read_positions(path: Path) -> TrainingPositions | None:
+    """The refined training positions of the bundle directory ``path``, or None
+    (:func:`ptycho.models.bundle_positions.read_positions`)."""
+    return read_positions_file(bundle_file(Path(path), POSITIONS_FILE))
 
 
 def bundle_file(path: Path, name: str) -> Path:
@@ -311,15 +254,7 @@ def _settings(path: Path, config: dict[str, Any]) -> tuple[ModelConfig, PhysicsS
     from pydantic import ValidationError
 
     try:
-        if int(config.get("format_version", 0)) < 2:  # before model.estimate: the group ePIE estimate
-            config["model"] = {"estimate": "group", **config["model"]}
-            config["train"]["model"] = {"estimate": "group", **config["train"].get("model", {})}
-        if int(config.get("format_version", 0)) < 3:  # before leave-fold-out estimates
-            config["model"] = {**config["model"], **VERSION_2_ESTIMATE}
-            config["train"]["model"] = {**config["train"].get("model", {}), **VERSION_2_ESTIMATE}
-        if int(config.get("format_version", 0)) < 5:  # before the unbounded phase head
-            config["model"] = {**config["model"], **VERSION_4_NETWORK}
-            config["train"]["model"] = {**VERSION_4_NETWORK, **config["train"].get("model", {})}
+        config = upgraded_config(config)
         phys = config["physics"]
         physics = PhysicsSettings(int(phys["N"]), int(phys["gridsize"]), float(phys["probe_photons"]),
                                   float(phys["input_scale"]), phys.get("canvas_size"))

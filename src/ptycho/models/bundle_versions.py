@@ -1,0 +1,44 @@
+"""Bundle format versions, and how the config of an older bundle reads today
+(docs/formats.md#model-bundles).
+
+Every field a later version added gets, in an older bundle's config, the value that was that
+version's behaviour, so an old bundle loads as the model it was trained as.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BUNDLE_VERSION = 5
+"""2: ``model.estimate`` (global rPIE input). Version 1 bundles, which predate it, used the group estimate.
+3: leave-fold-out global estimates (``model.estimate_folds``, ``estimate_alpha``, ``estimate_batch_size``);
+version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1 in minibatches of 8.
+4: ``train.refine_positions`` and the optional ``positions.npz``; earlier bundles trained at the
+dataset's positions (they load with no stored positions).
+5: ``model.phase_activation`` and ``model.estimate_residual``; earlier networks had the π·tanh phase
+head and read the global estimate without adding to it (:data:`VERSION_4_NETWORK`)."""
+VERSION_4_NETWORK = {"phase_activation": "pi_tanh", "estimate_residual": False}
+"""The network of bundles before version 5 (their config has no such fields)."""
+VERSION_2_ESTIMATE = {"estimate_folds": 0, "global_passes": 2, "estimate_alpha": 0.1, "estimate_batch_size": 8}
+"""The global estimate of version 2 bundles (their config has no such fields: these were the behaviour)."""
+
+
+def upgraded_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config.json`` of a bundle of any supported version with the fields of later versions
+    filled in as that version behaved (``model`` and ``train.model`` alike); the input is not changed.
+
+    Raises
+    ------
+    KeyError, TypeError, ValueError
+        A config without the sections every version has.
+    """
+    version = int(config.get("format_version", 0))
+    model, train = dict(config["model"]), dict(config["train"])
+    train_model = dict(train.get("model", {}))
+    if version < 2:  # before model.estimate: the group ePIE estimate
+        model, train_model = {"estimate": "group", **model}, {"estimate": "group", **train_model}
+    if version < 3:  # before leave-fold-out estimates
+        model, train_model = {**model, **VERSION_2_ESTIMATE}, {**train_model, **VERSION_2_ESTIMATE}
+    if version < 5:  # before the unbounded phase head and the residual global estimate
+        model, train_model = {**model, **VERSION_4_NETWORK}, {**VERSION_4_NETWORK, **train_model}
+    return {**config, "model": model, "train": {**train, "model": train_model}}
