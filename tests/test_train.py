@@ -616,7 +616,7 @@ def test_the_residual_decoders_follow_the_dose_unless_set(tmp_path, photons, res
     """Unset, ``model.estimate_residual`` is decided from the data's photons per pattern
     (``RESIDUAL_MIN_PHOTONS``); a value given is kept. The untrained residual network returns its
     estimate exactly (zero-initialised last convolutions)."""
-    from ptycho.workflows.train import RESIDUAL_MIN_PHOTONS
+    from ptycho.config.train import RESIDUAL_MIN_PHOTONS
 
     path = tmp_path / "d.npz"
     simulate(SimulateConfig(N=32, nphotons=photons, object={"size": 64}, scan={"n_images": 16}), path, preview=False)

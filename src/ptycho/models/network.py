@@ -18,7 +18,7 @@ pre-activations of that estimate, and their last convolutions start at zero, so 
 network already returns the estimate and training only has to improve on it. Always for the
 per-group ePIE estimate (``estimate = "group"``); for the global estimate when
 ``model.estimate_residual`` (by default when the data hold at least
-:data:`~ptycho.workflows.train.RESIDUAL_MIN_PHOTONS` photons per pattern).
+:data:`~ptycho.config.train.RESIDUAL_MIN_PHOTONS` photons per pattern).
 """
 
 from __future__ import annotations

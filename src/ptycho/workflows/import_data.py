@@ -53,6 +53,7 @@ __all__ = ["ImportResult", "import_dataset", "object_pixel_size_m"]
 WRITE_CHUNK = 256
 """Patterns converted and written at a time."""
 
+
 @dataclass(frozen=True)
 class ImportResult:
     """What :func:`import_dataset` wrote and did (``steps``: the conversions, in order)."""

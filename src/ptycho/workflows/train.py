@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ptycho.config.train import SUPPORTED_N, ModelConfig, TrainConfig
+from ptycho.config.train import RESIDUAL_MIN_PHOTONS, SUPPORTED_N, ModelConfig, TrainConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import Groups, make_groups
 from ptycho.errors import ConfigError, DataError
@@ -53,7 +53,7 @@ def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
     """Fill ``N`` and ``gridsize`` from the data, checking an explicit ``N`` against it, and
     raise the amplitude head's ceiling (``model.amplitude_max``, unless set) to what the data's
     photon gauge shows (:func:`amplitude_scale`), so a bright object is not clipped, and decide
-    ``model.estimate_residual`` (unless set) from the dose (:data:`RESIDUAL_MIN_PHOTONS`)."""
+    ``model.estimate_residual`` (unless set) from the dose (:data:`~ptycho.config.train.RESIDUAL_MIN_PHOTONS`)."""
     N = dataset.N
     if config.model.N is not None and config.model.N != N:
         raise DataError(
@@ -74,14 +74,6 @@ def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
     if config.model.estimate_residual is None:
         update["estimate_residual"] = probe_energy(dataset.probe) >= RESIDUAL_MIN_PHOTONS
     return config.model.model_copy(update=update)
-
-
-RESIDUAL_MIN_PHOTONS = 1e5
-"""Photons per pattern from which the decoders add to the global estimate by default. Measured at
-two doses (docs/model.md#input-estimate): at 1e4 (lines, N=64) the residual network stayed near its
-noisy input (phase SSIM 0.771 against 0.863 reading it only); at 1e6 (the realistic scenario, N=128)
-the network that only reads the estimate never learnt to pass it on (phase SSIM 0.075 against 0.769
-residual, 3 epochs). 1e5 is between the two; nothing was measured there."""
 
 
 AMPLITUDE_HEADROOM = 2.0
