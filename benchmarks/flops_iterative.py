@@ -153,12 +153,21 @@ def engine_iteration_flops(dataset: Any, config: Any) -> Flops:
     return pie_iteration_flops(x, y, N, config.engine, config.batch_size, config.probe_update, config.seed)
 
 
-def prepass_flops(model_config: Any, x: Any, y: Any, N: int) -> Flops:
+def misfit_pattern_flops(N: int) -> Flops:
+    """One held-out pattern's misfit check in the global estimate (``streaming._misfit``): extract,
+    illuminate, one FFT, ``|Ψ|``, the difference and its square summed."""
+    return Flops(fft=fft2_flops(N), elementwise=extract_flops(N) + N * N * (COMPLEX_MUL + COMPLEX_ABS + 1 + 2))
+
+
+def prepass_flops(model_config: Any, x: Any, y: Any, N: int, passes: Any = None) -> Flops:
     """The global-estimate pre-pass of a PINN reading ``model.estimate = "global"`` on the scan
-    ``(x, y)`` (``ptycho.iterative.streaming.global_estimate``): ``global_passes`` rPIE passes of
+    ``(x, y)`` (``ptycho.iterative.streaming.global_estimate``): rPIE passes of
     ``estimate_batch_size`` minibatches drawn per chunk, over every position or — with
     ``estimate_folds ≥ 2`` — one estimate per fold over the other folds' positions (``folds − 1``
-    visits of each pattern a pass); zero when the model reads no global estimate."""
+    visits of each pattern a pass), and with ``estimate_patience`` a misfit check of the fold's own
+    patterns after every pass. ``passes`` are the passes each fold ran (``GlobalEstimate.passes``,
+    recorded by ``infer``); default ``global_passes`` each, the most it can run. Zero when the
+    model reads no global estimate."""
     from ptycho.config.iterative import IterativeConfig
     from ptycho.iterative.streaming import STREAM_CHUNK, estimate_folds
 
@@ -168,6 +177,11 @@ def prepass_flops(model_config: Any, x: Any, y: Any, N: int) -> Flops:
     batch = model_config.estimate_batch_size or IterativeConfig(engine="rpie").batch_size
     labels = estimate_folds(len(np.asarray(x)), folds, seed)
     uses = [None] if labels is None else [labels != k for k in range(folds)]
-    one_pass = sum((pie_iteration_flops(x, y, N, "rpie", batch, seed=seed, chunk=STREAM_CHUNK, use=use) for use in uses),
-                   Flops())
-    return one_pass * int(model_config.global_passes)
+    runs = [int(model_config.global_passes)] * len(uses) if passes is None else [int(p) for p in passes]
+    checked = labels is not None and int(model_config.estimate_patience) > 0
+    total = Flops()
+    for use, run in zip(uses, runs, strict=True):
+        total = total + pie_iteration_flops(x, y, N, "rpie", batch, seed=seed, chunk=STREAM_CHUNK, use=use) * run
+        if checked:
+            total = total + misfit_pattern_flops(N) * (int(np.count_nonzero(~use)) * run)
+    return total

@@ -4,6 +4,7 @@ channels and bounded reads."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import make_groups
@@ -126,3 +127,58 @@ def test_groups_within_folds_take_every_member_from_the_seeds_fold():
     # without labels the nearest neighbours come from both folds
     mixed = make_groups(dataset.x, dataset.y, 2)
     assert np.any(folds[mixed.index] != folds[mixed.index[:, :1]])
+
+
+def _held_out_misfit(dataset, estimate, fold: int) -> float:
+    """``Σ(|F(P·O_j)| − A_j)²`` of fold ``fold``'s own patterns on that fold's estimate."""
+    from ptycho.iterative.modulus import measured_modulus, modulus_misfit
+    from ptycho.physics.operators.numpy_ops import extract, farfield
+
+    rows = np.flatnonzero(estimate.folds == fold)
+    patches = extract(estimate.objects[fold], estimate.windows.take(rows))
+    return modulus_misfit(farfield(patches * dataset.probe), measured_modulus(dataset.read_patterns(slice(None))[rows]))
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    """One 160-position N=32 scan, noise-free and at 1e3 photons per pattern (HDF5 paths)."""
+    from ptycho.config.simulate import SimulateConfig
+    from ptycho.workflows.simulate import simulate
+
+    folder = tmp_path_factory.mktemp("held-out")
+    paths = {}
+    for name, dose in (("clean", {"noise": False}), ("1e3", {"nphotons": 1e3})):
+        paths[name] = folder / f"{name}.h5"
+        simulate(SimulateConfig(N=32, seed=3, object={"size": 96}, scan={"n_images": 160}, **dose), paths[name],
+                 preview=False)
+    return paths
+
+
+def test_the_held_out_stop_keeps_each_folds_pass_of_lowest_held_out_misfit(scans):
+    """Stopped at pass k, fold f's estimate is exactly the k-pass estimate (same seeded visiting
+    order), and none of the ``patience`` passes after it lowered its own patterns' misfit."""
+    from ptycho.io.datasets import load_dataset
+
+    patience = 3
+    with load_dataset(scans["1e3"]) as dataset:
+        stopped = global_estimate(dataset, 40, folds=2, batch_size=16, patience=patience)
+        assert len(stopped.passes) == 2 and all(1 <= k < 40 - patience for k in stopped.passes)
+        for fold, kept in enumerate(stopped.passes):
+            fixed = [global_estimate(dataset, n, folds=2, batch_size=16) for n in range(kept, kept + patience + 1)]
+            assert fixed[0].passes == (kept, kept)
+            np.testing.assert_array_equal(stopped.objects[fold], fixed[0].objects[fold])
+            best = _held_out_misfit(dataset, fixed[0], fold)
+            assert all(_held_out_misfit(dataset, later, fold) >= best for later in fixed[1:])
+
+
+def test_the_held_out_stop_follows_the_dose(scans):
+    """Noise-free patterns keep improving the estimate for every pass allowed; at 1e3 photons the
+    held-out patterns show it fitting noise within a few passes. Without folds or with patience 0
+    every pass is run."""
+    from ptycho.io.datasets import load_dataset
+
+    with load_dataset(scans["clean"]) as clean, load_dataset(scans["1e3"]) as noisy:
+        assert global_estimate(clean, 12, folds=2, batch_size=16, patience=2).passes == (12, 12)
+        assert max(global_estimate(noisy, 12, folds=2, batch_size=16, patience=2).passes) <= 5
+        assert global_estimate(noisy, 6, folds=2, batch_size=16).passes == (6, 6)
+        assert global_estimate(noisy, 6, batch_size=16, patience=2).passes == (6,)

@@ -229,6 +229,20 @@ def test_a_version_4_bundle_loads_with_the_bounded_phase_head_it_was_trained_wit
     np.testing.assert_allclose(phase_old, np.pi * np.tanh(phase_today), rtol=1e-5, atol=1e-6)
 
 
+def test_a_version_5_bundle_loads_with_every_estimate_pass_it_was_trained_with(cli_bundle, tmp_path):
+    """Bundles written before the held-out stop (format 5) ran all ``global_passes``."""
+    copy = tmp_path / "v5"
+    shutil.copytree(cli_bundle[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    assert config["model"]["estimate_patience"] == 3
+    config["format_version"] = 5
+    for model in (config["model"], config["train"]["model"]):
+        del model["estimate_patience"]
+    (copy / "config.json").write_text(json.dumps(config))
+    old = load_bundle(copy, verify=False)
+    assert old.model.config.estimate_patience == 0 and old.train_config.model.estimate_patience == 0
+
+
 def test_save_then_load_gives_bit_identical_predictions(cli_bundle, dataset, tmp_path):
     first = load_bundle(cli_bundle[0])
     expected = patches(first.model, dataset)

@@ -54,11 +54,12 @@ def task_make_bundle(dataset: str, out: str, gridsize: int, n_filters_scale: int
             "flops": flops_record(pinn_flops(model, config.batch_size))}
 
 
-def model_flops(bundle: str | Path, dataset: str | Path) -> dict[str, Any]:
+def model_flops(bundle: str | Path, dataset: str | Path, estimate_passes: Any = None) -> dict[str, Any]:
     """A bundle's FLOPs per pattern (:func:`benchmarks.flops.pinn_flops` at its training batch
     size, as plain data) and, as ``prepass``, those of the global-estimate pre-pass its model makes
     for ``dataset`` (by kind and ``total``, per pattern, with ``n_patterns``; all 0 when the model
-    reads no global estimate)."""
+    reads no global estimate; ``estimate_passes`` as ``infer`` reports them, default the most the
+    model can run)."""
     from benchmarks.flops import flops_record, pinn_flops
     from benchmarks.flops_iterative import prepass_flops
     from ptycho.io.datasets import load_dataset
@@ -66,7 +67,7 @@ def model_flops(bundle: str | Path, dataset: str | Path) -> dict[str, Any]:
 
     loaded = load_bundle(Path(bundle))
     with load_dataset(dataset) as ds:
-        total = prepass_flops(loaded.model.config, ds.x, ds.y, ds.N)
+        total = prepass_flops(loaded.model.config, ds.x, ds.y, ds.N, estimate_passes)
         n = ds.n_patterns
     record = flops_record(pinn_flops(loaded.model, loaded.train_config.batch_size))
     return {**record, "prepass": {**(total * (1.0 / n)).as_dict(), "n_patterns": n}}

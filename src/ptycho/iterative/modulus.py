@@ -56,10 +56,7 @@ def modulus_correction(spectra: np.ndarray, modulus: np.ndarray,
     sq_error : float, ``Σ (|Ψ| − A)²`` over the batch
     """
     amp = _summed_modulus(spectra)
-    diff = amp - modulus
-    if valid is not None:
-        diff = np.where(valid, diff, np.float32(0))
-    sq_error = float(np.vdot(diff.ravel(), diff.ravel()))
+    sq_error = _squared_misfit(amp, modulus, valid)
     nonzero = amp > 0
     ratio = np.divide(modulus, amp, out=np.zeros_like(amp), where=nonzero)
     ratio -= 1.0
@@ -72,6 +69,19 @@ def modulus_correction(spectra: np.ndarray, modulus: np.ndarray,
         zero = ~nonzero
         first[zero] = modulus[zero]
     return spectra, sq_error
+
+
+def modulus_misfit(spectra: np.ndarray, modulus: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """``Σ (|Ψ| − A)²`` over the batch and the ``valid`` pixels, the error
+    :func:`modulus_correction` reports, without changing ``spectra`` (shapes as there)."""
+    return _squared_misfit(_summed_modulus(spectra), modulus, valid)
+
+
+def _squared_misfit(amp: np.ndarray, modulus: np.ndarray, valid: np.ndarray | None) -> float:
+    diff = amp - modulus
+    if valid is not None:
+        diff = np.where(valid, diff, np.float32(0))
+    return float(np.vdot(diff.ravel(), diff.ravel()))
 
 
 def _summed_modulus(spectra: np.ndarray) -> np.ndarray:

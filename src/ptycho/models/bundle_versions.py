@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-BUNDLE_VERSION = 5
+BUNDLE_VERSION = 6
 """2: ``model.estimate`` (global rPIE input). Version 1 bundles, which predate it, used the group estimate.
 3: leave-fold-out global estimates (``model.estimate_folds``, ``estimate_alpha``, ``estimate_batch_size``);
 version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1 in minibatches of 8.
 4: ``train.refine_positions`` and the optional ``positions.npz``; earlier bundles trained at the
 dataset's positions (they load with no stored positions).
 5: ``model.phase_activation`` and ``model.estimate_residual``; earlier networks had the π·tanh phase
-head and read the global estimate without adding to it (:data:`VERSION_4_NETWORK`)."""
+head and read the global estimate without adding to it (:data:`VERSION_4_NETWORK`).
+6: ``model.estimate_patience``, the held-out stop of the global estimate; earlier bundles ran all
+``global_passes`` (:data:`VERSION_5_ESTIMATE`)."""
 VERSION_4_NETWORK = {"phase_activation": "pi_tanh", "estimate_residual": False}
 """The network of bundles before version 5 (their config has no such fields)."""
+VERSION_5_ESTIMATE = {"estimate_patience": 0}
+"""The global estimate of bundles before version 6: every pass run, none held out to stop it."""
 VERSION_2_ESTIMATE = {"estimate_folds": 0, "global_passes": 2, "estimate_alpha": 0.1, "estimate_batch_size": 8}
 """The global estimate of version 2 bundles (their config has no such fields: these were the behaviour)."""
 
@@ -41,4 +45,6 @@ def upgraded_config(config: dict[str, Any]) -> dict[str, Any]:
         model, train_model = {**model, **VERSION_2_ESTIMATE}, {**train_model, **VERSION_2_ESTIMATE}
     if version < 5:  # before the unbounded phase head and the residual global estimate
         model, train_model = {**model, **VERSION_4_NETWORK}, {**VERSION_4_NETWORK, **train_model}
+    if version < 6:  # before the held-out stop of the global estimate
+        model, train_model = {**model, **VERSION_5_ESTIMATE}, {**VERSION_5_ESTIMATE, **train_model}
     return {**config, "model": model, "train": {**train, "model": train_model}}

@@ -48,6 +48,8 @@ class InferResult:
     patches, the rest)."""
     positions: str = "dataset"
     """Where the patches' positions came from: ``"dataset"``, or ``"refined: …"``."""
+    estimate_passes: tuple[int, ...] = ()
+    """The rPIE passes of each (fold's) global estimate the network read; empty without one."""
 
     @property
     def patterns_per_second(self) -> float:
@@ -176,7 +178,8 @@ def infer(
                       "dataset": str(dataset_path), "dataset_fingerprint": fingerprint,
                       "object_fingerprint": dataset.object_fingerprint(),
                       "gridsize": physics.gridsize, "N": physics.N,
-                      "probe_diameter_px": effective_diameter_px(np.asarray(dataset.probe)), **refined}
+                      "probe_diameter_px": effective_diameter_px(np.asarray(dataset.probe)),
+                      "estimate_passes": [] if estimate is None else list(estimate.passes), **refined}
         network = stream_patches(model, dataset, groups, estimate, out, provenance, config, progress)
     warn_if_saturated(network.saturated, groups.n_groups * physics.C * physics.N**2, model.config.amplitude_max, out)
     write_resolved_config(Path(out), "infer", config)
@@ -185,7 +188,8 @@ def infer(
               "network": network.seconds}
     stages["io"] = total - sum(stages.values())
     return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize, total, network.seconds,
-                       network.steady_groups, network.steady_seconds, stages, str(refined.get("positions", "dataset")))
+                       network.steady_groups, network.steady_seconds, stages, str(refined.get("positions", "dataset")),
+                       () if estimate is None else estimate.passes)
 
 
 def stream_patches(model: PINN, dataset: Dataset, groups: Groups, estimate: GlobalEstimate | None, out: Path,

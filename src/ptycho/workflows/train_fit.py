@@ -90,7 +90,11 @@ def estimate_network_input(model_config: ModelConfig, model: PINN, dataset: Data
         dataset.probe = model.probe_variables.numpy()
     if model_config.estimate != "none":
         stage(f"input estimate ({model_config.estimate}) of {dataset.n_patterns} positions")
-    return input_estimate(model_config, dataset)
+    estimate = input_estimate(model_config, dataset)
+    if estimate is not None:
+        stage(f"input estimate: {', '.join(map(str, estimate.passes))} rPIE passes "
+              f"(at most {model_config.global_passes}; estimate_patience {model_config.estimate_patience})")
+    return estimate
 
 
 def run_epochs(trainer: Trainer, history: History, data: TrainingData, dataset: Dataset, estimate: GlobalEstimate | None,

@@ -75,6 +75,7 @@ def infer_command(
                 "groups": result.n_groups,
                 "gridsize": result.gridsize,
                 "positions": result.positions,
+                **({"estimate passes": ", ".join(map(str, result.estimate_passes))} if result.estimate_passes else {}),
                 "patterns/s (network)": result.patterns_per_second,
                 "seconds": result.seconds,
             },
