@@ -78,6 +78,31 @@ def test_position_rms_removes_the_mean_shift():
     assert position_rms(xt + dx + 2, yt + dy, xt, yt) == pytest.approx(expected)
 
 
+def test_window_contrast_follows_the_objects_edges_and_ranks_the_position_errors(tmp_path):
+    """A featureless window has zero contrast; one over a phase step has its gradient energy.
+    Errors split by contrast quarter: the low-contrast positions carry the big errors here."""
+    from benchmarks.sections.realistic_arms import scored_positions, window_contrast
+    from ptycho.data.dataset import Dataset
+    from ptycho.io.datasets import save_dataset
+
+    N, size = 16, 96
+    obj = np.ones((size, size), np.complex64)
+    obj[:, 60:] = np.exp(0.5j)  # one vertical phase step at column 60
+    x = np.array([20.5, 25.5, 30.5, 35.5, 58.5, 60.5, 62.5, 64.5])  # whole-pixel windows
+    y = np.full(8, 48.0)
+    path = tmp_path / "d.h5"
+    save_dataset(path, Dataset(np.ones((8, N, N), np.float32), x, y, np.ones((N, N), np.complex64), object=obj))
+    contrast = window_contrast(str(path), np.ones((N, N), np.complex64), x, y)
+    assert np.all(contrast[:4] == 0) and np.all(contrast[4:] > 0)
+    # central differences put |e^{0.5i} − 1|²/4 on the two columns beside the step, N rows each, over Σ|P|² = N²
+    assert contrast[5] == pytest.approx(2 * N * (2 - 2 * np.cos(0.5)) / 4 / N**2, rel=1e-5)
+    truth = {"test_x_true": x, "test_y_true": y, "test_x_nominal": x, "test_y_nominal": y, "probe": np.ones((N, N))}
+    errors = np.array([1.0, -1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.0])
+    scores = scored_positions((x + errors, y), truth, "test", str(path))
+    assert scores["rms_by_contrast_px"][:2] == pytest.approx([1.0, 1.0]) and scores["rms_by_contrast_px"][2:] == [0.0, 0.0]
+    assert scores["rms_px"] == pytest.approx(np.sqrt(0.5))
+
+
 @needs_gold
 def test_the_real_scan_is_a_raster_of_about_40_by_40_at_2_7_px():
     with np.load(GOLD, allow_pickle=False) as gold:

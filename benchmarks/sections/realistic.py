@@ -98,8 +98,11 @@ def quality_rows(sec: Section, results: dict[str, dict[str, Any]]) -> None:
                              + " / ".join(f"{100 * f:.1f} %" for f in p["power_fractions"])))
         pos = r.get("positions", {})
         if "rms_px" in pos:
+            quarters = pos.get("rms_by_contrast_px")
+            by_contrast = ("; by window contrast, lowest quarter first: "
+                           + " / ".join(f"{v:.3f}" for v in quarters) + " px") if quarters else ""
             sec.add(row("position RMS error", pos["rms_px"], unit="px", config=config,
-                        note=f"nominal positions: {pos['nominal_rms_px']:.3f} px"))
+                        note=f"nominal positions: {pos['nominal_rms_px']:.3f} px{by_contrast}"))
         if "wall_s" in r:
             sec.add(row("wall time", r["wall_s"], unit="s", config=config, note=short_commands(r.get("commands", []))))
 
