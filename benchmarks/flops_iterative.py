@@ -164,24 +164,25 @@ def prepass_flops(model_config: Any, x: Any, y: Any, N: int, passes: Any = None)
     ``(x, y)`` (``ptycho.iterative.streaming.global_estimate``): rPIE passes of
     ``estimate_batch_size`` minibatches drawn per chunk, over every position or — with
     ``estimate_folds ≥ 2`` — one estimate per fold over the other folds' positions (``folds − 1``
-    visits of each pattern a pass), and with ``estimate_patience`` a misfit check of the fold's own
-    patterns after every pass. ``passes`` are the passes each fold ran (``GlobalEstimate.passes``,
-    recorded by ``infer``); default ``global_passes`` each, the most it can run. Zero when the
-    model reads no global estimate."""
+    visits of each pattern a pass), and with the held-out continuation (``estimate_patience``) a
+    misfit check of the fold's own patterns after every pass from ``global_passes`` on. ``passes``
+    are the passes each fold ran (``GlobalEstimate.passes``, recorded by ``infer``); default
+    ``global_passes`` each. Zero when the model reads no global estimate."""
     from ptycho.config.iterative import IterativeConfig
     from ptycho.iterative.streaming import STREAM_CHUNK, estimate_folds
 
     if not model_config.uses_global_estimate:
         return Flops()
-    seed, folds = int(model_config.seed), int(model_config.estimate_folds)
+    seed, folds, least = int(model_config.seed), int(model_config.estimate_folds), int(model_config.global_passes)
     batch = model_config.estimate_batch_size or IterativeConfig(engine="rpie").batch_size
     labels = estimate_folds(len(np.asarray(x)), folds, seed)
     uses = [None] if labels is None else [labels != k for k in range(folds)]
-    runs = [int(model_config.global_passes)] * len(uses) if passes is None else [int(p) for p in passes]
-    checked = labels is not None and int(model_config.estimate_patience) > 0
+    runs = [least] * len(uses) if passes is None else [int(p) for p in passes]
+    checked = (labels is not None and int(model_config.estimate_patience) > 0
+               and int(model_config.estimate_max_passes) > least)
     total = Flops()
     for use, run in zip(uses, runs, strict=True):
         total = total + pie_iteration_flops(x, y, N, "rpie", batch, seed=seed, chunk=STREAM_CHUNK, use=use) * run
         if checked:
-            total = total + misfit_pattern_flops(N) * (int(np.count_nonzero(~use)) * run)
+            total = total + misfit_pattern_flops(N) * (int(np.count_nonzero(~use)) * (run - least + 1))
     return total

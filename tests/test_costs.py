@@ -134,15 +134,16 @@ def test_prepass_count_replays_the_leave_fold_out_estimate(minibatch_areas):
     config = ModelConfig(N=32, gridsize=1, estimate="global", estimate_folds=folds, global_passes=passes,  # N: the scan's below
                          estimate_batch_size=batch, seed=7)
     total = prepass_flops(config, x, y, N)
-    # each pattern in folds − 1 estimates, and checked once a pass in its own fold's (held-out stop)
+    # each pattern in folds − 1 estimates (two FFTs a visit), and from the last of global_passes on
+    # checked once a pass in its own fold's estimate (one FFT: the held-out continuation)
     one_fft = pie_pattern_flops(N).fft / 2
-    assert total.fft == pytest.approx(passes * ((folds - 1) * M * 2 + M) * one_fft)
+    assert total.fft == pytest.approx((passes * (folds - 1) * M * 2 + M) * one_fft)
     unchecked = prepass_flops(config.model_copy(update={"estimate_patience": 0}), x, y, N)
     assert unchecked.fft == pytest.approx(passes * (folds - 1) * M * pie_pattern_flops(N).fft)
-    ran = (1, 2, 3)  # the passes each fold ran, as infer records them
+    ran = (2, 5, 9)  # the passes each fold ran, as infer records them
     counted = prepass_flops(config, x, y, N, ran).fft
     sizes = np.bincount(labels, minlength=folds)
-    assert counted == pytest.approx(sum(p * ((M - n) * 2 + n) for p, n in zip(ran, sizes)) * one_fft)
+    assert counted == pytest.approx(sum(p * (M - n) * 2 + (p - passes + 1) * n for p, n in zip(ran, sizes)) * one_fft)
     assert prepass_flops(ModelConfig(N=32, gridsize=1, estimate="none"), x, y, N).total == 0
 
 

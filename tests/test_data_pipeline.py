@@ -154,14 +154,14 @@ def scans(tmp_path_factory):
     return paths
 
 
-def test_the_held_out_stop_keeps_each_folds_pass_of_lowest_held_out_misfit(scans):
+def test_the_held_out_continuation_keeps_each_folds_pass_of_lowest_held_out_misfit(scans):
     """Stopped at pass k, fold f's estimate is exactly the k-pass estimate (same seeded visiting
     order), and none of the ``patience`` passes after it lowered its own patterns' misfit."""
     from ptycho.io.datasets import load_dataset
 
     patience = 3
     with load_dataset(scans["1e3"]) as dataset:
-        stopped = global_estimate(dataset, 40, folds=2, batch_size=16, patience=patience)
+        stopped = global_estimate(dataset, 1, folds=2, batch_size=16, patience=patience, max_passes=40)
         assert len(stopped.passes) == 2 and all(1 <= k < 40 - patience for k in stopped.passes)
         for fold, kept in enumerate(stopped.passes):
             fixed = [global_estimate(dataset, n, folds=2, batch_size=16) for n in range(kept, kept + patience + 1)]
@@ -171,14 +171,16 @@ def test_the_held_out_stop_keeps_each_folds_pass_of_lowest_held_out_misfit(scans
             assert all(_held_out_misfit(dataset, later, fold) >= best for later in fixed[1:])
 
 
-def test_the_held_out_stop_follows_the_dose(scans):
+def test_the_held_out_continuation_follows_the_dose(scans):
     """Noise-free patterns keep improving the estimate for every pass allowed; at 1e3 photons the
-    held-out patterns show it fitting noise within a few passes. Without folds or with patience 0
-    every pass is run."""
+    held-out patterns show it fitting noise within a few passes. The first ``passes`` always run;
+    without folds, with patience 0 or with no room above ``passes`` nothing more is run."""
     from ptycho.io.datasets import load_dataset
 
     with load_dataset(scans["clean"]) as clean, load_dataset(scans["1e3"]) as noisy:
-        assert global_estimate(clean, 12, folds=2, batch_size=16, patience=2).passes == (12, 12)
-        assert max(global_estimate(noisy, 12, folds=2, batch_size=16, patience=2).passes) <= 5
-        assert global_estimate(noisy, 6, folds=2, batch_size=16).passes == (6, 6)
-        assert global_estimate(noisy, 6, batch_size=16, patience=2).passes == (6,)
+        assert global_estimate(clean, 2, folds=2, batch_size=16, patience=2, max_passes=12).passes == (12, 12)
+        assert max(global_estimate(noisy, 1, folds=2, batch_size=16, patience=2, max_passes=12).passes) <= 5
+        assert min(global_estimate(noisy, 6, folds=2, batch_size=16, patience=2, max_passes=12).passes) >= 6
+        assert global_estimate(noisy, 6, folds=2, batch_size=16, max_passes=12).passes == (6, 6)
+        assert global_estimate(noisy, 6, batch_size=16, patience=2, max_passes=12).passes == (6,)
+        assert global_estimate(noisy, 6, folds=2, batch_size=16, patience=2).passes == (6, 6)

@@ -54,7 +54,7 @@ def test_ragged_last_batch_and_positions(trained, tmp_path):
     assert provenance["model"].endswith("model") and provenance["dataset_fingerprint"]
     with load_dataset(trained / "test.h5") as ds:  # what stitch's default crop follows
         assert provenance["probe_diameter_px"] == pytest.approx(effective_diameter_px(np.asarray(ds.probe)))
-    # the passes each fold's input estimate ran (held-out stop), as the result reports them
+    # the passes each fold's input estimate ran (held-out continuation), as the result reports them
     assert provenance["estimate_passes"] == list(result.estimate_passes) and len(result.estimate_passes) == 2
     assert all(1 <= k <= 40 for k in result.estimate_passes)
 

@@ -230,7 +230,7 @@ def test_a_version_4_bundle_loads_with_the_bounded_phase_head_it_was_trained_wit
 
 
 def test_a_version_5_bundle_loads_with_every_estimate_pass_it_was_trained_with(cli_bundle, tmp_path):
-    """Bundles written before the held-out stop (format 5) ran all ``global_passes``."""
+    """Bundles written before the held-out continuation (format 5) ran exactly ``global_passes``."""
     copy = tmp_path / "v5"
     shutil.copytree(cli_bundle[0], copy)
     config = json.loads((copy / "config.json").read_text())

@@ -47,15 +47,19 @@ class ModelConfig(StrictModel):
                                   "the untrained network returns the estimate) instead of only reading it; unset: "
                                   f"on when a pattern holds at least {RESIDUAL_MIN_PHOTONS:g} photons (training "
                                   "decides from the data)")
-    global_passes: int = Field(default=40, ge=1, le=100, description="rPIE passes of the global estimate (at most, "
+    global_passes: int = Field(default=10, ge=1, le=50, description="rPIE passes of the global estimate (at least, "
                                "with estimate_patience)")
+    estimate_max_passes: int = Field(
+        default=40, ge=1, le=200, description="leave-fold-out global estimates: with estimate_patience, at most "
+                                              "this many passes while the held-out misfit falls")
     estimate_folds: int = Field(
         default=2, ge=0, le=8, description="leave-fold-out global estimates: each position reads an estimate made "
                                            "without its own fold's patterns (0: one estimate of every pattern)")
     estimate_patience: int = Field(
-        default=3, ge=0, le=20, description="leave-fold-out global estimates: stop a fold's rPIE this many passes "
-                                            "after the misfit of its own (held-out) patterns last fell, keeping "
-                                            "that best pass (0: run all global_passes)")
+        default=3, ge=0, le=20, description="leave-fold-out global estimates: after global_passes, go on while the "
+                                            "misfit of a fold's own (held-out) patterns falls, stop this many "
+                                            "passes after it last fell and keep that best pass (0: global_passes "
+                                            "only)")
     estimate_alpha: float = Field(default=0.1, gt=0, le=1, description="rPIE alpha of the global estimate")
     estimate_batch_size: int = Field(default=64, ge=1, description="rPIE minibatch of the global estimate")
     epie_iterations: int = Field(default=5, ge=0, le=100, description="ePIE sweeps of the group estimate (0 = none)")

@@ -18,14 +18,15 @@ of J-invariant denoisers). Inference builds its input the same way, so the netwo
 the kind it was trained on. Groups of several positions (``gridsize > 1``) take all their members
 from one fold (:func:`ptycho.data.grouping.make_groups` ``labels``).
 
-**When to stop** (``patience``, ``model.estimate_patience``). How many passes help depends on the
-dose: with a focused probe at 1e6 photons per pattern, 10 passes at alpha 0.1 reach phase SSIM 0.75
-and 40 reach 0.83, while at 1e4 the estimate is flat from 10 passes on and then slowly fits the
-noise (benchmarks/RESULTS.md). The held-out fold tells which case a scan is in, from the data
-alone: the patterns of fold ``k`` are never fitted by estimate ``k``, so their misfit
-``Σ(|F(P·O_j)| − A_j)²`` falls while the estimate gains information and rises once it fits noise
-(or stops changing) — a validation loss. Each fold's estimate keeps its pass of lowest held-out misfit
-and stops ``patience`` passes after it.
+**When to stop** (``patience`` and ``max_passes``: ``model.estimate_patience``,
+``model.estimate_max_passes``). How many passes help depends on the dose: with a focused probe at
+1e6 photons per pattern, 10 passes at alpha 0.1 reach phase SSIM 0.75 and 40 reach 0.83, while at
+1e4 the estimate is flat from 10 passes on and then slowly fits the noise (docs/model.md). The
+held-out fold tells which case a scan is in, from the data alone: the patterns of fold ``k`` are
+never fitted by estimate ``k``, so their misfit ``Σ(|F(P·O_j)| − A_j)²`` falls while the estimate
+gains information and rises once it fits noise (or stops changing) — a validation loss. After the
+``passes`` every estimate gets, each fold's estimate goes on while that misfit falls, keeps its
+pass of lowest held-out misfit and stops ``patience`` passes after it.
 
 Memory is the canvas plus one chunk of patterns: the dataset is read ``chunk`` patterns at a time,
 in storage order, and each chunk's positions are visited in a seeded random order in minibatches
@@ -116,15 +117,15 @@ def estimate_folds(n_patterns: int, folds: int, seed: int) -> np.ndarray | None:
 
 
 def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: float | None = None,
-                    batch_size: int | None = None, patience: int = 0, chunk: int = STREAM_CHUNK,
-                    seed: int = 0) -> GlobalEstimate:
-    """At most ``passes`` rPIE passes with the dataset's probe, starting from a unit object: over
-    every position, or — with ``folds ≥ 2`` — one estimate per fold over the positions of the other
-    folds.
+                    batch_size: int | None = None, patience: int = 0, max_passes: int | None = None,
+                    chunk: int = STREAM_CHUNK, seed: int = 0) -> GlobalEstimate:
+    """``passes`` rPIE passes with the dataset's probe, starting from a unit object: over every
+    position, or — with ``folds ≥ 2`` — one estimate per fold over the positions of the other folds.
 
-    With folds and ``patience ≥ 1``, each fold's estimate stops once ``patience`` passes in a row
-    have not lowered the misfit ``Σ(|Ψ| − A)²`` of the fold's own patterns, which it never fitted,
-    and the estimate of its lowest misfit is kept (module docstring, *when to stop*).
+    With folds, ``patience ≥ 1`` and ``max_passes > passes``, each fold's estimate goes on after
+    ``passes`` while the misfit ``Σ(|Ψ| − A)²`` of the fold's own patterns, which it never fitted,
+    keeps falling: it stops at ``max_passes`` or once ``patience`` passes in a row have not lowered
+    it, and keeps its pass of lowest misfit from ``passes`` on (module docstring, *when to stop*).
     ``alpha`` and ``batch_size`` default to those of :class:`~ptycho.config.iterative.IterativeConfig`.
 
     Raises
@@ -139,23 +140,25 @@ def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: flo
     windows = window_geometry(x, y, N, canvas.origin_x, canvas.origin_y)
     labels = estimate_folds(dataset.n_patterns, folds, seed)
     uses = [None] if labels is None else [labels != k for k in range(folds)]
-    runs = [_estimate(dataset, windows, canvas.shape, passes, config, chunk, seed, use, patience) for use in uses]
+    longest = passes if labels is None or patience < 1 else max(passes, max_passes or passes)
+    runs = [_estimate(dataset, windows, canvas.shape, (passes, longest, patience), config, chunk, seed, use)
+            for use in uses]
     return GlobalEstimate(tuple(obj for obj, _ in runs), canvas.origin_x, canvas.origin_y, windows, labels,
                           tuple(kept for _, kept in runs))
 
 
-def _estimate(dataset: Dataset, windows: Windows, shape: tuple[int, int], passes: int, config: IterativeConfig,
-              chunk: int, seed: int, use: np.ndarray | None, patience: int) -> tuple[np.ndarray, int]:
-    """rPIE over the positions where ``use`` (all without it), streamed a chunk at a time; with
-    ``use`` and ``patience``, stopped by the misfit of the other positions. Returns the estimate
-    and the number of passes it is the result of."""
+def _estimate(dataset: Dataset, windows: Windows, shape: tuple[int, int], schedule: tuple[int, int, int],
+              config: IterativeConfig, chunk: int, seed: int, use: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """rPIE over the positions where ``use`` (all without it), streamed a chunk at a time, for
+    ``schedule = (passes, longest, patience)``: ``passes``, then up to ``longest`` while the misfit
+    of the other positions falls. Returns the estimate and the number of passes it is the result of."""
+    passes, longest, patience = schedule
     obj = np.ones(shape, np.complex64)
     probe = np.array(dataset.probe, np.complex64)
     rng = np.random.default_rng(seed)
     valid = fft_valid(dataset.mask)  # masked pixels keep their predicted modulus
-    held_out = None if use is None or patience < 1 else ~use
     best, best_misfit, kept = obj, np.inf, passes
-    for done in range(1, passes + 1):
+    for done in range(1, longest + 1):
         for start in range(0, dataset.n_patterns, chunk):
             stop = min(start + chunk, dataset.n_patterns)
             rows_in_chunk = np.arange(stop - start) if use is None else np.flatnonzero(use[start:stop])
@@ -170,14 +173,14 @@ def _estimate(dataset: Dataset, windows: Windows, shape: tuple[int, int], passes
         if not np.isfinite(obj).all():
             raise NumericalError("the global rPIE estimate became non-finite; check the data for bad patterns "
                                  "or train with `train.model.estimate` = group")
-        if held_out is None:
+        if longest == passes or done < passes:
             continue
-        misfit = _misfit(dataset, obj, probe, windows, held_out, valid, chunk)
+        misfit = _misfit(dataset, obj, probe, windows, ~use, valid, chunk)
         if misfit < best_misfit:
             best, best_misfit, kept = obj.copy(), misfit, done
         elif done - kept >= patience:
             break
-    return (obj, passes) if held_out is None else (best, kept)
+    return (obj, passes) if longest == passes else (best, kept)
 
 
 def _misfit(dataset: Dataset, obj: np.ndarray, probe: np.ndarray, windows: Windows, rows: np.ndarray,

@@ -17,12 +17,12 @@ version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1
 dataset's positions (they load with no stored positions).
 5: ``model.phase_activation`` and ``model.estimate_residual``; earlier networks had the π·tanh phase
 head and read the global estimate without adding to it (:data:`VERSION_4_NETWORK`).
-6: ``model.estimate_patience``, the held-out stop of the global estimate; earlier bundles ran all
-``global_passes`` (:data:`VERSION_5_ESTIMATE`)."""
+6: ``model.estimate_patience`` and ``estimate_max_passes``, the held-out continuation of the global
+estimate; earlier bundles ran exactly ``global_passes`` (:data:`VERSION_5_ESTIMATE`)."""
 VERSION_4_NETWORK = {"phase_activation": "pi_tanh", "estimate_residual": False}
 """The network of bundles before version 5 (their config has no such fields)."""
 VERSION_5_ESTIMATE = {"estimate_patience": 0}
-"""The global estimate of bundles before version 6: every pass run, none held out to stop it."""
+"""The global estimate of bundles before version 6: ``global_passes`` and no more."""
 VERSION_2_ESTIMATE = {"estimate_folds": 0, "global_passes": 2, "estimate_alpha": 0.1, "estimate_batch_size": 8}
 """The global estimate of version 2 bundles (their config has no such fields: these were the behaviour)."""
 
@@ -45,6 +45,6 @@ def upgraded_config(config: dict[str, Any]) -> dict[str, Any]:
         model, train_model = {**model, **VERSION_2_ESTIMATE}, {**train_model, **VERSION_2_ESTIMATE}
     if version < 5:  # before the unbounded phase head and the residual global estimate
         model, train_model = {**model, **VERSION_4_NETWORK}, {**VERSION_4_NETWORK, **train_model}
-    if version < 6:  # before the held-out stop of the global estimate
+    if version < 6:  # before the held-out continuation of the global estimate
         model, train_model = {**model, **VERSION_5_ESTIMATE}, {**VERSION_5_ESTIMATE, **train_model}
     return {**config, "model": model, "train": {**train, "model": train_model}}

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 
 def input_estimate(config: ModelConfig, dataset: Dataset) -> GlobalEstimate | None:
-    """The global estimate the network reads for ``dataset`` (at most ``config.global_passes`` rPIE
-    passes, stopped by the held-out misfit with ``config.estimate_patience``, seeded by ``config.seed``), or None if the model does not read it. Training and inference both
+    """The global estimate the network reads for ``dataset`` (``config.global_passes`` rPIE passes,
+    continued while the held-out misfit falls with ``config.estimate_patience``, seeded by ``config.seed``), or None if the model does not read it. Training and inference both
     call this, so the network always sees estimates made the same way."""
     if not config.uses_global_estimate:
         return None
@@ -36,7 +36,7 @@ def input_estimate(config: ModelConfig, dataset: Dataset) -> GlobalEstimate | No
 
     return global_estimate(dataset, config.global_passes, folds=config.estimate_folds, alpha=config.estimate_alpha,
                            batch_size=config.estimate_batch_size, patience=config.estimate_patience,
-                           seed=config.seed)
+                           max_passes=config.estimate_max_passes, seed=config.seed)
 
 
 def group_labels(config: ModelConfig, n_patterns: int) -> Any:
