@@ -74,8 +74,8 @@ class GlobalEstimate:
     folds : (M,) int64 or None
         Each position's fold.
     passes : tuple of int
-        The rPIE passes each object is the result of (fewer than asked where the held-out misfit
-        stopped it).
+        The rPIE passes each object is the result of (more than ``passes`` where the held-out
+        misfit kept falling).
     """
 
     objects: tuple[np.ndarray, ...]
