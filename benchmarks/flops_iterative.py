@@ -166,8 +166,8 @@ def prepass_flops(model_config: Any, x: Any, y: Any, N: int, passes: Any = None)
     ``estimate_folds ≥ 2`` — one estimate per fold over the other folds' positions (``folds − 1``
     visits of each pattern a pass), and with the held-out continuation (``estimate_patience``) a
     misfit check of the fold's own patterns after every pass from ``global_passes`` on. ``passes``
-    are the passes each fold ran (``GlobalEstimate.passes``, recorded by ``infer``); default
-    ``global_passes`` each. Zero when the model reads no global estimate."""
+    are the passes each fold ran (``GlobalEstimate.passes_run``, recorded by ``infer`` as
+    ``estimate_passes_run``); default ``global_passes`` each. Zero when the model reads no global estimate."""
     from ptycho.config.iterative import IterativeConfig
     from ptycho.iterative.streaming import STREAM_CHUNK, estimate_folds
 

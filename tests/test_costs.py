@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,6 @@ def test_pie_count_replays_the_engines_minibatches(minibatch_areas):
 def test_prepass_count_replays_the_leave_fold_out_estimate(minibatch_areas):
     """The global-estimate pre-pass: one rPIE estimate per fold over the other folds' positions,
     streamed by chunks; the count's minibatch areas are the ones the estimate really forms."""
-    from types import SimpleNamespace
 
     from ptycho.config.train import ModelConfig
     from ptycho.iterative.streaming import estimate_folds, global_estimate
@@ -145,6 +145,33 @@ def test_prepass_count_replays_the_leave_fold_out_estimate(minibatch_areas):
     sizes = np.bincount(labels, minlength=folds)
     assert counted == pytest.approx(sum(p * (M - n) * 2 + (p - passes + 1) * n for p, n in zip(ran, sizes)) * one_fft)
     assert prepass_flops(ModelConfig(N=32, gridsize=1, estimate="none"), x, y, N).total == 0
+
+
+def test_prepass_count_of_the_held_out_continuation_follows_the_calls_it_makes(monkeypatch):
+    """The passes the continuation runs (``passes_run``, not the ones it keeps) are what the count
+    multiplies: far fields counted = far fields the estimate forms (two per pattern visit in an
+    update, one per held-out pattern in each check from the last of ``global_passes`` on)."""
+    from ptycho.config.train import ModelConfig
+    from ptycho.iterative import pie, streaming
+
+    N, M, passes, patience = 16, 60, 1, 3
+    x, y = _random_scan(M, N, seed=5)
+    counts = np.random.default_rng(1).poisson(3.0, (M, N, N)).astype(np.float32)
+    dataset = SimpleNamespace(x=x, y=y, N=N, n_patterns=M, probe=np.ones((N, N), np.complex64), mask=None,
+                              read_patterns=lambda rows: counts[rows])
+    ffts = []
+    for module in (pie, streaming):
+        real = module.farfield
+        monkeypatch.setattr(module, "farfield", lambda waves, real=real: (ffts.append(waves.shape[0]), real(waves))[1])
+    real_back = pie.backfield
+    monkeypatch.setattr(pie, "backfield", lambda spectra: (ffts.append(spectra.shape[0]), real_back(spectra))[1])
+    estimate = streaming.global_estimate(dataset, passes, folds=2, batch_size=8, patience=patience, max_passes=40,
+                                         seed=7)
+    assert estimate.passes_run != estimate.passes  # it ran past the passes it kept
+    config = ModelConfig(N=32, gridsize=1, estimate="global", estimate_folds=2, global_passes=passes,
+                         estimate_batch_size=8, estimate_patience=patience, estimate_max_passes=40, seed=7)
+    counted = prepass_flops(config, x, y, N, estimate.passes_run).fft
+    assert counted == pytest.approx(sum(ffts) * pie_pattern_flops(N).fft / 2)
 
 
 def test_matmul_rates_are_positive_and_finite_at_a_tiny_size():

@@ -163,6 +163,7 @@ def test_the_held_out_continuation_keeps_each_folds_pass_of_lowest_held_out_misf
     with load_dataset(scans["1e3"]) as dataset:
         stopped = global_estimate(dataset, 1, folds=2, batch_size=16, patience=patience, max_passes=40)
         assert len(stopped.passes) == 2 and all(1 <= k < 40 - patience for k in stopped.passes)
+        assert stopped.passes_run == tuple(k + patience for k in stopped.passes)  # the passes that found no better
         for fold, kept in enumerate(stopped.passes):
             fixed = [global_estimate(dataset, n, folds=2, batch_size=16) for n in range(kept, kept + patience + 1)]
             assert fixed[0].passes == (kept, kept)
@@ -178,7 +179,8 @@ def test_the_held_out_continuation_follows_the_dose(scans):
     from ptycho.io.datasets import load_dataset
 
     with load_dataset(scans["clean"]) as clean, load_dataset(scans["1e3"]) as noisy:
-        assert global_estimate(clean, 2, folds=2, batch_size=16, patience=2, max_passes=12).passes == (12, 12)
+        full = global_estimate(clean, 2, folds=2, batch_size=16, patience=2, max_passes=12)
+        assert full.passes == full.passes_run == (12, 12)
         assert max(global_estimate(noisy, 1, folds=2, batch_size=16, patience=2, max_passes=12).passes) <= 5
         assert min(global_estimate(noisy, 6, folds=2, batch_size=16, patience=2, max_passes=12).passes) >= 6
         assert global_estimate(noisy, 6, folds=2, batch_size=16, max_passes=12).passes == (6, 6)

@@ -58,8 +58,8 @@ def model_flops(bundle: str | Path, dataset: str | Path, estimate_passes: Any = 
     """A bundle's FLOPs per pattern (:func:`benchmarks.flops.pinn_flops` at its training batch
     size, as plain data) and, as ``prepass``, those of the global-estimate pre-pass its model makes
     for ``dataset`` (by kind and ``total``, per pattern, with ``n_patterns``; all 0 when the model
-    reads no global estimate; ``estimate_passes`` as ``infer`` reports them, default the most the
-    model can run)."""
+    reads no global estimate; ``estimate_passes`` are the passes each estimate ran, as ``infer``
+    reports them in ``estimate_passes_run``; default ``global_passes`` each)."""
     from benchmarks.flops import flops_record, pinn_flops
     from benchmarks.flops_iterative import prepass_flops
     from ptycho.io.datasets import load_dataset

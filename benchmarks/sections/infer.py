@@ -55,7 +55,7 @@ def task_infer_timed(bundle: str, dataset: str, out: str, n_groups: int | None) 
         "end_to_end_patterns_per_second": result.n_groups * C / wall,
         "steady_end_to_end_patterns_per_second": steady, "first_batch_s": marks[0][0] - t0 if marks else None,
         "rss_after_import_mb": rss_ready, "peak_rss_mb": peak, "patches_file_mb": size_mb,
-        "prepass_flops": model_flops(bundle, dataset, result.estimate_passes or None)["prepass"],  # counted after the clocks
+        "prepass_flops": model_flops(bundle, dataset, result.estimate_passes_run or None)["prepass"],  # counted after the clocks
     }
 
 

@@ -91,8 +91,8 @@ def task_pinn(train_ds: str, test_ds: str, gridsize: int, epochs: int, n_filters
     out["metrics"] = headline(ev.metrics)
     out["metrics_path"] = str(ev.metrics_path)
     out["nonfinite_loss"] = sum(1 for v in tr.history["loss"] if v is None or not math.isfinite(v))
-    out["estimate_passes"] = list(inf.estimate_passes)
-    out["flops"] = model_flops(work_dir / "model", test_ds, inf.estimate_passes or None)
+    out["estimate_passes"], out["estimate_passes_run"] = list(inf.estimate_passes), list(inf.estimate_passes_run)
+    out["flops"] = model_flops(work_dir / "model", test_ds, inf.estimate_passes_run or None)
     return out
 
 

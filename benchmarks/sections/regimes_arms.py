@@ -141,7 +141,7 @@ def pinn_arm(cell: dict[str, Any], work: Path) -> dict[str, Any]:
     return {"metrics": metrics, "train_s": t1 - t0, "infer_s": t2 - t1, "stitch_s": t3 - t2, "reconstruct_s": t3 - t1,
             "infer_stages": inferred.stage_seconds, "network_patterns_per_second": inferred.patterns_per_second,
             "epochs": trained.epochs, "stitch_crop": stitched.crop, "coverage": stitched.coverage, "recipe": recipe,
-            "estimate_passes": list(inferred.estimate_passes)}
+            "estimate_passes": list(inferred.estimate_passes), "estimate_passes_run": list(inferred.estimate_passes_run)}
 
 
 def task_pinn(train_ds: str, test_ds: str, epochs: int, work: str) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def task_pinn(train_ds: str, test_ds: str, epochs: int, work: str) -> dict[str, 
     try:
         result = pinn_arm({"train": train_ds, "test": test_ds, "epochs": epochs}, Path(work))
         if "error" not in result:
-            result["flops"] = model_flops(Path(work) / "model", test_ds, result["estimate_passes"] or None)
+            result["flops"] = model_flops(Path(work) / "model", test_ds, result["estimate_passes_run"] or None)
         return result
     except Exception as exc:  # noqa: BLE001 - reported as the arm's error
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -51,7 +51,8 @@ class ModelConfig(StrictModel):
                                "with estimate_patience)")
     estimate_max_passes: int = Field(
         default=40, ge=1, le=200, description="leave-fold-out global estimates: with estimate_patience, at most "
-                                              "this many passes while the held-out misfit falls")
+                                              "this many passes while the held-out misfit falls (never fewer "
+                                              "than global_passes)")
     estimate_folds: int = Field(
         default=2, ge=0, le=8, description="leave-fold-out global estimates: each position reads an estimate made "
                                            "without its own fold's patterns (0: one estimate of every pattern)")

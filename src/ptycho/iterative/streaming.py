@@ -76,6 +76,8 @@ class GlobalEstimate:
     passes : tuple of int
         The rPIE passes each object is the result of (more than ``passes`` where the held-out
         misfit kept falling).
+    passes_run : tuple of int
+        The passes each fold ran: up to ``patience`` more than it kept, the cost to count.
     """
 
     objects: tuple[np.ndarray, ...]
@@ -84,6 +86,7 @@ class GlobalEstimate:
     windows: Windows
     folds: np.ndarray | None = None
     passes: tuple[int, ...] = ()
+    passes_run: tuple[int, ...] = ()
 
     @property
     def object(self) -> np.ndarray:
@@ -126,6 +129,7 @@ def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: flo
     ``passes`` while the misfit ``Σ(|Ψ| − A)²`` of the fold's own patterns, which it never fitted,
     keeps falling: it stops at ``max_passes`` or once ``patience`` passes in a row have not lowered
     it, and keeps its pass of lowest misfit from ``passes`` on (module docstring, *when to stop*).
+    Only that one number, where to stop, depends on fold ``k``'s own patterns.
     ``alpha`` and ``batch_size`` default to those of :class:`~ptycho.config.iterative.IterativeConfig`.
 
     Raises
@@ -143,22 +147,24 @@ def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: flo
     longest = passes if labels is None or patience < 1 else max(passes, max_passes or passes)
     runs = [_estimate(dataset, windows, canvas.shape, (passes, longest, patience), config, chunk, seed, use)
             for use in uses]
-    return GlobalEstimate(tuple(obj for obj, _ in runs), canvas.origin_x, canvas.origin_y, windows, labels,
-                          tuple(kept for _, kept in runs))
+    return GlobalEstimate(tuple(obj for obj, _, _ in runs), canvas.origin_x, canvas.origin_y, windows, labels,
+                          tuple(kept for _, kept, _ in runs), tuple(ran for _, _, ran in runs))
 
 
 def _estimate(dataset: Dataset, windows: Windows, shape: tuple[int, int], schedule: tuple[int, int, int],
-              config: IterativeConfig, chunk: int, seed: int, use: np.ndarray | None) -> tuple[np.ndarray, int]:
+              config: IterativeConfig, chunk: int, seed: int, use: np.ndarray | None) -> tuple[np.ndarray, int, int]:
     """rPIE over the positions where ``use`` (all without it), streamed a chunk at a time, for
     ``schedule = (passes, longest, patience)``: ``passes``, then up to ``longest`` while the misfit
-    of the other positions falls. Returns the estimate and the number of passes it is the result of."""
+    of the other positions falls. Returns the estimate, the number of passes it is the result of and
+    the number run (up to ``patience`` more)."""
     passes, longest, patience = schedule
     obj = np.ones(shape, np.complex64)
     probe = np.array(dataset.probe, np.complex64)
     rng = np.random.default_rng(seed)
     valid = fft_valid(dataset.mask)  # masked pixels keep their predicted modulus
-    best, best_misfit, kept = obj, np.inf, passes
-    for done in range(1, longest + 1):
+    best, best_misfit, kept, done = obj, np.inf, passes, 0
+    while done < longest:
+        done += 1
         for start in range(0, dataset.n_patterns, chunk):
             stop = min(start + chunk, dataset.n_patterns)
             rows_in_chunk = np.arange(stop - start) if use is None else np.flatnonzero(use[start:stop])
@@ -176,11 +182,11 @@ def _estimate(dataset: Dataset, windows: Windows, shape: tuple[int, int], schedu
         if longest == passes or done < passes:
             continue
         misfit = _misfit(dataset, obj, probe, windows, ~use, valid, chunk)
-        if misfit < best_misfit:
+        if done == passes or misfit < best_misfit:
             best, best_misfit, kept = obj.copy(), misfit, done
         elif done - kept >= patience:
             break
-    return (obj, passes) if longest == passes else (best, kept)
+    return (obj, passes, passes) if longest == passes else (best, kept, done)
 
 
 def _misfit(dataset: Dataset, obj: np.ndarray, probe: np.ndarray, windows: Windows, rows: np.ndarray,

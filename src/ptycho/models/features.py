@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 def input_estimate(config: ModelConfig, dataset: Dataset) -> GlobalEstimate | None:
     """The global estimate the network reads for ``dataset`` (``config.global_passes`` rPIE passes,
-    continued while the held-out misfit falls with ``config.estimate_patience``, seeded by ``config.seed``), or None if the model does not read it. Training and inference both
+    continued while the held-out misfit falls with ``config.estimate_patience``, seeded by
+    ``config.seed``), or None if the model does not read it. Training and inference both
     call this, so the network always sees estimates made the same way."""
     if not config.uses_global_estimate:
         return None

@@ -50,6 +50,8 @@ class InferResult:
     """Where the patches' positions came from: ``"dataset"``, or ``"refined: …"``."""
     estimate_passes: tuple[int, ...] = ()
     """The rPIE passes of each (fold's) global estimate the network read; empty without one."""
+    estimate_passes_run: tuple[int, ...] = ()
+    """The passes each estimate ran (the held-out continuation runs a few past the one it keeps)."""
 
     @property
     def patterns_per_second(self) -> float:
@@ -179,7 +181,8 @@ def infer(
                       "object_fingerprint": dataset.object_fingerprint(),
                       "gridsize": physics.gridsize, "N": physics.N,
                       "probe_diameter_px": effective_diameter_px(np.asarray(dataset.probe)),
-                      "estimate_passes": [] if estimate is None else list(estimate.passes), **refined}
+                      "estimate_passes": [] if estimate is None else list(estimate.passes),
+                      "estimate_passes_run": [] if estimate is None else list(estimate.passes_run), **refined}
         network = stream_patches(model, dataset, groups, estimate, out, provenance, config, progress)
     warn_if_saturated(network.saturated, groups.n_groups * physics.C * physics.N**2, model.config.amplitude_max, out)
     write_resolved_config(Path(out), "infer", config)
@@ -189,7 +192,7 @@ def infer(
     stages["io"] = total - sum(stages.values())
     return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize, total, network.seconds,
                        network.steady_groups, network.steady_seconds, stages, str(refined.get("positions", "dataset")),
-                       () if estimate is None else estimate.passes)
+                       () if estimate is None else estimate.passes, () if estimate is None else estimate.passes_run)
 
 
 def stream_patches(model: PINN, dataset: Dataset, groups: Groups, estimate: GlobalEstimate | None, out: Path,

@@ -92,7 +92,8 @@ def estimate_network_input(model_config: ModelConfig, model: PINN, dataset: Data
         stage(f"input estimate ({model_config.estimate}) of {dataset.n_patterns} positions")
     estimate = input_estimate(model_config, dataset)
     if estimate is not None:
-        stage(f"input estimate: {', '.join(map(str, estimate.passes))} rPIE passes (global_passes "
+        stage(f"input estimate: {', '.join(map(str, estimate.passes))} rPIE passes kept, "
+              f"{', '.join(map(str, estimate.passes_run))} run (global_passes "
               f"{model_config.global_passes}, estimate_max_passes {model_config.estimate_max_passes}, "
               f"estimate_patience {model_config.estimate_patience})")
     return estimate

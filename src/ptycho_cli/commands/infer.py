@@ -75,7 +75,9 @@ def infer_command(
                 "groups": result.n_groups,
                 "gridsize": result.gridsize,
                 "positions": result.positions,
-                **({"estimate passes": ", ".join(map(str, result.estimate_passes))} if result.estimate_passes else {}),
+                **({"estimate passes (kept / run)": " ".join(f"{k}/{r}" for k, r in zip(result.estimate_passes,
+                                                                         result.estimate_passes_run))}
+                   if result.estimate_passes else {}),
                 "patterns/s (network)": result.patterns_per_second,
                 "seconds": result.seconds,
             },
