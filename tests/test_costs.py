@@ -118,7 +118,6 @@ def test_pie_count_replays_the_engines_minibatches(minibatch_areas):
 def test_prepass_count_replays_the_leave_fold_out_estimate(minibatch_areas):
     """The global-estimate pre-pass: one rPIE estimate per fold over the other folds' positions,
     streamed by chunks; the count's minibatch areas are the ones the estimate really forms."""
-
     from ptycho.config.train import ModelConfig
     from ptycho.iterative.streaming import estimate_folds, global_estimate
 

@@ -57,6 +57,8 @@ def test_ragged_last_batch_and_positions(trained, tmp_path):
     # the passes each fold's input estimate ran (held-out continuation), as the result reports them
     assert provenance["estimate_passes"] == list(result.estimate_passes) and len(result.estimate_passes) == 2
     assert all(1 <= k <= 40 for k in result.estimate_passes)
+    assert provenance["estimate_passes_run"] == list(result.estimate_passes_run)
+    assert all(k <= run <= 40 for k, run in zip(result.estimate_passes, result.estimate_passes_run))
 
 
 def test_stage_times_account_for_the_whole_call(trained, tmp_path, monkeypatch):
