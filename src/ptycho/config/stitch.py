@@ -49,14 +49,24 @@ class StitchConfig(StrictModel):
         ConfigError
             If ``crop > N``.
         """
-        M = self.crop if self.crop is not None else max(1, N // 2)
+        return self.crop_choice(N, spacing_px, probe_diameter_px)[0]
+
+    def crop_choice(self, N: int, spacing_px: float | None = None,
+                    probe_diameter_px: float | None = None) -> tuple[int, str]:
+        """:meth:`crop_size` and what set it: ``"stitch.crop"``, ``"N/2"``, ``"probe diameter"``
+        or ``"scan spacing"`` (raises as :meth:`crop_size`)."""
+        M, source = (self.crop, "stitch.crop") if self.crop is not None else (max(1, N // 2), "N/2")
         if self.crop is None and probe_diameter_px is not None and math.isfinite(probe_diameter_px):
-            M = max(1, min(M, math.ceil(probe_diameter_px)))
+            lit = max(1, math.ceil(probe_diameter_px))
+            if lit < M:
+                M, source = lit, "probe diameter"
         if self.crop is None and spacing_px is not None and math.isfinite(spacing_px):
-            M = min(N, max(M, math.ceil(spacing_px) + CROP_SPACING_MARGIN_PX))
+            spaced = min(N, math.ceil(spacing_px) + CROP_SPACING_MARGIN_PX)
+            if spaced > M:
+                M, source = spaced, "scan spacing"
         if M > N:
             raise ConfigError(f"stitch.crop: {M} is larger than the patch size N={N}; use 1 ≤ `stitch.crop` ≤ {N}")
-        return M
+        return M, source
 
     def method_for(self, C: int) -> str:
         """The method used for patches of ``C`` members per group (``auto`` resolved)."""

@@ -113,16 +113,6 @@ def recorded_probe_diameter(pf: PatchesFile) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else None
 
 
-def crop_source(config: StitchConfig, M: int, N: int, probe_diameter: float | None) -> str:
-    """What set the crop side ``M`` (:meth:`~ptycho.config.stitch.StitchConfig.crop_size`)."""
-    if config.crop is not None:
-        return "stitch.crop"
-    unspaced = N // 2 if probe_diameter is None else min(N // 2, math.ceil(probe_diameter))
-    if M > unspaced:
-        return "scan spacing"
-    return "probe diameter" if M < N // 2 else "N/2"
-
-
 def stitch_patches(pf: PatchesFile, config: StitchConfig, progress: Progress | None = None) -> StitchedObject:
     """Place the central ``M×M`` crop of every patch of ``pf`` (read ``stitch.chunk_groups`` groups
     at a time) on one canvas and overlap-average them; with method ``lsq`` refine the average by
@@ -136,7 +126,7 @@ def stitch_patches(pf: PatchesFile, config: StitchConfig, progress: Progress | N
         Positions spanning more than ``MAX_CANVAS_PX`` pixels (not in object pixels).
     """
     spacing, diameter = scan_spacing_px(pf.x, pf.y), recorded_probe_diameter(pf)
-    M = config.crop_size(pf.N, spacing, diameter)
+    M, source = config.crop_choice(pf.N, spacing, diameter)
     s, delta = crop_geometry(pf.N, M)
     ox, oy, H, W = canvas_extent(pf.x + delta, pf.y + delta, M)
     if H * W > MAX_CANVAS_PX:
@@ -158,7 +148,7 @@ def stitch_patches(pf: PatchesFile, config: StitchConfig, progress: Progress | N
         cx, cy = (pf.x.reshape(-1) + delta - ox), (pf.y.reshape(-1) + delta - oy)
         values = lsq_refine(values, num, den, cx, cy, M, config.lsq_iterations)
     obj = np.where(support, values, 0).astype(np.complex64)
-    return StitchedObject(obj, support, ox, oy, M, crop_source(config, M, pf.N, diameter), delta, spacing, diameter,
+    return StitchedObject(obj, support, ox, oy, M, source, delta, spacing, diameter,
                           method)
 
 
