@@ -294,7 +294,7 @@ def test_importer_hook_adds_a_format(invoke, sim32, tmp_path):
     assert listing["clashes"] == [{"plugin": "beamline-plugin", "kind": "importer", "name": "cxi",
                                    "provided_by": "builtin.import_data"}]
     builtin = next(p for p in listing["plugins"] if p["name"] == "builtin.import_data")
-    assert builtin["provides"]["importers"] == ["ptycho", "ptychodus", "ptychopinn-npz", "tike-npz", "cxi"]
+    assert builtin["provides"]["importers"] == ["ptycho", "ptychodus", "ptychopinn-npz", "tike-npz", "ptychi-npz", "cxi"]
     result = invoke("import", tmp_path / "beam.h5", "--out", tmp_path / "c.h5", "--format", "nosuch")
     assert result.exit_code == 2 and "import.format: unknown importer 'nosuch'" in result.output
 

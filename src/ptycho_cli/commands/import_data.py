@@ -21,7 +21,7 @@ Opt = typer.Option
 
 def import_command(
     ctx: typer.Context,
-    source: Annotated[Path, typer.Argument(metavar="SRC", help="CXI, tike NPZ, PtychoPINN NPZ, Ptychodus product "
+    source: Annotated[Path, typer.Argument(metavar="SRC", help="CXI, tike or pty-chi NPZ, PtychoPINN NPZ, Ptychodus product "
                                            "(or workflow folder), or a ptycho dataset.", show_default=False)],
     out: Annotated[Path, Opt("--out", "-o", help="Canonical dataset to write (.h5, or .npz for small data).")],
     fmt: Annotated[Optional[str], Opt("--format", help="Importer name (default: recognised from the file; "
@@ -50,7 +50,8 @@ def import_command(
     """Convert another tool's scan into a ptycho dataset, recording every conversion in its metadata.
 
     Detects the format, puts the zero frequency at the centre (refusing when it cannot tell:
-    give --dc), converts positions to object pixels (metres ÷ λz/(N·dx_detector)), keeps every
+    give --dc), turns flipped or transposed CXI detectors (basis_vectors) into ptycho's frame,
+    converts positions to object pixels (metres ÷ λz/(N·dx_detector)), keeps every
     probe mode (a mixed-state probe (K, N, N)), turns the file's detector mask
     into valid pixels, masks hot and dead pixels it finds, and crops or bins larger patterns.
     Prints what it did. Bad input exits with code 3 and writes nothing.
@@ -60,6 +61,8 @@ def import_command(
       ptycho import scan.cxi --out scan.h5
 
       ptycho import tike_arrays.npz --out scan.h5 --photon-energy-ev 8800 --detector-distance-m 2
+
+      ptycho import ptychi_arrays.npz --out scan.h5
 
       ptycho import scan.cxi --out scan64.h5 --N 64 --reduce bin --mask beamstop.npy
 

@@ -15,7 +15,7 @@ __all__ = ["ImportedScan", "builtin_importer_specs", "probe_modes_of"]
 
 def builtin_importer_specs() -> list[ImporterSpec]:
     """Sniffed in this order: ptycho's own formats first, then the foreign ones."""
-    from ptycho.io.importers import cxi, ours, tike
+    from ptycho.io.importers import cxi, ours, ptychi, tike
 
     return [
         ImporterSpec("ptycho", ours.sniff_canonical, ours.read_canonical,
@@ -27,6 +27,9 @@ def builtin_importer_specs() -> list[ImporterSpec]:
         ImporterSpec("tike-npz", tike.sniff_tike, tike.read_tike,
                      "tike arrays: data (DC at corner), scan (window corners, row/column), probe modes",
                      (".npz",)),
+        ImporterSpec("ptychi-npz", ptychi.sniff_ptychi, ptychi.read_ptychi,
+                     "pty-chi arrays: data (DC centred), positions_px ((y, x) pixels from its object origin), "
+                     "probe (OPR, K, n, n), pixel_size_m", (".npz",)),
         ImporterSpec("cxi", cxi.sniff_cxi, cxi.read_cxi,
                      "CXI 1.6: entry_1/data_1/data, sample translation in m, detector, source energy, mask",
                      (".cxi", ".h5")),

@@ -21,9 +21,11 @@ path                                            meaning (CXI: SI units, no excep
 
 Ptychodus 1.7 takes any non-zero mask value as bad; here, following the CXI specification, the two
 bits that describe good pixels do not make a pixel invalid (``tests/test_import.py`` checks the
-rest against Ptychodus' own CXI readers). Not applied: the detector's ``basis_vectors`` /
-``corner_position`` (patterns are used as stored, rows first) and any sign convention of the
-translation beyond Ptychodus' (x → columns, y → rows).
+rest against Ptychodus' own CXI readers). The detector's ``basis_vectors`` are applied (axis flips
+and transposes into ptycho's frame, rows +y and columns +x; anything else is refused) and the
+sample's ``orientation`` is checked and recorded: :mod:`ptycho.io.importers.cxi_geometry`. Not
+applied: the detector's ``corner_position`` (the zero frequency is found in the patterns) and any
+sign convention of the translation beyond Ptychodus' (x → columns, y → rows).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import numpy as np
 
 from ptycho.errors import DataError
 from ptycho.io.atomic import one_line
+from ptycho.io.importers.cxi_geometry import Orientation, OrientedPatterns, detector_orientation, sample_orientation
 from ptycho.io.importers.record import ImportedScan, probe_modes_of
 
 __all__ = ["CXI_NOT_DEFECTS", "read_cxi", "sniff_cxi"]
@@ -76,7 +79,8 @@ def _complex(raw: np.ndarray) -> np.ndarray:
     return raw
 
 
-def _valid_pixels(f: h5py.File, where: str, conversions: list[str]) -> np.ndarray | None:
+def _valid_pixels(f: h5py.File, where: str, conversions: list[str],
+                  orientation: Orientation | None) -> np.ndarray | None:
     key = f"{DETECTOR}/mask"
     if key not in f:
         return None
@@ -88,7 +92,24 @@ def _valid_pixels(f: h5py.File, where: str, conversions: list[str]) -> np.ndarra
         bad = bad.any(axis=0)
         conversions.append("per-frame CXI masks combined (a pixel bad in any frame is invalid)")
     conversions.append(f"CXI mask bit field → valid pixels ({int(bad.sum())} invalid)")
-    return ~bad
+    return ~bad if orientation is None else orientation.apply(~bad)
+
+
+def _orientation(f: h5py.File, where: str, conversions: list[str]) -> tuple[Orientation | None, dict[str, Any]]:
+    """The detector's orientation (None: used as stored) and what the metadata record of it and
+    of the sample's orientation."""
+    geometry: dict[str, Any] = {}
+    orientation = detector_orientation(f, where)
+    if orientation is not None:
+        conversions.append(orientation.describe())
+        geometry["detector_orientation"] = orientation.record()
+        orientation = None if orientation.identity else orientation
+    sample = sample_orientation(f, where)
+    if sample is not None:
+        geometry["sample_orientation"] = sample
+        conversions.append(f"CXI sample orientation: sample x along {sample['sample_x']}, y along {sample['sample_y']} "
+                           "(recorded; the translations are lab-frame, the object is reconstructed in the lab frame)")
+    return orientation, geometry
 
 
 def _read_open(f: h5py.File, where: str) -> ImportedScan:
@@ -103,6 +124,7 @@ def _read_open(f: h5py.File, where: str) -> ImportedScan:
     if translation.ndim != 2 or translation.shape[1] < 2:
         raise DataError(f"{where}: '{t_key}' has shape {translation.shape}; expected (M, 3) x, y, z in metres")
     conversions = [f"positions from {t_key} (x, y in metres)"]
+    orientation, geometry = _orientation(f, where, conversions)
     energy_j = _scalar(f, "entry_1/instrument_1/source_1/energy", where)
     if energy_j is not None:
         conversions.append("photon energy J → eV")
@@ -112,8 +134,9 @@ def _read_open(f: h5py.File, where: str) -> ImportedScan:
     probe_key = next((k for k in PROBE_PATHS if isinstance(f.get(k), h5py.Dataset)), None)
     probe = None if probe_key is None else probe_modes_of(_complex(f[probe_key][()]), where, conversions)
     return ImportedScan(
-        patterns=patterns, format="cxi", dc=None, x_m=translation[:, 0].copy(), y_m=translation[:, 1].copy(),
-        probe=probe, mask=_valid_pixels(f, where, conversions),
+        patterns=patterns if orientation is None else OrientedPatterns(patterns, orientation), format="cxi",
+        dc=None, x_m=translation[:, 0].copy(), y_m=translation[:, 1].copy(),
+        probe=probe, mask=_valid_pixels(f, where, conversions, orientation), metadata=geometry,
         photon_energy_eV=None if energy_j is None else energy_j / ELECTRON_VOLT_J,
         detector_distance_m=_scalar(f, f"{DETECTOR}/distance", where), detector_pixel_m=width or height,
         conversions=conversions, closer=f.close,
