@@ -46,7 +46,7 @@ COMMAND_FLAGS: dict[str, dict[str, str]] = {
         "export.detector_distance_m": "--detector-distance-m", "export.pixel_size_m": "--pixel-size-m",
         "export.probe_pixel_size_m": "--probe-pixel-size-m", "export.probe_photon_count": "--probe-photon-count",
         "export.exposure_time_s": "--exposure-time-s", "export.name": "--name", "export.comments": "--comments",
-        "export.with_diffraction": "--with-diffraction",
+        "export.with_diffraction": "--with-diffraction", "export.probe": "--probe",
     },
     "import": {
         "import.format": "--format", "import.dc": "--dc", "import.N": "--N", "import.reduce": "--reduce",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -30,4 +31,6 @@ class ExportConfig(StrictModel):
     probe_photon_count: float | None = Field(default=None, ge=0, description="default: Σ|P|² of the probe")
     mass_attenuation_m2_per_kg: float = Field(default=0.0, ge=0)
     tomography_angle_deg: float = 0.0
+    probe: Path | None = Field(default=None, description="probe file to export instead of the result's (a dataset, "
+                               "PtychoPINN NPZ, Ptychodus product or <stem>.probe.npz), as it is")
     with_diffraction: bool = Field(default=False, description="also write Ptychodus' diffraction.h5 beside it")

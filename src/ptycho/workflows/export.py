@@ -1,10 +1,14 @@
 """``export-ptychodus``: a stitched object, a dataset and (optionally) a model → a Ptychodus product.
 
 * **Object** — the object file's array, unchanged, as the product's one layer.
-* **Probe** — every incoherent mode (Ptychodus ``(1, K, N, N)``) of the bundle's trained probe
-  when the model learnt it (``config.json`` ``model.probe_trainable``), else of the dataset's; with a model, times ``√scale_correction``
-  (``scale.json``), since the PINN multiplies predicted counts by that scale. Probe and patterns
-  must be ``N×N`` alike.
+* **Probe** — every incoherent mode (Ptychodus ``(1, K, N, N)``) of, in this order: the file
+  ``export.probe`` (any probe file ``load_probe`` reads, exported as it is); with a model, the
+  bundle's trained probe when the model learnt it (``config.json`` ``model.probe_trainable``,
+  set by ``train.refine_probe`` too), else the dataset's, times ``√scale_correction``
+  (``scale.json``), since the PINN multiplies predicted counts by that scale; without a model, the
+  refined probe an iterative result records (``metadata["refined_probe"]``, its
+  ``<stem>.probe.npz`` beside the object file; a missing file is an error, never a silent
+  fallback), else the dataset's. Probe and patterns must be ``N×N`` alike.
 * **Positions** — the refined ones the object file records (``iterative.refine_positions``
   in ``ptycho iterative``, or ``stitch`` of patches inferred at refined positions), else the
   dataset's; global object pixels → relative to the object file's origin →
@@ -99,7 +103,8 @@ def export_ptychodus(config: ExportConfig, object_path: Path, dataset_path: Path
     out, object_path, dataset_path = check_output_file(out), Path(object_path), Path(dataset_path)
     fmt = product_format(out, config.format)
     outputs = [out, config_path_for(out), *([out.with_name(DIFFRACTION_FILE)] if config.with_diffraction else [])]
-    inputs = {"object": object_path, **dataset_inputs(dataset_path), **(bundle_inputs(model_dir) if model_dir else {})}
+    inputs = {"object": object_path, **dataset_inputs(dataset_path), **(bundle_inputs(model_dir) if model_dir else {}),
+              **({"probe": Path(config.probe)} if config.probe is not None else {})}
     refuse_overwriting_inputs(outputs, inputs, "export-ptychodus")
     image = read_object(object_path)
     ds = load_dataset(dataset_path, check_bounds="off")
@@ -154,7 +159,7 @@ def build_product(config: ExportConfig, image: ObjectImage, ds: Dataset, physics
     global_x, global_y, positions_source = scan_positions(image, ds, object_path)
     x, y, windows_outside = relative_positions(image, ds, object_path, global_x, global_y)  # reported, not
     # an error: a stitched object covers the central crops, so edge windows reach past it by design
-    probe, probe_source = export_probe(ds, model_dir)
+    probe, probe_source = export_probe(ds, model_dir, image, object_path, config.probe)
     epochs, losses = export_losses(model_dir)
     dx = physics["pixel_size_m"]
     probe_dx = config.probe_pixel_size_m or dx

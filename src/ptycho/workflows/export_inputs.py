@@ -115,14 +115,60 @@ def relative_positions(image: ObjectImage, ds: Dataset, object_path: Path, x: np
     return x, y, int(outside.sum())
 
 
-def export_probe(ds: Dataset, model_dir: Path | None) -> tuple[np.ndarray, str]:
-    """The probe to export and where it came from (module docstring of :mod:`ptycho.workflows.export`)."""
-    probe, source = np.asarray(ds.probe, np.complex64), "dataset"
+def export_probe(ds: Dataset, model_dir: Path | None, image: ObjectImage | None = None,
+                 object_path: Path | None = None, override: Path | None = None) -> tuple[np.ndarray, str]:
+    """The probe to export and where it came from (module docstring of :mod:`ptycho.workflows.export`):
+    ``override`` (``export.probe``), else the model's, else the refined probe the object file
+    records (``ptycho iterative`` with ``iterative.probe_update``), else the dataset's."""
+    if override is not None:
+        from ptycho.io.datasets import load_probe
+
+        return _matching(load_probe(override), ds, Path(override), "probe"), f"file {override} (export.probe)"
     if model_dir is None:
-        return probe, source
+        refined = None if image is None or object_path is None else result_probe(image, Path(object_path), ds)
+        return refined or (np.asarray(ds.probe, np.complex64), "dataset")
+    return _model_probe(ds, Path(model_dir))
+
+
+def _matching(probe: np.ndarray, ds: Dataset, path: Path, what: str) -> np.ndarray:
+    """``probe`` as complex64 if it is ``N×N`` like the dataset's patterns (DataError otherwise)."""
+    if probe.shape[-2:] != (ds.N, ds.N):
+        raise DataError(f"{path}: {what} is {probe.shape[-2]}×{probe.shape[-1]} but the dataset's patterns are "
+                        f"{ds.N}×{ds.N}; it does not belong to this dataset")
+    return np.asarray(probe, np.complex64)
+
+
+def result_probe(image: ObjectImage, object_path: Path, ds: Dataset) -> tuple[np.ndarray, str] | None:
+    """The refined probe beside an iterative result (``metadata["refined_probe"]``, or for object
+    files written before that key, ``<stem>.probe.npz`` when the run updated the probe), None
+    when the result did not refine one.
+
+    Raises
+    ------
+    DataError
+        The result records a refined probe but its file is missing or does not fit the dataset.
+    """
+    from ptycho.io.datasets import load_probe
+
+    meta = image.metadata
+    name = meta.get("refined_probe")
+    options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
+    if name is None and meta.get("created_by") == "ptycho iterative" and options.get("probe_update"):
+        name = f"{object_path.stem}.probe.npz"
+    if not name:
+        return None
+    path = object_path.with_name(str(name))
+    if not path.is_file():
+        raise DataError(f"{object_path}: the result refined its probe ({name}) but {path} is missing; set "
+                        f"{field('export.probe')} to the probe file to export (the dataset, to export its probe)")
+    return _matching(load_probe(path), ds, path, "refined probe"), f"result (refined, {path.name})"
+
+
+def _model_probe(ds: Dataset, model_dir: Path) -> tuple[np.ndarray, str]:
+    """The bundle's trained probe if the model learnt it (else the dataset's), times √scale_correction."""
     from ptycho.models.bundle import bundle_file, read_bundle_json
 
-    model_dir = Path(model_dir)
+    probe, source = np.asarray(ds.probe, np.complex64), "dataset"
     if not bundle_file(model_dir, "config.json").is_file():
         raise DataError(f"{model_dir}: not a model bundle (no config.json); pass the folder written by `ptycho train`")
     config = read_bundle_json(bundle_file(model_dir, "config.json"))

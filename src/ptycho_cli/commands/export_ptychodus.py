@@ -20,6 +20,9 @@ def export_ptychodus_command(
     dataset: Annotated[Path, Opt("--dataset", "-d", help="The dataset the object was reconstructed from (positions, probe, metadata).", show_default=False)],
     out: Annotated[Path, Opt("--out", "-o", help="Output product: .h5 (HDF5) or .npz; DIR/product.h5 for a workflow directory.")],
     model: Annotated[Optional[Path], Opt("--model", "-m", help="Model bundle: trained probe (if learnt) and loss curve.")] = None,
+    probe: Annotated[Optional[Path], Opt("--probe", metavar="FILE", show_default=False, help="Probe to export (any file "
+                     "`simulate --probe file:` reads) instead of the result's: the model's trained probe, the refined "
+                     "OBJECT.probe.npz of `ptycho iterative --probe-update`, else the dataset's.")] = None,
     fmt: Annotated[Optional[str], Opt("--format", help="h5 or npz (default: from the suffix).")] = None,
     photon_energy_ev: Annotated[Optional[float], Opt("--photon-energy-ev", help="Photon energy in eV (default: dataset metadata).")] = None,
     detector_distance_m: Annotated[Optional[float], Opt("--detector-distance-m", help="Sample–detector distance in m (default: dataset metadata).")] = None,
@@ -40,6 +43,8 @@ def export_ptychodus_command(
 
     Writes PRODUCT (.h5 or .npz, readable by Ptychodus) and PRODUCT.config.yaml; with --with-diffraction also diffraction.h5 beside it, so that DIR/product.h5 + DIR/diffraction.h5 is a Ptychodus workflow directory (which ptycho reads back as a dataset).
 
+    The probe written is the result's own: a model's trained (refined) probe, or the refined OBJECT.probe.npz beside an iterative result; else the dataset's. --probe FILE overrides it; the summary says which was written.
+
     Photon energy, detector distance and pixel size come from the flags, else the dataset metadata; a value known from neither is an error (exit code 3) naming the flag.
 
     Examples:
@@ -49,6 +54,10 @@ def export_ptychodus_command(
       ptycho export-ptychodus object.h5 --dataset data.h5 --out scan.npz --photon-energy-ev 8000 --detector-distance-m 2 --pixel-size-m 1e-8
 
       ptycho export-ptychodus object.npz --dataset data.h5 --out run1/product.h5 --with-diffraction
+
+      ptycho export-ptychodus rpie.npz --dataset data.h5 --out product.h5     # rpie.probe.npz, if refined
+
+      ptycho export-ptychodus object.h5 --dataset data.h5 --out product.h5 --probe other.probe.npz
     """
     from ptycho.config.export import ExportConfig
     from ptycho_cli.config_io import resolve_config
@@ -61,7 +70,7 @@ def export_ptychodus_command(
             "format": fmt, "photon_energy_eV": photon_energy_ev, "detector_distance_m": detector_distance_m,
             "pixel_size_m": pixel_size_m, "probe_pixel_size_m": probe_pixel_size_m,
             "probe_photon_count": probe_photon_count, "exposure_time_s": exposure_time_s, "name": name,
-            "comments": comments, "with_diffraction": True if with_diffraction else None,
+            "comments": comments, "with_diffraction": True if with_diffraction else None, "probe": probe,
         }
         cfg = resolve_config(ExportConfig, "export", files=config or (), sets=set_ or (), flags=flags,
                              sections=ctx.obj.config_sections())

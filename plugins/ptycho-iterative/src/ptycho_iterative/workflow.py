@@ -4,7 +4,8 @@ The object is written in the object-file format of ``ptycho stitch``
 (:func:`ptycho.io.objects.write_object`), so ``ptycho evaluate OBJECT --truth DATASET`` scores it
 like any reconstruction. Beside it: ``<stem>.config.yaml`` (the resolved options, reusable with
 ``--config``), amplitude/phase PNGs, and with ``probe_update`` the refined probe
-``<stem>.probe.npz`` (key ``probe``, every mode, usable as ``ptycho simulate --probe file:…``).
+``<stem>.probe.npz`` (key ``probe``, every mode, usable as ``ptycho simulate --probe file:…``;
+its name recorded as ``metadata["refined_probe"]``, so ``export-ptychodus`` exports it).
 With ``refine_positions`` the object file carries the refined positions (``positions_*``, read by
 ``export-ptychodus``; docs/positions.md#outputs) and ``<stem>.refinement.png`` shows the shifts and
 the probe modes.
@@ -101,8 +102,10 @@ def run_iterative(
             ds.close()
     metadata = _object_metadata(config, result, source=source, n_patterns=n_patterns, N=N, invalid=invalid,
                                 x0=x0, y0=y0, fingerprint=fingerprint)
-    write_object(out, result.object_image(metadata))
     paths = output_paths(out)
+    if config.probe_update:  # export-ptychodus exports this probe, not the dataset's
+        metadata["refined_probe"] = paths["probe"].name
+    write_object(out, result.object_image(metadata))
     config_path = write_resolved_config(out, "iterative", config)
     probe_path = save_npz_arrays(paths["probe"], {"probe": result.probe}) if config.probe_update else None
     amp_path = phase_path = refinement_path = None
