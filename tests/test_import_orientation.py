@@ -89,14 +89,14 @@ def test_other_detector_geometries_are_refused(invoke, sim32, tmp_path, basis, w
     expect_refusal(invoke("import", tmp_path / "skew.cxi", "--out", out), out, *words)
 
 
-def ptychi_npz(path, sim, with_object=True):
+def ptychi_npz(path, sim, with_object=True, **extra):
     """One of our datasets in pty-chi's example layout (src/ptycho/io/importers/ptychi.py)."""
     from ptycho.io.importers.ptychi import ptychi_origin
 
     with load_dataset(sim) as ds:
         oy, ox = ptychi_origin(ds.object.shape) if with_object else (0.0, 0.0)
         arrays = {"data": ds.read_patterns(), "positions_px": np.stack([ds.y - oy, ds.x - ox], axis=1),
-                  "probe": np.asarray(ds.probe)[None, None], "pixel_size_m": np.float64(2.0**-24)}
+                  "probe": np.asarray(ds.probe)[None, None], "pixel_size_m": np.float64(2.0**-24), **extra}
         if with_object:
             arrays["object"] = ds.object[None]
         np.savez(path, **arrays)
@@ -122,10 +122,13 @@ def test_ptychi_layout_round_trip_is_the_original_dataset(invoke, sim32, tmp_pat
 
 
 def test_ptychi_without_object_starts_at_pixel_zero(invoke, sim32, tmp_path):
-    ptychi_npz(tmp_path / "bare.npz", sim32, with_object=False)
+    ptychi_npz(tmp_path / "bare.npz", sim32, with_object=False, wavelength_m=np.float64(1.5e-10),
+               free_space_propagation_distance_m=np.float64(np.inf))  # far field: no distance known
     result = invoke("import", tmp_path / "bare.npz", "--out", tmp_path / "bare.h5")
     assert result.exit_code == 0, result.output
     with load_dataset(sim32) as a, load_dataset(tmp_path / "bare.h5") as b:
+        assert b.metadata["photon_energy_eV"] == pytest.approx(12398.419843320026 / 1.5, rel=1e-12)
+        assert "detector_distance_m" not in b.metadata and b.metadata["pixel_size_m"] == 2.0**-24
         assert b.x.min() == b.y.min() == 15.5  # the first window's centre: (N-1)/2
         np.testing.assert_allclose(b.x - b.x.min(), a.x - a.x.min(), rtol=0, atol=1e-12)
         np.testing.assert_allclose(b.y - b.y.min(), a.y - a.y.min(), rtol=0, atol=1e-12)

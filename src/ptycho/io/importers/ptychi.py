@@ -37,12 +37,11 @@ import numpy as np
 from ptycho.data.coercion import coerce_array, coerce_mask, reduce_leading
 from ptycho.errors import DataError
 from ptycho.io.importers.record import ImportedScan, probe_modes_of
+from ptycho.io.ptychodus.product import HC_EV_M
 
 __all__ = ["PTYCHI_KEYS", "ptychi_origin", "read_ptychi", "sniff_ptychi"]
 
 PTYCHI_KEYS = {"data", "positions_px"}
-HC_EV_M = 12398.419843320026e-10
-"""Planck constant × speed of light, eV·m (photon energy = hc/λ)."""
 
 
 def sniff_ptychi(path: Any) -> bool:
@@ -65,16 +64,18 @@ def ptychi_origin(shape: tuple[int, ...]) -> tuple[float, float]:
 
 
 def _scalar(npz: Any, key: str) -> float | None:
-    """A positive finite number at ``key``, None when absent or not finite (pty-chi's ``inf``)."""
+    """A positive number at ``key``, None when absent or ``inf`` (pty-chi's far-field distance)."""
     value = npz.optional(key, np.float64)
     if value is None:
         return None
     if np.size(value) != 1:
         raise DataError(f"{npz.where}: key '{key}' has shape {np.shape(value)}; expected one number")
     value = float(np.ravel(value)[0])
-    if np.isfinite(value) and value <= 0:
+    if value == np.inf:
+        return None
+    if not np.isfinite(value) or value <= 0:
         raise DataError(f"{npz.where}: key '{key}' = {value:g}; expected a positive number")
-    return value if np.isfinite(value) else None
+    return value
 
 
 def read_ptychi(path: Any) -> ImportedScan:
@@ -85,8 +86,8 @@ def read_ptychi(path: Any) -> ImportedScan:
         where = npz.where
         data = npz.array("data", np.float32)
         positions = npz.array("positions_px", np.float64)
-        if data.ndim != 3:
-            raise DataError(f"{where}: key 'data' has shape {data.shape}; expected (M, n, n) intensities")
+        if data.ndim != 3 or len(data) == 0:
+            raise DataError(f"{where}: key 'data' has shape {data.shape}; expected (M, n, n) intensities, M ≥ 1")
         if positions.ndim != 2 or positions.shape[1] != 2 or len(positions) != len(data):
             raise DataError(f"{where}: inconsistent shapes: {len(data)} patterns in 'data' but 'positions_px' has "
                             f"shape {positions.shape}; expected ({len(data)}, 2) (y, x) pixels")
