@@ -52,6 +52,8 @@ def test_ragged_last_batch_and_positions(trained, tmp_path):
         np.testing.assert_allclose(data["y"], ds.y[data["index"]], atol=1e-9)
     provenance = json.loads(attrs["provenance"])
     assert provenance["model"].endswith("model") and provenance["dataset_fingerprint"]
+    # trained with the dataset's probe and no mask: the new scan's probe, and no mask
+    assert (provenance["probe"], provenance["mask"]) == (result.probe, result.mask) == ("dataset", "none")
     with load_dataset(trained / "test.h5") as ds:  # what stitch's default crop follows
         assert provenance["probe_diameter_px"] == pytest.approx(effective_diameter_px(np.asarray(ds.probe)))
     # the passes each fold's input estimate ran (held-out continuation), as the result reports them

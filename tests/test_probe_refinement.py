@@ -104,6 +104,7 @@ def test_iterative_initialisation_recovers_the_probe_and_infer_uses_it(scan, tmp
         assert overlap(g.probe, ds.probe) < 0.9
         assert overlap(refined, ds.probe) > 0.98
     assert bundle.data_info["probe_init_passes"] == 30
+    assert (bundle.probe_source.source, bundle.probe_source.file) == ("refined", str(guess))
 
     # infer's input estimate is made with the bundle's probe, never the dataset's stale one
     import ptycho.models.features as features
@@ -122,7 +123,8 @@ def test_iterative_initialisation_recovers_the_probe_and_infer_uses_it(scan, tmp
         stale = ds.probe * np.sqrt(probe_energy(ds.probe) / probe_energy(g.probe))
         save_dataset(tmp_path / "stale.npz", type(ds)(ds.read_patterns(), ds.x, ds.y, g.probe * np.sqrt(
             probe_energy(ds.probe) / probe_energy(g.probe)), ds.object))
-    infer(InferConfig(), tmp_path / "model", tmp_path / "stale.npz", tmp_path / "patches.h5")
+    result = infer(InferConfig(), tmp_path / "model", tmp_path / "stale.npz", tmp_path / "patches.h5")
+    assert result.probe == f"model: refined in training (from file {guess})"
     assert overlap(seen["probe"], refined) == pytest.approx(1.0, abs=1e-6)
     assert probe_energy(seen["probe"]) == pytest.approx(probe_energy(stale), rel=GAUGE_RTOL)
 

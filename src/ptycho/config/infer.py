@@ -17,10 +17,11 @@ class InferConfig(PositionRefinementOptions):
     n_groups: int | None = Field(default=None, gt=0, description="default: one group per position")
     dose_tolerance: float = Field(default=2.0, gt=1, description="largest photon-scale ratio accepted")
     jit: bool = Field(default=False, description="XLA-compile the forward pass (off: faster on the CPU, benchmarks/RESULTS.md)")
-    mask: Path | None = Field(default=None, description="valid-pixel mask file replacing the dataset's mask")
+    mask: Path | None = Field(default=None, description="valid-pixel mask file replacing the dataset's mask "
+                                                        "(default: the dataset's; without one, the bundle's training mask)")
     probe_file: str | None = Field(
         default=None, description="make the input with this probe (any file a file: probe accepts) instead of the "
-                                  "bundle's refined one or the dataset's")
+                                  "bundle's (trained from a probe file or refined) or the dataset's")
     refine_positions: bool = Field(
         default=False, description="refine the new scan's positions (bounded sub-pixel offsets, mean shift removed) "
                                    "in rPIE passes with the bundle's probe before the input estimate; groups, input "

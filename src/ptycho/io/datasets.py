@@ -23,7 +23,7 @@ from ptycho.io.h5 import H5_SUFFIXES, read_h5, write_h5
 from ptycho.io.legacy import LEGACY_FORMAT, read_ptychopinn_npz, write_ptychopinn_npz
 from ptycho.io.npz import NpzReader, read_npz, write_npz
 
-__all__ = ["SAVE_FORMATS", "dataset_inputs", "load_dataset", "load_mask", "load_probe", "save_dataset"]
+__all__ = ["SAVE_FORMATS", "check_mask_fits", "dataset_inputs", "load_dataset", "load_mask", "load_probe", "save_dataset"]
 
 NPZ_SUFFIXES = (".npz",)
 SAVE_FORMATS = ("h5", "npz", LEGACY_FORMAT)
@@ -119,7 +119,7 @@ def load_dataset(
         raise _unknown_suffix(path)
     if mask is not None:
         try:
-            ds.mask = load_mask(mask)
+            ds.mask = check_mask_fits(load_mask(mask), ds.N, mask_where=str(mask), data_where=str(path))
         except BaseException:
             ds.close()
             raise
@@ -255,6 +255,20 @@ def load_probe(path: str | os.PathLike[str]) -> np.ndarray:
     if not np.isfinite(probe).all():
         raise DataError(f"{path}: key 'probe' contains NaN or Inf values; expected finite numbers")
     return np.ascontiguousarray(probe)
+
+
+def check_mask_fits(mask: np.ndarray, N: int, *, mask_where: str, data_where: str) -> np.ndarray:
+    """``mask`` if it is ``(N, N)``, the pattern size of the dataset ``data_where``.
+
+    Raises
+    ------
+    DataError
+        Naming both shapes.
+    """
+    if mask.shape != (N, N):
+        raise DataError(f"{mask_where}: mask is {'×'.join(map(str, mask.shape))} but the patterns of {data_where} are "
+                        f"{N}×{N}; give a mask of the pattern size (True = measured pixel)")
+    return mask
 
 
 def load_mask(path: str | os.PathLike[str]) -> np.ndarray:

@@ -8,6 +8,7 @@
 ``optimizer.npz``    optimizer state, for resuming (``train(resume=True)``)
 ``positions.npz``    with ``train.refine_positions``: the refined training positions ``x``, ``y`` and the
                      dataset's ``x_initial``, ``y_initial``, (M,) float64 object pixels
+``mask.npy``         with a detector mask in training: the (N, N) bool valid pixels it excluded
 ``manifest.json``    format version, package versions, dataset fingerprint, file hashes (written last)
 ``loss.png``         the loss curves
 
@@ -35,6 +36,14 @@ from ptycho.io.atomic import atomic_output, one_line, write_json_atomic, write_t
 from ptycho.io.transaction import commit_files, committed_path, has_commit
 from ptycho.models.bundle_positions import POSITION_KEYS, POSITIONS_FILE, TrainingPositions
 from ptycho.models.bundle_positions import read_positions as read_positions_file
+from ptycho.models.bundle_sources import (
+    MASK_FILE,
+    TrainingMask,
+    TrainingProbe,
+    mask_from_config,
+    probe_from_config,
+    training_probe,
+)
 from ptycho.models.bundle_versions import BUNDLE_VERSION, upgraded_config
 from ptycho.models.history import History
 from ptycho.models.pinn import PINN, PhysicsSettings
@@ -43,7 +52,7 @@ from ptycho.registry import Components
 BUNDLE_FORMAT = "ptycho-model"
 MANIFEST = "manifest.json"
 REQUIRED_FILES = ("config.json", "model.weights.h5", "probe.npy", "scale.json", MANIFEST)
-OWNED_FILES = (*REQUIRED_FILES, "history.json", "optimizer.npz", POSITIONS_FILE, "config.yaml", "loss.png")
+OWNED_FILES = (*REQUIRED_FILES, "history.json", "optimizer.npz", POSITIONS_FILE, MASK_FILE, "config.yaml", "loss.png")
 """Every name a checkpoint may write; one a new checkpoint lacks is removed (no stale optimizer
 state, no loss curve of an earlier training)."""
 MESSAGE_LIMIT = 300
@@ -70,8 +79,11 @@ def all_finite(model: PINN) -> bool:
     return all(np.all(np.isfinite(v)) for v in values)
 
 
-def bundle_config(model: PINN, train_config: TrainConfig, data_info: dict[str, Any]) -> dict[str, Any]:
-    """The content of ``config.json``: everything needed to rebuild the network."""
+def bundle_config(model: PINN, train_config: TrainConfig, data_info: dict[str, Any],
+                  probe: TrainingProbe | None = None, mask: TrainingMask | None = None) -> dict[str, Any]:
+    """The content of ``config.json``: everything needed to rebuild the network, and where its probe
+    and mask came from (by default: refined when trainable, else the dataset's; no mask)."""
+    probe = probe or training_probe(model.config.probe_trainable, None)
     return {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,
@@ -85,6 +97,8 @@ def bundle_config(model: PINN, train_config: TrainConfig, data_info: dict[str, A
         },
         "train": train_config.model_dump(mode="json"),
         "data": data_info,
+        "probe": probe.to_json(),
+        "mask": (mask or TrainingMask()).to_json(),
     }
 
 
@@ -115,6 +129,8 @@ def save_bundle(
     optimizer_state: list[np.ndarray] | None = None,
     extra_files: dict[str, str] | None = None,
     positions: TrainingPositions | None = None,
+    probe: TrainingProbe | None = None,
+    mask: TrainingMask | None = None,
 ) -> Path:
     """Write a complete bundle to directory ``out``, replacing the one there all or nothing.
 
@@ -130,13 +146,17 @@ def save_bundle(
     positions : TrainingPositions, optional
         The refined training positions (``train.refine_positions``), written as ``positions.npz``;
         without them an earlier bundle's file is removed (it does not belong to this model).
+    probe : TrainingProbe, optional
+        Where the model's probe came from (default: refined when trainable, else the dataset's).
+    mask : TrainingMask, optional
+        The detector mask training excluded, written as ``mask.npy`` (default: none).
     """
     if not all_finite(model):
         raise ValueError("refusing to save a model with non-finite weights")
     out = Path(out)
 
     def write(staging: Path) -> list[str]:
-        write_json_atomic(staging / "config.json", bundle_config(model, train_config, data_info))
+        write_json_atomic(staging / "config.json", bundle_config(model, train_config, data_info, probe, mask))
         with atomic_output(staging / "model.weights.h5") as tmp:
             model.network.save_weights(str(tmp))
         _save_npy(staging / "probe.npy", model.probe.numpy().astype(np.complex64))
@@ -155,6 +175,9 @@ def save_bundle(
             with atomic_output(staging / POSITIONS_FILE) as tmp:
                 np.savez(tmp, **dict(zip(POSITION_KEYS, (positions.x, positions.y, positions.x0, positions.y0))))
             hashed.append(POSITIONS_FILE)
+        if mask is not None and mask.valid is not None:
+            _save_npy(staging / MASK_FILE, np.asarray(mask.valid, bool))
+            hashed.append(MASK_FILE)
         for name, text in (extra_files or {}).items():
             write_text_atomic(staging / name, text)
         write_json_atomic(staging / MANIFEST, _manifest(staging, hashed, history, data_info))
@@ -196,6 +219,10 @@ class Bundle:
     data_info: dict[str, Any]
     manifest: dict[str, Any]
     positions: TrainingPositions | None = None
+    probe_source: TrainingProbe = TrainingProbe("dataset")
+    """Where ``model.probe`` came from (``infer`` uses it unless it is the dataset's)."""
+    mask: TrainingMask = TrainingMask()
+    """The detector mask training excluded (``infer`` applies it to a scan without one)."""
 
     def optimizer_state(self) -> list[np.ndarray] | None:
         """The Adam state of the last checkpoint, or None if the manifest lists none."""
@@ -318,4 +345,8 @@ def load_bundle(path: Path, components: Components | None = None, *, verify: boo
         raise DataError(f"{files['scale.json']}: scale_correction is not a number ({_short(exc)})") from None
     history_path = files["history.json"]
     history = History.from_dict(read_bundle_json(history_path)) if history_path.is_file() else History()
-    return Bundle(path, model, train_config, history, config.get("data", {}), manifest, read_positions(path))
+    upgraded = upgraded_config(config)  # valid: _settings read it
+    probe_source = probe_from_config(upgraded, files["config.json"])
+    mask = mask_from_config(upgraded, files[MASK_FILE], physics.N, files["config.json"])
+    return Bundle(path, model, train_config, history, config.get("data", {}), manifest, read_positions(path),
+                  probe_source, mask)

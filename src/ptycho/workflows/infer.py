@@ -52,6 +52,12 @@ class InferResult:
     """The rPIE passes of each (fold's) global estimate the network read; empty without one."""
     estimate_passes_run: tuple[int, ...] = ()
     """The passes each estimate ran (the held-out continuation runs a few past the one it keeps)."""
+    probe: str = "dataset"
+    """The probe the input was made with: ``"dataset"``, ``"file …"`` or ``"model: …"`` (the bundle's;
+    :func:`~ptycho.workflows.infer_inputs.choose_probe`)."""
+    mask: str = "none"
+    """The detector mask used: ``"none"``, ``"dataset"``, ``"file …"`` or ``"model: …"`` (the bundle's
+    training mask; :func:`~ptycho.workflows.infer_inputs.choose_mask`)."""
 
     @property
     def patterns_per_second(self) -> float:
@@ -79,20 +85,6 @@ def check_compatible(dataset: Dataset, physics, tolerance: float) -> None:
                         f"at {physics.probe_photons:.3g} ({ratio:.3g}×); train a model at this dose")
     if not (1 / DOSE_WARNING <= ratio <= DOSE_WARNING):
         warnings.warn(f"{where}: photon scale differs from training by {ratio:.3g}×", stacklevel=2)
-
-
-def use_probe(dataset: Dataset, model, probe_file: str | None) -> None:
-    """Make the network's input with the right probe: a given file's, else the bundle's when it was
-    refined in training (the dataset's own probe is the stale guess then), else the dataset's; at the
-    dataset's photon gauge in every case."""
-    from ptycho.physics.probe import probe_energy
-    from ptycho.workflows.probe_setup import probe_from_file
-
-    if probe_file is not None:
-        dataset.probe = probe_from_file(probe_file, dataset)
-    elif model.config.probe_trainable:
-        refined = model.probe_variables.numpy()
-        dataset.probe = (refined * np.sqrt(probe_energy(dataset.probe) / probe_energy(refined))).astype(np.complex64)
 
 
 def warn_if_saturated(saturated: int, total: int, amplitude_max: float, out: Path) -> None:
@@ -154,6 +146,7 @@ def infer(
     from ptycho.models.bundle import bundle_inputs, load_bundle
     from ptycho.models.features import group_labels, input_estimate
     from ptycho.physics.probe import effective_diameter_px
+    from ptycho.workflows.infer_inputs import choose_mask, choose_probe
 
     t0 = time.perf_counter()
     out = check_output_file(out)
@@ -167,7 +160,8 @@ def infer(
         check_compatible(dataset, physics, config.dose_tolerance)
         n_patterns = dataset.n_patterns  # read while the file is open
         fingerprint = dataset.fingerprint()  # of the data as given: export-ptychodus pairs them by it
-        use_probe(dataset, model, config.probe_file)
+        probe_used = choose_probe(dataset, bundle, config.probe_file)
+        mask_used = choose_mask(dataset, bundle, config.mask)
         refined = refine_positions(dataset, config, trained.seed)
         groups = make_groups(dataset.x, dataset.y, physics.gridsize, n_groups=config.n_groups,
                              neighbors=trained.neighbors, oversample=trained.oversample, seed=trained.seed,
@@ -180,6 +174,7 @@ def infer(
                       "dataset": str(dataset_path), "dataset_fingerprint": fingerprint,
                       "object_fingerprint": dataset.object_fingerprint(),
                       "gridsize": physics.gridsize, "N": physics.N,
+                      "probe": probe_used, "mask": mask_used,
                       "probe_diameter_px": effective_diameter_px(np.asarray(dataset.probe)),
                       "estimate_passes": [] if estimate is None else list(estimate.passes),
                       "estimate_passes_run": [] if estimate is None else list(estimate.passes_run), **refined}
@@ -192,7 +187,8 @@ def infer(
     stages["io"] = total - sum(stages.values())
     return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize, total, network.seconds,
                        network.steady_groups, network.steady_seconds, stages, str(refined.get("positions", "dataset")),
-                       () if estimate is None else estimate.passes, () if estimate is None else estimate.passes_run)
+                       () if estimate is None else estimate.passes, () if estimate is None else estimate.passes_run,
+                       probe_used, mask_used)
 
 
 def stream_patches(model: PINN, dataset: Dataset, groups: Groups, estimate: GlobalEstimate | None, out: Path,

@@ -47,7 +47,25 @@ def probe_from_file(path: str | Path, dataset: Dataset) -> np.ndarray:
     power = probe_energy(probe)
     if not np.isfinite(power) or power <= 0:
         raise DataError(f"{path}: the probe has no energy")
-    return (probe * np.sqrt(probe_energy(dataset.probe) / power)).astype(np.complex64)
+    return at_photon_gauge(probe, probe_energy(dataset.probe))
+
+
+GAUGE_MATCH_RTOL = 1e-6
+"""A probe whose power is this close to the gauge's is already there (float32 rounding is ≈ 6e-8 per
+value): it is kept as it is, so a probe scaled once is never changed by scaling it again."""
+
+
+def at_photon_gauge(probe: np.ndarray, photons: float) -> np.ndarray:
+    """``probe`` (``(N, N)`` or ``(K, N, N)``, √counts) scaled so that ``Σ|P|² = photons``, complex64.
+
+    A probe already at that power (:data:`GAUGE_MATCH_RTOL`) is returned unscaled: the bundle's copy
+    of a file's probe, put at the gauge again by ``infer``, equals the file's probe put at the gauge
+    once, to the bit.
+    """
+    power = probe_energy(probe)
+    if abs(photons / power - 1.0) <= GAUGE_MATCH_RTOL:
+        return np.asarray(probe, np.complex64)
+    return (probe * np.sqrt(photons / power)).astype(np.complex64)
 
 
 def wants_refinement(requested: bool | None, dataset: Dataset) -> bool:

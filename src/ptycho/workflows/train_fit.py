@@ -114,16 +114,20 @@ def run_epochs(trainer: Trainer, history: History, data: TrainingData, dataset: 
     from ptycho.figures.loss import loss_figure
     from ptycho.io.config_file import resolved_config_text
     from ptycho.models.bundle import save_bundle
+    from ptycho.models.bundle_sources import training_mask, training_probe
     from ptycho.models.training import Diverged
 
     config = data.config
     resolved = {"config.yaml": resolved_config_text("train", config)}
+    probe = training_probe(data.model_config.probe_trainable, config.probe_file)  # what infer needs to know
+    mask = training_mask(config.mask, dataset.mask)
     epoch_batches, val_batches = batch_sources(data, dataset, estimate, distribution.cluster)
 
     def checkpoint(epoch: int, hist: History, report: bool = True) -> None:
         if distribution.is_chief:
             save_bundle(out, trainer.model, train_config=config, history=hist, data_info=data.info,
-                        optimizer_state=trainer.optimizer_state(), extra_files=resolved, positions=data.positions)
+                        optimizer_state=trainer.optimizer_state(), extra_files=resolved, positions=data.positions,
+                        probe=probe, mask=mask)
         if report and on_epoch:
             on_epoch(epoch, hist.to_dict())
 

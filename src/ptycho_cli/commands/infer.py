@@ -24,16 +24,20 @@ def infer_command(
     batch_size: Annotated[Optional[int], Opt("--batch-size", help="Groups per forward pass.", show_default=default_of(InferConfig, "batch_size"))] = None,
     n_groups: Annotated[Optional[int], Opt("--n-groups", help="Groups to reconstruct (default one per position).")] = None,
     jit: Annotated[Optional[bool], Opt("--jit/--no-jit", help="XLA-compile the forward pass.", show_default=False)] = None,
-    mask: Annotated[Optional[Path], Opt("--mask", help="Valid-pixel mask (True = measured) replacing the dataset's.")] = None,
+    mask: Annotated[Optional[Path], Opt("--mask", metavar="FILE", show_default=False,
+                                        help="Valid-pixel mask (True = measured) replacing the dataset's \\[default: "
+                                             "the dataset's mask; for a dataset without one, the mask the model "
+                                             "was trained with, if any].")] = None,
     probe: Annotated[Optional[Path], Opt("--probe", metavar="FILE", show_default=False,
-                                         help="Make the input with this probe [default: the bundle's when it was "
-                                              "refined in training, else the dataset's].")] = None,
+                                         help="Make the input with this probe \\[default: the model's when it was "
+                                              "trained with a probe file or a refined probe, else the "
+                                              "dataset's].")] = None,
     refine_positions: Annotated[Optional[bool], Opt(
         "--refine-positions/--no-refine-positions", show_default=False,
         help="Refine the scan's positions first: rPIE passes with the model's probe move each position by a bounded "
              "sub-pixel offset (mean shift removed; --set position_init_passes=40, position_max_shift_px=2). "
              "Groups, the network's input and the patches file use the refined positions, so stitch places "
-             "the patches there and export-ptychodus writes them [default: off].")] = None,
+             "the patches there and export-ptychodus writes them \\[default: off].")] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     quiet: Quiet = False,
@@ -43,7 +47,9 @@ def infer_command(
     """Reconstruct the object patch of every group member in one forward pass per batch.
 
     Groups are formed as in training (gridsize, neighbours, seed). The dataset is streamed,
-    so memory does not grow with its size.
+    so memory does not grow with its size. The probe and the detector mask come from the model
+    when it was trained with its own probe or a mask and the scan gives none; the summary and
+    the patches file's provenance say which were used.
 
     Examples:
 
@@ -75,6 +81,8 @@ def infer_command(
                 "groups": result.n_groups,
                 "gridsize": result.gridsize,
                 "positions": result.positions,
+                "probe": result.probe,
+                "mask": result.mask,
                 **({"estimate passes (kept / run)": " ".join(f"{k}/{r}" for k, r in zip(result.estimate_passes,
                                                                          result.estimate_passes_run))}
                    if result.estimate_passes else {}),

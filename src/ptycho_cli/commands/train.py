@@ -42,23 +42,25 @@ def train_command(
     refine_probe: Annotated[Optional[bool], Opt("--refine-probe/--no-refine-probe", show_default=False,
                                                 help="Refine the probe with the network (its own optimiser), after "
                                                      "--set probe_init_passes=K rPIE passes with probe update "
-                                                     "[default: on when the dataset marks its probe as a guess].")] = None,
+                                                     "\\[default: on when the dataset marks its probe as a guess].")] = None,
     probe: Annotated[Optional[Path], Opt("--probe", metavar="FILE", show_default=False,
                                          help="Start from this probe instead of the dataset's (a dataset, "
-                                              "PtychoPINN NPZ, Ptychodus product or .probe.npz).")] = None,
+                                              "PtychoPINN NPZ, Ptychodus product or .probe.npz); the bundle keeps "
+                                              "it, and infer uses it for the next scan.")] = None,
     refine_positions: Annotated[Optional[bool], Opt(
         "--refine-positions/--no-refine-positions", show_default=False,
         help="Refine the scan's positions before training: rPIE passes move each position by a bounded sub-pixel "
              "offset (mean shift removed; --set position_init_passes=40, position_max_shift_px=2; with "
              "--refine-probe one run refines both). Groups and the network's input use the refined positions; "
-             "the bundle stores them (positions.npz) with refinement.png [default: off].")] = None,
+             "the bundle stores them (positions.npz) with refinement.png \\[default: off].")] = None,
     seed: Annotated[Optional[int], Opt("--seed", help="Seed for grouping, split, shuffling and weights.", show_default=default_of(TrainConfig, "seed"))] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue the bundle in --out from its last epoch; its settings "
                                                  "are the defaults, flags override them (a new --lr replaces its rate).")] = False,
     force: Annotated[bool, Opt("--force", help="Replace the bundle (or other files) in --out; the old bundle stays "
                                                "whole until the first new checkpoint.")] = False,
     mask: Annotated[Optional[Path], Opt("--mask", help="Valid-pixel mask (True = measured; .npy, or .npz/.h5 key "
-                                        "'mask') replacing the dataset's: masked pixels leave the loss.")] = None,
+                                        "'mask') replacing the dataset's: masked pixels leave the loss. The bundle "
+                                        "keeps the mask used; infer applies it to a scan without one.")] = None,
     config: ConfigFiles = None,
     set_: SetItems = None,
     quiet: Quiet = False,
