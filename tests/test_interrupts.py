@@ -11,8 +11,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import typer
 
 from ptycho.io.atomic import write_text_atomic
+from ptycho_cli.errors import ExitCode, Terminated, guard, sigterm_received, terminate_as_interrupt
 
 TEMP_WAIT_S = 120
 """Upper bound for the child to start writing (TensorFlow's import on a busy machine)."""
@@ -78,3 +83,38 @@ def test_the_next_write_removes_temporaries_of_killed_writers_only(tmp_path):
     assert target.read_text() == "{}"
     assert not left.exists()
     assert running.exists() and other.exists()
+
+
+IMPORT_FRAME = SimpleNamespace(f_code=SimpleNamespace(co_filename="<frozen importlib._bootstrap>"))
+"""What the handler sees when SIGTERM lands in an import that C code started (TensorFlow's)."""
+
+
+def test_a_sigterm_inside_an_import_is_delivered_again_outside_it():
+    with terminate_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        handler(signal.SIGTERM, IMPORT_FRAME)  # returns: raising here would come back mangled
+        assert handler.fired and sigterm_received()
+        start = time.monotonic()
+        with pytest.raises(Terminated):
+            while time.monotonic() - start < 10:
+                time.sleep(0.01)
+        assert time.monotonic() - start < 5
+    assert not sigterm_received()  # the previous handler is back
+
+
+def test_an_error_after_sigterm_exits_as_terminated(capsys):
+    """A library that turns the termination into an error of its own (TensorFlow: SystemError,
+    then AttributeError) still gives exit code 143 and the termination's message."""
+    with terminate_as_interrupt():
+        signal.getsignal(signal.SIGTERM).fired = True
+        with pytest.raises(typer.Exit) as exit_info, guard():
+            raise AttributeError("'dict' object has no attribute '_type_spec'")
+    assert exit_info.value.exit_code == ExitCode.TERMINATED == 143
+    assert capsys.readouterr().err == "error: terminated (SIGTERM); partial outputs were removed\n"
+
+
+def test_an_error_without_sigterm_stays_internal(capsys):
+    with terminate_as_interrupt(), pytest.raises(typer.Exit) as exit_info, guard():
+        raise AttributeError("no such thing")
+    assert exit_info.value.exit_code == ExitCode.INTERNAL
+    assert "internal error: AttributeError: no such thing" in capsys.readouterr().err

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
@@ -35,15 +37,46 @@ class Terminated(KeyboardInterrupt):
     are removed, no partial output is left) exactly as for Ctrl-C."""
 
 
+RESEND_S = 0.05
+"""Delay before a SIGTERM that arrived inside the import machinery is delivered again."""
+
+
+class TerminateHandler:
+    """The SIGTERM handler: raise :class:`Terminated` where Python code is running.
+
+    Not inside the import machinery: there the code may be an import that a C extension started
+    (TensorFlow imports lazily from inside its C++ calls), and an exception raised into it comes
+    back as a ``SystemError`` or worse. The handler then sends the signal again after
+    :data:`RESEND_S`, until it lands elsewhere. ``fired`` tells :func:`guard` that any error after
+    it is the termination's, however a library mangled it.
+    """
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.fired = True
+        code = getattr(frame, "f_code", None)
+        if code is not None and code.co_filename.startswith("<frozen importlib"):
+            resend = threading.Timer(RESEND_S, os.kill, (os.getpid(), signal.SIGTERM))
+            resend.daemon = True
+            resend.start()
+            return
+        raise Terminated()
+
+
+def sigterm_received() -> bool:
+    """Whether a :class:`TerminateHandler` in place has had a SIGTERM."""
+    handler = signal.getsignal(signal.SIGTERM)
+    return isinstance(handler, TerminateHandler) and handler.fired
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into :class:`Terminated` while the block runs (main thread only; the
-    previous handler is restored afterwards)."""
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated()
-
+    previous handler is restored afterwards; :class:`TerminateHandler`)."""
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = signal.signal(signal.SIGTERM, TerminateHandler())
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
@@ -101,18 +134,24 @@ def guard(verbose: bool = False, flags: Mapping[str, str] | None = None) -> Iter
         _error(render(str(exc), flags), verbose)
         raise typer.Exit(exc.exit_code) from None
     except Terminated:
-        _error("terminated (SIGTERM); partial outputs were removed")
-        raise typer.Exit(ExitCode.TERMINATED) from None
+        _exit_terminated()
     except KeyboardInterrupt:
         _error("interrupted; partial outputs were removed")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if sigterm_received():  # a library turned the termination into an error of its own
+            _exit_terminated()
         if verbose:
             traceback.print_exc()
         else:
             _error(f"internal error: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)")
             raise typer.Exit(ExitCode.INTERNAL) from None
         raise typer.Exit(ExitCode.INTERNAL) from None
+
+
+def _exit_terminated() -> None:
+    _error("terminated (SIGTERM); partial outputs were removed")
+    raise typer.Exit(ExitCode.TERMINATED) from None
 
 
 def fail(message: str, code: ExitCode) -> None:
