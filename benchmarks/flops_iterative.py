@@ -167,7 +167,9 @@ def prepass_flops(model_config: Any, x: Any, y: Any, N: int, passes: Any = None)
     visits of each pattern a pass), and with the held-out continuation (``estimate_patience``) a
     misfit check of the fold's own patterns after every pass from ``global_passes`` on. ``passes``
     are the passes each fold ran (``GlobalEstimate.passes_run``, recorded by ``infer`` as
-    ``estimate_passes_run``); default ``global_passes`` each. Zero when the model reads no global estimate."""
+    ``estimate_passes_run``); default ``global_passes`` each. With ``estimate_engine`` ml, each
+    estimate's ``estimate_ml_iterations`` ML iterations over its positions (:func:`ml_iteration_flops`
+    at the ML engine's defaults). Zero when the model reads no global estimate."""
     from ptycho.config.iterative import IterativeConfig
     from ptycho.iterative.streaming import STREAM_CHUNK, estimate_folds
 
@@ -177,6 +179,8 @@ def prepass_flops(model_config: Any, x: Any, y: Any, N: int, passes: Any = None)
     batch = model_config.estimate_batch_size or IterativeConfig(engine="rpie").batch_size
     labels = estimate_folds(len(np.asarray(x)), folds, seed)
     uses = [None] if labels is None else [labels != k for k in range(folds)]
+    if model_config.estimate_by_ml:
+        return _ml_prepass_flops(model_config, np.asarray(x), np.asarray(y), N, uses)
     runs = [least] * len(uses) if passes is None else [int(p) for p in passes]
     checked = (labels is not None and int(model_config.estimate_patience) > 0
                and int(model_config.estimate_max_passes) > least)
@@ -185,4 +189,19 @@ def prepass_flops(model_config: Any, x: Any, y: Any, N: int, passes: Any = None)
         total = total + pie_iteration_flops(x, y, N, "rpie", batch, seed=seed, chunk=STREAM_CHUNK, use=use) * run
         if checked:
             total = total + misfit_pattern_flops(N) * (int(np.count_nonzero(~use)) * (run - least + 1))
+    return total
+
+
+def _ml_prepass_flops(model_config: Any, x: np.ndarray, y: np.ndarray, N: int, uses: list[Any]) -> Flops:
+    """:func:`prepass_flops` of an ML global estimate: its iterations over each estimate's positions."""
+    from ptycho.config.iterative import IterativeConfig
+    from ptycho.iterative.engines import canvas_for
+
+    defaults = IterativeConfig(engine="ml")
+    shape = canvas_for(x, y, N, None).shape
+    total = Flops()
+    for use in uses:
+        xs, ys = (x, y) if use is None else (x[use], y[use])
+        iteration = ml_iteration_flops(xs, ys, N, shape, defaults.batch_size, False, defaults.regulariser)
+        total = total + iteration * int(model_config.estimate_ml_iterations)
     return total

@@ -173,6 +173,23 @@ def test_prepass_count_of_the_held_out_continuation_follows_the_calls_it_makes(m
     assert counted == pytest.approx(sum(ffts) * pie_pattern_flops(N).fft / 2)
 
 
+def test_prepass_count_of_an_ml_estimate_visits_each_pattern_in_every_other_folds_estimate():
+    """``estimate_engine`` ml: ``estimate_ml_iterations`` nominal ML iterations per fold's estimate,
+    over the other folds' positions, plus the canvas work of each; rPIE's passes do not count."""
+    from benchmarks.flops_iterative import ml_pattern_flops
+    from ptycho.config.train import ModelConfig
+
+    N, M, folds, iterations = 16, 45, 3, 7
+    x, y = _random_scan(M, N, seed=5)
+    config = ModelConfig(N=32, gridsize=1, estimate="global", estimate_folds=folds, estimate_engine="ml",
+                         estimate_ml_iterations=iterations, global_passes=30, seed=7)
+    total = prepass_flops(config, x, y, N)
+    assert total.fft == pytest.approx(iterations * (folds - 1) * M * ml_pattern_flops(N).fft)
+    assert total.elementwise > iterations * (folds - 1) * M * ml_pattern_flops(N).elementwise  # + the canvas
+    twice = prepass_flops(config.model_copy(update={"estimate_ml_iterations": 2 * iterations}), x, y, N)
+    assert twice.total == pytest.approx(2 * total.total)
+
+
 def test_matmul_rates_are_positive_and_finite_at_a_tiny_size():
     for rates in (numpy_rates(64, 2), tensorflow_rates(64, 2)):
         assert math.isfinite(rates["gflops"]) and rates["gflops"] > 0

@@ -61,6 +61,7 @@ def test_ragged_last_batch_and_positions(trained, tmp_path):
     assert all(1 <= k <= 40 for k in result.estimate_passes)
     assert provenance["estimate_passes_run"] == list(result.estimate_passes_run)
     assert all(k <= run <= 40 for k, run in zip(result.estimate_passes, result.estimate_passes_run))
+    assert provenance["estimate_engine"] == result.estimate_engine == "rpie"  # 1e9 photons: rPIE's
 
 
 def test_stage_times_account_for_the_whole_call(trained, tmp_path, monkeypatch):

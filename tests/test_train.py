@@ -243,6 +243,20 @@ def test_a_version_5_bundle_loads_with_every_estimate_pass_it_was_trained_with(c
     assert old.model.config.estimate_patience == 0 and old.train_config.model.estimate_patience == 0
 
 
+def test_a_version_6_bundle_loads_with_the_rpie_estimate_it_was_trained_with(cli_bundle, tmp_path):
+    """Bundles written before the ML global estimate (format 6) made it by rPIE, whatever the dose."""
+    copy = tmp_path / "v6"
+    shutil.copytree(cli_bundle[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["format_version"] = 6
+    for model in (config["model"], config["train"]["model"]):
+        del model["estimate_engine"], model["estimate_ml_iterations"]
+    (copy / "config.json").write_text(json.dumps(config))
+    old = load_bundle(copy, verify=False)
+    assert old.model.config.estimate_engine == "rpie" and old.train_config.model.estimate_engine == "rpie"
+    assert not old.model.config.estimate_by_ml
+
+
 def test_save_then_load_gives_bit_identical_predictions(cli_bundle, dataset, tmp_path):
     first = load_bundle(cli_bundle[0])
     expected = patches(first.model, dataset)
@@ -623,6 +637,23 @@ def test_gridsize_2_training_through_the_cli(invoke, tmp_path):
     assert bundle.model.physics.gridsize == 2 and bundle.model.physics.canvas_size >= N
     assert all_finite(bundle.model) and bundle.history.epochs == 2
     assert bundle.history.loss[1] < bundle.history.loss[0]
+
+
+@pytest.mark.parametrize(("photons", "modes", "engine"), [(1e4, 1, "ml"), (1e4, 2, "rpie"), (1e6, 1, "rpie")])
+def test_the_estimate_engine_follows_the_dose_and_the_probe_unless_set(tmp_path, photons, modes, engine):
+    """Unset, ``model.estimate_engine`` is ml below ``ML_ESTIMATE_MAX_PHOTONS`` photons per pattern
+    with a one-mode probe (the ML engine takes one), else rpie; a value given is kept."""
+    from ptycho.config.train import ML_ESTIMATE_MAX_PHOTONS
+
+    path = tmp_path / "d.npz"
+    simulate(SimulateConfig(N=32, nphotons=photons, object={"size": 64}, scan={"n_images": 16},
+                            probe={"modes": modes}), path, preview=False)
+    with load_dataset(path) as ds:
+        assert np.ndim(ds.probe) == (2 if modes == 1 else 3)
+        assert resolve_model_config(TrainConfig(), ds).estimate_engine == engine
+        assert (photons < ML_ESTIMATE_MAX_PHOTONS and modes == 1) is (engine == "ml")
+        for given in ("rpie", "ml"):
+            assert resolve_model_config(TrainConfig(model={"estimate_engine": given}), ds).estimate_engine == given
 
 
 @pytest.mark.parametrize(("photons", "residual"), [(1e4, False), (1e6, True)])

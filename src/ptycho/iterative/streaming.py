@@ -1,4 +1,5 @@
-"""A global rPIE estimate of a whole scan, streamed from its dataset: the PINN's input.
+"""A global rPIE (or maximum-likelihood) estimate of a whole scan, streamed from its dataset: the
+PINN's input.
 
 A network that sees one group of patterns cannot recover the object's low spatial frequencies
 (a single pattern transfers them weakly, and each group's phase offset is free); only the overlap
@@ -28,20 +29,28 @@ gains information and rises once it fits noise (or stops changing) — a validat
 ``passes`` every estimate gets, each fold's estimate goes on while that misfit falls, keeps its
 pass of lowest held-out misfit and stops ``patience`` passes after it.
 
-Memory is the canvas plus one chunk of patterns: the dataset is read ``chunk`` patterns at a time,
-in storage order, and each chunk's positions are visited in a seeded random order in minibatches
-(:func:`ptycho.iterative.pie.minibatch_step`). Same dataset, passes and seed ⇒ same estimate.
+**Engines** (``model.estimate_engine``). rPIE fits every pattern's modulus; at low dose that fits
+the Poisson noise too. The maximum-likelihood engine (:mod:`ptycho.iterative.ml`: the Poisson
+likelihood with a regulariser) gives a far better estimate there, at the cost of holding one
+estimate's patterns in memory. The held-out continuation works for either; the model runs ML for a
+fixed number of iterations (``model.estimate_ml_iterations``).
+
+Memory (rPIE) is the canvas plus one chunk of patterns: the dataset is read ``chunk`` patterns at a
+time, in storage order, and each chunk's positions are visited in a seeded random order in
+minibatches (:func:`ptycho.iterative.pie.minibatch_step`). Same dataset, passes and seed ⇒ same
+estimate.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ptycho.config.iterative import IterativeConfig
 from ptycho.data.dataset import Dataset
-from ptycho.errors import NumericalError
+from ptycho.errors import ConfigError, NumericalError
 from ptycho.iterative.engines import canvas_for
 from ptycho.iterative.modulus import fft_valid, measured_modulus, modulus_misfit
 from ptycho.iterative.pie import minibatch_step
@@ -78,6 +87,8 @@ class GlobalEstimate:
         misfit kept falling).
     passes_run : tuple of int
         The passes each fold ran: up to ``patience`` more than it kept, the cost to count.
+    engine : str
+        ``"rpie"`` (passes are rPIE passes) or ``"ml"`` (ML iterations).
     """
 
     objects: tuple[np.ndarray, ...]
@@ -87,6 +98,7 @@ class GlobalEstimate:
     folds: np.ndarray | None = None
     passes: tuple[int, ...] = ()
     passes_run: tuple[int, ...] = ()
+    engine: str = "rpie"
 
     @property
     def object(self) -> np.ndarray:
@@ -121,22 +133,30 @@ def estimate_folds(n_patterns: int, folds: int, seed: int) -> np.ndarray | None:
 
 def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: float | None = None,
                     batch_size: int | None = None, patience: int = 0, max_passes: int | None = None,
-                    chunk: int = STREAM_CHUNK, seed: int = 0) -> GlobalEstimate:
-    """``passes`` rPIE passes with the dataset's probe, starting from a unit object: over every
-    position, or — with ``folds ≥ 2`` — one estimate per fold over the positions of the other folds.
+                    engine: str = "rpie", chunk: int = STREAM_CHUNK, seed: int = 0) -> GlobalEstimate:
+    """``passes`` rPIE passes (``engine`` ``"rpie"``) or ML iterations (``"ml"``) with the dataset's
+    probe, starting from a unit object: over every position, or — with ``folds ≥ 2`` — one estimate
+    per fold over the positions of the other folds.
 
     With folds, ``patience ≥ 1`` and ``max_passes > passes``, each fold's estimate goes on after
     ``passes`` while the misfit ``Σ(|Ψ| − A)²`` of the fold's own patterns, which it never fitted,
     keeps falling: it stops at ``max_passes`` or once ``patience`` passes in a row have not lowered
     it, and keeps its pass of lowest misfit from ``passes`` on (module docstring, *when to stop*).
     Only that one number, where to stop, depends on fold ``k``'s own patterns.
-    ``alpha`` and ``batch_size`` default to those of :class:`~ptycho.config.iterative.IterativeConfig`.
+    ``alpha`` and ``batch_size`` (rPIE's) default to those of
+    :class:`~ptycho.config.iterative.IterativeConfig`; ML has its defaults (Poisson likelihood, the
+    default regulariser) and holds the patterns of one estimate in memory.
 
     Raises
     ------
+    ConfigError
+        ``engine`` ml with a mixed-state probe.
     NumericalError
         The estimate became non-finite (exit code 4).
     """
+    if engine == "ml" and np.ndim(dataset.probe) == 3:
+        raise ConfigError("`model.estimate_engine` = ml takes a one-mode probe, and the dataset's has "
+                          f"{np.shape(dataset.probe)[0]} modes; use `model.estimate_engine` = rpie")
     options = {k: v for k, v in {"alpha": alpha, "batch_size": batch_size}.items() if v is not None}
     config = IterativeConfig(engine="rpie", iterations=max(passes, 1), seed=seed, **options)
     x, y, N = np.asarray(dataset.x), np.asarray(dataset.y), dataset.N
@@ -145,39 +165,33 @@ def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: flo
     labels = estimate_folds(dataset.n_patterns, folds, seed)
     uses = [None] if labels is None else [labels != k for k in range(folds)]
     longest = passes if labels is None or patience < 1 else max(passes, max_passes or passes)
-    runs = [_estimate(dataset, windows, canvas.shape, (passes, longest, patience), config, chunk, seed, use)
-            for use in uses]
+    runs = []
+    for use in uses:
+        obj = np.ones(canvas.shape, np.complex64)
+        advance = (_ml_iterations(dataset, windows, obj, seed, chunk, use) if engine == "ml"
+                   else _rpie_passes(dataset, windows, config, chunk, seed, use))
+        runs.append(_estimate(dataset, windows, obj, (passes, longest, patience), advance, chunk, use))
     return GlobalEstimate(tuple(obj for obj, _, _ in runs), canvas.origin_x, canvas.origin_y, windows, labels,
-                          tuple(kept for _, kept, _ in runs), tuple(ran for _, _, ran in runs))
+                          tuple(kept for _, kept, _ in runs), tuple(ran for _, _, ran in runs), engine)
 
 
-def _estimate(dataset: Dataset, windows: Windows, shape: tuple[int, int], schedule: tuple[int, int, int],
-              config: IterativeConfig, chunk: int, seed: int, use: np.ndarray | None) -> tuple[np.ndarray, int, int]:
-    """rPIE over the positions where ``use`` (all without it), streamed a chunk at a time, for
-    ``schedule = (passes, longest, patience)``: ``passes``, then up to ``longest`` while the misfit
-    of the other positions falls. Returns the estimate, the number of passes it is the result of and
-    the number run (up to ``patience`` more)."""
+def _estimate(dataset: Dataset, windows: Windows, obj: np.ndarray, schedule: tuple[int, int, int],
+              advance: Callable[[np.ndarray, np.ndarray], None], chunk: int,
+              use: np.ndarray | None) -> tuple[np.ndarray, int, int]:
+    """Passes of ``advance(obj, probe)`` (one rPIE pass or ML iteration over the positions where
+    ``use``, in place) on ``obj`` for ``schedule = (passes, longest, patience)``: ``passes``, then up
+    to ``longest`` while the misfit of the other positions falls. Returns the estimate, the number of
+    passes it is the result of and the number run (up to ``patience`` more)."""
     passes, longest, patience = schedule
-    obj = np.ones(shape, np.complex64)
     probe = np.array(dataset.probe, np.complex64)
-    rng = np.random.default_rng(seed)
     valid = fft_valid(dataset.mask)  # masked pixels keep their predicted modulus
     best, best_misfit, kept, done = obj, np.inf, passes, 0
     while done < longest:
         done += 1
-        for start in range(0, dataset.n_patterns, chunk):
-            stop = min(start + chunk, dataset.n_patterns)
-            rows_in_chunk = np.arange(stop - start) if use is None else np.flatnonzero(use[start:stop])
-            if rows_in_chunk.size == 0:
-                continue
-            modulus = measured_modulus(dataset.read_patterns(slice(start, stop)))
-            order = rows_in_chunk[rng.permutation(rows_in_chunk.size)]
-            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # checked below
-                for b in range(0, len(order), config.batch_size):
-                    rows = order[b:b + config.batch_size]
-                    minibatch_step(obj, probe, windows.take(rows + start), modulus[rows], config, valid)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # checked below
+            advance(obj, probe)
         if not np.isfinite(obj).all():
-            raise NumericalError("the global rPIE estimate became non-finite; check the data for bad patterns "
+            raise NumericalError("the global estimate became non-finite; check the data for bad patterns "
                                  "or train with `train.model.estimate` = group")
         if longest == passes or done < passes:
             continue
@@ -187,6 +201,50 @@ def _estimate(dataset: Dataset, windows: Windows, shape: tuple[int, int], schedu
         elif done - kept >= patience:
             break
     return (obj, passes, passes) if longest == passes else (best, kept, done)
+
+
+def _rpie_passes(dataset: Dataset, windows: Windows, config: IterativeConfig, chunk: int, seed: int,
+                 use: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], None]:
+    """One rPIE pass over the positions where ``use`` (all without it), streamed a chunk at a time,
+    each chunk's positions in a seeded random order in minibatches."""
+    rng = np.random.default_rng(seed)
+    valid = fft_valid(dataset.mask)
+
+    def advance(obj: np.ndarray, probe: np.ndarray) -> None:
+        for start in range(0, dataset.n_patterns, chunk):
+            stop = min(start + chunk, dataset.n_patterns)
+            rows_in_chunk = np.arange(stop - start) if use is None else np.flatnonzero(use[start:stop])
+            if rows_in_chunk.size == 0:
+                continue
+            modulus = measured_modulus(dataset.read_patterns(slice(start, stop)))
+            order = rows_in_chunk[rng.permutation(rows_in_chunk.size)]
+            for b in range(0, len(order), config.batch_size):
+                rows = order[b:b + config.batch_size]
+                minibatch_step(obj, probe, windows.take(rows + start), modulus[rows], config, valid)
+
+    return advance
+
+
+def _ml_iterations(dataset: Dataset, windows: Windows, obj: np.ndarray, seed: int, chunk: int,
+                   use: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], None]:
+    """One iteration of the maximum-likelihood engine (:class:`~ptycho.iterative.ml.MaximumLikelihood`,
+    its defaults) over the positions where ``use`` (all without it); their counts are read once, a
+    chunk at a time, and held."""
+    from ptycho.iterative.ml import MaximumLikelihood
+
+    rows = np.arange(dataset.n_patterns) if use is None else np.flatnonzero(use)
+    counts = np.empty((rows.size, dataset.N, dataset.N), np.float32)
+    filled = 0
+    for start in range(0, dataset.n_patterns, chunk):
+        picked = rows[(rows >= start) & (rows < start + chunk)] - start
+        if picked.size:
+            patterns = dataset.read_patterns(slice(start, min(start + chunk, dataset.n_patterns)))
+            counts[filled:filled + picked.size] = np.square(measured_modulus(patterns[picked]))
+            filled += picked.size
+    config = IterativeConfig(engine="ml", iterations=1, seed=seed)
+    solver = MaximumLikelihood(counts, windows.take(rows), obj.shape, np.array(dataset.probe, np.complex64),
+                               config, valid=fft_valid(dataset.mask))
+    return lambda obj, probe: solver.iterate(obj, probe)  # the probe stays (no probe update)
 
 
 def _misfit(dataset: Dataset, obj: np.ndarray, probe: np.ndarray, windows: Windows, rows: np.ndarray,

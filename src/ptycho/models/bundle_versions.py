@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-BUNDLE_VERSION = 7
+BUNDLE_VERSION = 8
 """2: ``model.estimate`` (global rPIE input). Version 1 bundles, which predate it, used the group estimate.
 3: leave-fold-out global estimates (``model.estimate_folds``, ``estimate_alpha``, ``estimate_batch_size``);
 version 2 bundles read one estimate of every pattern, 2 rPIE passes at alpha 0.1 in minibatches of 8.
@@ -22,11 +22,15 @@ estimate; earlier bundles ran exactly ``global_passes`` (:data:`VERSION_5_ESTIMA
 7: ``probe`` (where ``probe.npy`` came from: the dataset, ``train.probe_file`` or refinement; ``infer``
 uses it unless it is the dataset's) and ``mask`` with the optional ``mask.npy`` (the detector mask
 training excluded; ``infer`` applies it to a scan without one). Earlier bundles record the probe as
-their ``infer`` used it (:func:`version_6_probe`) and no mask."""
+their ``infer`` used it (:func:`version_6_probe`) and no mask.
+8: ``model.estimate_engine`` and ``estimate_ml_iterations``, a maximum-likelihood global estimate;
+earlier bundles made it by rPIE (:data:`VERSION_7_ESTIMATE`)."""
 VERSION_4_NETWORK = {"phase_activation": "pi_tanh", "estimate_residual": False}
 """The network of bundles before version 5 (their config has no such fields)."""
 VERSION_5_ESTIMATE = {"estimate_patience": 0}
 """The global estimate of bundles before version 6: ``global_passes`` and no more."""
+VERSION_7_ESTIMATE = {"estimate_engine": "rpie"}
+"""The global estimate of bundles before version 8: rPIE passes."""
 VERSION_2_ESTIMATE = {"estimate_folds": 0, "global_passes": 2, "estimate_alpha": 0.1, "estimate_batch_size": 8}
 """The global estimate of version 2 bundles (their config has no such fields: these were the behaviour)."""
 
@@ -61,6 +65,8 @@ def upgraded_config(config: dict[str, Any]) -> dict[str, Any]:
         model, train_model = {**model, **VERSION_4_NETWORK}, {**VERSION_4_NETWORK, **train_model}
     if version < 6:  # before the held-out continuation of the global estimate
         model, train_model = {**model, **VERSION_5_ESTIMATE}, {**VERSION_5_ESTIMATE, **train_model}
+    if version < 8:  # before the maximum-likelihood global estimate
+        model, train_model = {**model, **VERSION_7_ESTIMATE}, {**VERSION_7_ESTIMATE, **train_model}
     upgraded = {**config, "model": model, "train": {**train, "model": train_model}}
     if version < 7:  # before the probe and mask records
         upgraded.update(probe=version_6_probe(model), mask=VERSION_6_MASK)

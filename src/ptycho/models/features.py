@@ -1,4 +1,4 @@
-"""Physics-informed network inputs: the global rPIE estimate of the whole scan
+"""Physics-informed network inputs: the global rPIE or ML estimate of the whole scan
 (:func:`input_estimate`, ``model.estimate = "global"``, the default), or a few ePIE iterations with
 the known probe per group (:func:`epie_estimate`, ``"group"``).
 
@@ -27,14 +27,18 @@ if TYPE_CHECKING:
 
 
 def input_estimate(config: ModelConfig, dataset: Dataset) -> GlobalEstimate | None:
-    """The global estimate the network reads for ``dataset`` (``config.global_passes`` rPIE passes,
-    continued while the held-out misfit falls with ``config.estimate_patience``, seeded by
-    ``config.seed``), or None if the model does not read it. Training and inference both
-    call this, so the network always sees estimates made the same way."""
+    """The global estimate the network reads for ``dataset``, or None if the model does not read it:
+    ``config.global_passes`` rPIE passes, continued while the held-out misfit falls with
+    ``config.estimate_patience``, or with ``config.estimate_engine`` ml, ``estimate_ml_iterations``
+    ML iterations; seeded by ``config.seed``. Training and inference both call this, so the network
+    always sees estimates made the same way."""
     if not config.uses_global_estimate:
         return None
     from ptycho.iterative.streaming import global_estimate
 
+    if config.estimate_by_ml:
+        return global_estimate(dataset, config.estimate_ml_iterations, folds=config.estimate_folds, engine="ml",
+                               seed=config.seed)
     return global_estimate(dataset, config.global_passes, folds=config.estimate_folds, alpha=config.estimate_alpha,
                            batch_size=config.estimate_batch_size, patience=config.estimate_patience,
                            max_passes=config.estimate_max_passes, seed=config.seed)

@@ -49,7 +49,7 @@ class InferResult:
     positions: str = "dataset"
     """Where the patches' positions came from: ``"dataset"``, or ``"refined: …"``."""
     estimate_passes: tuple[int, ...] = ()
-    """The rPIE passes of each (fold's) global estimate the network read; empty without one."""
+    """The passes of each (fold's) global estimate the network read; empty without one."""
     estimate_passes_run: tuple[int, ...] = ()
     """The passes each estimate ran (the held-out continuation runs a few past the one it keeps)."""
     probe: str = "dataset"
@@ -58,6 +58,13 @@ class InferResult:
     mask: str = "none"
     """The detector mask used: ``"none"``, ``"dataset"``, ``"file …"`` or ``"model: …"`` (the bundle's
     training mask; :func:`~ptycho.workflows.infer_inputs.choose_mask`)."""
+    estimate_engine: str | None = None
+    """``"rpie"`` or ``"ml"`` (the passes are then ML iterations); None without a global estimate."""
+
+    @property
+    def estimate_unit(self) -> str:
+        """What ``estimate_passes`` count: ``"ML iterations"`` or ``"rPIE passes"``."""
+        return "ML iterations" if self.estimate_engine == "ml" else "rPIE passes"
 
     @property
     def patterns_per_second(self) -> float:
@@ -176,6 +183,7 @@ def infer(
                       "gridsize": physics.gridsize, "N": physics.N,
                       "probe": probe_used, "mask": mask_used,
                       "probe_diameter_px": effective_diameter_px(np.asarray(dataset.probe)),
+                      "estimate_engine": None if estimate is None else estimate.engine,
                       "estimate_passes": [] if estimate is None else list(estimate.passes),
                       "estimate_passes_run": [] if estimate is None else list(estimate.passes_run), **refined}
         network = stream_patches(model, dataset, groups, estimate, out, provenance, config, progress)
@@ -188,7 +196,7 @@ def infer(
     return InferResult(Path(out), groups.n_groups, n_patterns, physics.gridsize, total, network.seconds,
                        network.steady_groups, network.steady_seconds, stages, str(refined.get("positions", "dataset")),
                        () if estimate is None else estimate.passes, () if estimate is None else estimate.passes_run,
-                       probe_used, mask_used)
+                       probe_used, mask_used, None if estimate is None else estimate.engine)
 
 
 def stream_patches(model: PINN, dataset: Dataset, groups: Groups, estimate: GlobalEstimate | None, out: Path,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ptycho.config.train import RESIDUAL_MIN_PHOTONS, SUPPORTED_N, ModelConfig, TrainConfig
+from ptycho.config.train import ML_ESTIMATE_MAX_PHOTONS, RESIDUAL_MIN_PHOTONS, SUPPORTED_N, ModelConfig, TrainConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import Groups, make_groups
 from ptycho.errors import ConfigError, DataError
@@ -53,7 +53,9 @@ def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
     """Fill ``N`` and ``gridsize`` from the data, checking an explicit ``N`` against it, and
     raise the amplitude head's ceiling (``model.amplitude_max``, unless set) to what the data's
     photon gauge shows (:func:`amplitude_scale`), so a bright object is not clipped, and decide
-    ``model.estimate_residual`` (unless set) from the dose (:data:`~ptycho.config.train.RESIDUAL_MIN_PHOTONS`)."""
+    ``model.estimate_residual`` and ``model.estimate_engine`` (unless set) from the dose
+    (:data:`~ptycho.config.train.RESIDUAL_MIN_PHOTONS`, :data:`~ptycho.config.train.ML_ESTIMATE_MAX_PHOTONS`)
+    and, for the engine, the probe's modes (the ML engine takes one)."""
     N = dataset.N
     if config.model.N is not None and config.model.N != N:
         raise DataError(
@@ -71,8 +73,12 @@ def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
         ceiling = AMPLITUDE_HEADROOM * amplitude_scale(dataset)
         if ceiling > AMPLITUDE_SLACK * config.model.amplitude_max:
             update["amplitude_max"] = round(ceiling, 3)
+    photons = probe_energy(dataset.probe)
     if config.model.estimate_residual is None:
-        update["estimate_residual"] = probe_energy(dataset.probe) >= RESIDUAL_MIN_PHOTONS
+        update["estimate_residual"] = photons >= RESIDUAL_MIN_PHOTONS
+    if config.model.estimate_engine is None:
+        one_mode = np.ndim(dataset.probe) == 2
+        update["estimate_engine"] = "ml" if photons < ML_ESTIMATE_MAX_PHOTONS and one_mode else "rpie"
     return config.model.model_copy(update=update)
 
 

@@ -91,7 +91,10 @@ def estimate_network_input(model_config: ModelConfig, model: PINN, dataset: Data
     if model_config.estimate != "none":
         stage(f"input estimate ({model_config.estimate}) of {dataset.n_patterns} positions")
     estimate = input_estimate(model_config, dataset)
-    if estimate is not None:
+    if estimate is not None and estimate.engine == "ml":
+        stage(f"input estimate: {model_config.estimate_ml_iterations} ML iterations per estimate "
+              f"(estimate_engine ml, estimate_ml_iterations)")
+    elif estimate is not None:
         stage(f"input estimate: {', '.join(map(str, estimate.passes))} rPIE passes kept, "
               f"{', '.join(map(str, estimate.passes_run))} run (global_passes "
               f"{model_config.global_passes}, estimate_max_passes {model_config.estimate_max_passes}, "

@@ -83,8 +83,8 @@ def infer_command(
                 "positions": result.positions,
                 "probe": result.probe,
                 "mask": result.mask,
-                **({"estimate passes (kept / run)": " ".join(f"{k}/{r}" for k, r in zip(result.estimate_passes,
-                                                                         result.estimate_passes_run))}
+                **({f"estimate {result.estimate_unit} (kept / run)": " ".join(
+                    f"{k}/{r}" for k, r in zip(result.estimate_passes, result.estimate_passes_run))}
                    if result.estimate_passes else {}),
                 "patterns/s (network)": result.patterns_per_second,
                 "seconds": result.seconds,
