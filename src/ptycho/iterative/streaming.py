@@ -168,7 +168,7 @@ def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: flo
     runs = []
     for use in uses:
         obj = np.ones(canvas.shape, np.complex64)
-        advance = (_ml_iterations(dataset, windows, obj, seed, chunk, use) if engine == "ml"
+        advance = (_ml_iterations(dataset, windows, canvas.shape, seed, chunk, use) if engine == "ml"
                    else _rpie_passes(dataset, windows, config, chunk, seed, use))
         runs.append(_estimate(dataset, windows, obj, (passes, longest, patience), advance, chunk, use))
     return GlobalEstimate(tuple(obj for obj, _, _ in runs), canvas.origin_x, canvas.origin_y, windows, labels,
@@ -225,7 +225,7 @@ def _rpie_passes(dataset: Dataset, windows: Windows, config: IterativeConfig, ch
     return advance
 
 
-def _ml_iterations(dataset: Dataset, windows: Windows, obj: np.ndarray, seed: int, chunk: int,
+def _ml_iterations(dataset: Dataset, windows: Windows, shape: tuple[int, int], seed: int, chunk: int,
                    use: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], None]:
     """One iteration of the maximum-likelihood engine (:class:`~ptycho.iterative.ml.MaximumLikelihood`,
     its defaults) over the positions where ``use`` (all without it); their counts are read once, a
@@ -242,7 +242,7 @@ def _ml_iterations(dataset: Dataset, windows: Windows, obj: np.ndarray, seed: in
             counts[filled:filled + picked.size] = np.square(measured_modulus(patterns[picked]))
             filled += picked.size
     config = IterativeConfig(engine="ml", iterations=1, seed=seed)
-    solver = MaximumLikelihood(counts, windows.take(rows), obj.shape, np.array(dataset.probe, np.complex64),
+    solver = MaximumLikelihood(counts, windows.take(rows), shape, np.array(dataset.probe, np.complex64),
                                config, valid=fft_valid(dataset.mask))
     return lambda obj, probe: solver.iterate(obj, probe)  # the probe stays (no probe update)
 
