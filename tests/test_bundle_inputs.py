@@ -19,7 +19,7 @@ import pytest
 
 from ptycho.config import SimulateConfig
 from ptycho.io.datasets import load_dataset, save_dataset
-from ptycho.models.bundle import load_bundle
+from ptycho.models.bundle import BUNDLE_VERSION, load_bundle
 from ptycho.workflows.simulate import simulate
 
 TINY = dict(N=32, object={"size": 80})
@@ -66,7 +66,7 @@ def test_the_bundle_records_its_probe_file_and_mask(trained):
     manifest = json.loads((trained / "model" / "manifest.json").read_text())
     assert "mask.npy" in manifest["files"]
     config = json.loads((trained / "model" / "config.json").read_text())
-    assert config["format_version"] == 7 and config["mask"]["valid_pixels"] == 32 * 32 - 17
+    assert config["format_version"] == BUNDLE_VERSION and config["mask"]["valid_pixels"] == 32 * 32 - 17
     with load_dataset(trained / "guess.npz") as guess, load_dataset(trained / "train.h5") as ds:
         stored = bundle.model.probe_variables.numpy()
         overlap = abs(np.vdot(stored, guess.probe)) / (np.linalg.norm(stored) * np.linalg.norm(guess.probe))

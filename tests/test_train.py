@@ -243,12 +243,12 @@ def test_a_version_5_bundle_loads_with_every_estimate_pass_it_was_trained_with(c
     assert old.model.config.estimate_patience == 0 and old.train_config.model.estimate_patience == 0
 
 
-def test_a_version_6_bundle_loads_with_the_rpie_estimate_it_was_trained_with(cli_bundle, tmp_path):
-    """Bundles written before the ML global estimate (format 6) made it by rPIE, whatever the dose."""
-    copy = tmp_path / "v6"
+def test_a_version_7_bundle_loads_with_the_rpie_estimate_it_was_trained_with(cli_bundle, tmp_path):
+    """Bundles written before the ML global estimate (format 7) made it by rPIE, whatever the dose."""
+    copy = tmp_path / "v7"
     shutil.copytree(cli_bundle[0], copy)
     config = json.loads((copy / "config.json").read_text())
-    config["format_version"] = 6
+    config["format_version"] = 7
     for model in (config["model"], config["train"]["model"]):
         del model["estimate_engine"], model["estimate_ml_iterations"]
     (copy / "config.json").write_text(json.dumps(config))
