@@ -177,17 +177,24 @@ def test_load_bundle_refuses_a_missing_or_modified_file(cli_bundle, dataset, tmp
     assert len(error_lines(result)) == 1 and name in error_lines(result)[0]
 
 
+def older_bundle(source, copy, version: int, removed: tuple[str, ...]):
+    """``source``'s bundle copied to ``copy`` as format ``version`` wrote it: its config without the
+    model fields that later formats added (``removed``), loaded."""
+    shutil.copytree(source, copy)
+    config = json.loads((copy / "config.json").read_text())
+    assert config["format_version"] == BUNDLE_VERSION
+    config["format_version"] = version
+    for model in (config["model"], config["train"]["model"]):
+        for name in removed:
+            del model[name]
+    (copy / "config.json").write_text(json.dumps(config))
+    return load_bundle(copy, verify=False)
+
+
 def test_a_version_1_bundle_loads_with_the_group_estimate_it_was_trained_with(cli_bundle, tmp_path):
     """Bundles written before ``model.estimate`` existed (format 1) used the per-group estimate."""
-    copy = tmp_path / "v1"
-    shutil.copytree(cli_bundle[0], copy)
-    config = json.loads((copy / "config.json").read_text())
-    assert config["format_version"] == BUNDLE_VERSION and config["model"]["estimate"] == "global"
-    config["format_version"] = 1
-    for model in (config["model"], config["train"]["model"]):
-        del model["estimate"], model["global_passes"]
-    (copy / "config.json").write_text(json.dumps(config))
-    bundle = load_bundle(copy, verify=False)
+    assert json.loads((cli_bundle[0] / "config.json").read_text())["model"]["estimate"] == "global"
+    bundle = older_bundle(cli_bundle[0], tmp_path / "v1", 1, ("estimate", "global_passes"))
     assert bundle.model.config.estimate == "group" and bundle.train_config.model.estimate == "group"
 
 
@@ -245,14 +252,7 @@ def test_a_version_5_bundle_loads_with_every_estimate_pass_it_was_trained_with(c
 
 def test_a_version_7_bundle_loads_with_the_rpie_estimate_it_was_trained_with(cli_bundle, tmp_path):
     """Bundles written before the ML global estimate (format 7) made it by rPIE, whatever the dose."""
-    copy = tmp_path / "v7"
-    shutil.copytree(cli_bundle[0], copy)
-    config = json.loads((copy / "config.json").read_text())
-    config["format_version"] = 7
-    for model in (config["model"], config["train"]["model"]):
-        del model["estimate_engine"], model["estimate_ml_iterations"]
-    (copy / "config.json").write_text(json.dumps(config))
-    old = load_bundle(copy, verify=False)
+    old = older_bundle(cli_bundle[0], tmp_path / "v7", 7, ("estimate_engine", "estimate_ml_iterations"))
     assert old.model.config.estimate_engine == "rpie" and old.train_config.model.estimate_engine == "rpie"
     assert not old.model.config.estimate_by_ml
 
