@@ -222,5 +222,5 @@ def test_the_ml_estimate_refuses_a_mixed_state_probe():
 
     dataset, _ = recording_dataset()
     modes = Dataset(dataset.diffraction, dataset.x, dataset.y, np.ones((2, N, N), np.complex64) / np.sqrt(2))
-    with pytest.raises(ConfigError, match=r"`model.estimate_engine` = ml takes a one-mode probe.*2 modes"):
+    with pytest.raises(ConfigError, match=r"estimate_engine` = ml\), which takes a one-mode probe.*has 2 modes"):
         global_estimate(modes, 2, folds=2, engine="ml")

@@ -255,6 +255,17 @@ def test_a_version_7_bundle_loads_with_the_rpie_estimate_it_was_trained_with(cli
     old = older_bundle(cli_bundle[0], tmp_path / "v7", 7, ("estimate_engine", "estimate_ml_iterations"))
     assert old.model.config.estimate_engine == "rpie" and old.train_config.model.estimate_engine == "rpie"
     assert not old.model.config.estimate_by_ml
+    # a resumed run starts from the stored settings as that format behaved, so on low-dose data it
+    # builds the bundle's rPIE-estimate model again instead of choosing ML and refusing the bundle
+    from ptycho.workflows.train_bundle import stored_train_settings
+
+    settings = stored_train_settings(tmp_path / "v7")
+    assert settings["model"]["estimate_engine"] == "rpie"
+    low = tmp_path / "low.npz"
+    simulate(SimulateConfig(N=32, nphotons=1e4, object={"size": 64}, scan={"n_images": 16}), low, preview=False)
+    with load_dataset(low) as ds:
+        assert resolve_model_config(TrainConfig.model_validate(settings), ds).estimate_engine == "rpie"
+        assert resolve_model_config(TrainConfig(), ds).estimate_engine == "ml"
 
 
 def test_save_then_load_gives_bit_identical_predictions(cli_bundle, dataset, tmp_path):

@@ -71,7 +71,8 @@ class ModelConfig(StrictModel):
                                             "only)")
     estimate_engine: Literal["rpie", "ml"] | None = Field(
         default=None, description="engine of the global estimate: rPIE passes, or maximum-likelihood iterations "
-                                  "(Poisson, regularised; one-mode probes; holds a fold's patterns in memory); "
+                                  "(Poisson, regularised; one-mode probes; holds the patterns an estimate is made from, "
+                                  "(folds − 1)/folds of the scan, in memory); "
                                   f"unset: ml when a pattern holds fewer than {ML_ESTIMATE_MAX_PHOTONS:g} photons and "
                                   "the probe has one mode (training decides from the data), else rpie")
     estimate_ml_iterations: int = Field(default=200, ge=1, le=1000,

@@ -31,8 +31,8 @@ pass of lowest held-out misfit and stops ``patience`` passes after it.
 
 **Engines** (``model.estimate_engine``). rPIE fits every pattern's modulus; at low dose that fits
 the Poisson noise too. The maximum-likelihood engine (:mod:`ptycho.iterative.ml`: the Poisson
-likelihood with a regulariser) gives a far better estimate there, at the cost of holding one
-estimate's patterns in memory. The held-out continuation works for either; the model runs ML for a
+likelihood with a regulariser) gives a far better estimate there, at the cost of holding the
+patterns one estimate is made from in memory (the other folds': (folds − 1)/folds of the scan). The held-out continuation works for either; the model runs ML for a
 fixed number of iterations (``model.estimate_ml_iterations``).
 
 Memory (rPIE) is the canvas plus one chunk of patterns: the dataset is read ``chunk`` patterns at a
@@ -155,8 +155,9 @@ def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: flo
         The estimate became non-finite (exit code 4).
     """
     if engine == "ml" and np.ndim(dataset.probe) == 3:
-        raise ConfigError("`model.estimate_engine` = ml takes a one-mode probe, and the dataset's has "
-                          f"{np.shape(dataset.probe)[0]} modes; use `model.estimate_engine` = rpie")
+        raise ConfigError(f"the model's input estimate is made by ML (`train.model.estimate_engine` = ml), which "
+                          f"takes a one-mode probe, and this probe has {np.shape(dataset.probe)[0]} modes; give a "
+                          "one-mode probe or train with `train.model.estimate_engine` = rpie")
     options = {k: v for k, v in {"alpha": alpha, "batch_size": batch_size}.items() if v is not None}
     config = IterativeConfig(engine="rpie", iterations=max(passes, 1), seed=seed, **options)
     x, y, N = np.asarray(dataset.x), np.asarray(dataset.y), dataset.N
@@ -165,12 +166,14 @@ def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: flo
     labels = estimate_folds(dataset.n_patterns, folds, seed)
     uses = [None] if labels is None else [labels != k for k in range(folds)]
     longest = passes if labels is None or patience < 1 else max(passes, max_passes or passes)
-    runs = []
-    for use in uses:
-        obj = np.ones(canvas.shape, np.complex64)
-        advance = (_ml_iterations(dataset, windows, canvas.shape, seed, chunk, use) if engine == "ml"
-                   else _rpie_passes(dataset, windows, config, chunk, seed, use))
-        runs.append(_estimate(dataset, windows, obj, (passes, longest, patience), advance, chunk, use))
+    def advance(use: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], None]:
+        if engine == "ml":
+            return _ml_iterations(dataset, windows, canvas.shape, seed, chunk, use)
+        return _rpie_passes(dataset, windows, config, chunk, seed, use)
+
+    # one estimate at a time: an ML estimate's patterns are released before the next fold's are read
+    runs = [_estimate(dataset, windows, np.ones(canvas.shape, np.complex64), (passes, longest, patience),
+                      advance(use), chunk, use) for use in uses]
     return GlobalEstimate(tuple(obj for obj, _, _ in runs), canvas.origin_x, canvas.origin_y, windows, labels,
                           tuple(kept for _, kept, _ in runs), tuple(ran for _, _, ran in runs), engine)
 

@@ -183,9 +183,7 @@ def infer(
                       "gridsize": physics.gridsize, "N": physics.N,
                       "probe": probe_used, "mask": mask_used,
                       "probe_diameter_px": effective_diameter_px(np.asarray(dataset.probe)),
-                      "estimate_engine": None if estimate is None else estimate.engine,
-                      "estimate_passes": [] if estimate is None else list(estimate.passes),
-                      "estimate_passes_run": [] if estimate is None else list(estimate.passes_run), **refined}
+                      **estimate_record(estimate), **refined}
         network = stream_patches(model, dataset, groups, estimate, out, provenance, config, progress)
     warn_if_saturated(network.saturated, groups.n_groups * physics.C * physics.N**2, model.config.amplitude_max, out)
     write_resolved_config(Path(out), "infer", config)
@@ -197,6 +195,13 @@ def infer(
                        network.steady_groups, network.steady_seconds, stages, str(refined.get("positions", "dataset")),
                        () if estimate is None else estimate.passes, () if estimate is None else estimate.passes_run,
                        probe_used, mask_used, None if estimate is None else estimate.engine)
+
+
+def estimate_record(estimate: GlobalEstimate | None) -> dict[str, object]:
+    """The provenance of the network's input estimate: its engine and the passes each fold kept and ran."""
+    return {"estimate_engine": None if estimate is None else estimate.engine,
+            "estimate_passes": [] if estimate is None else list(estimate.passes),
+            "estimate_passes_run": [] if estimate is None else list(estimate.passes_run)}
 
 
 def stream_patches(model: PINN, dataset: Dataset, groups: Groups, estimate: GlobalEstimate | None, out: Path,

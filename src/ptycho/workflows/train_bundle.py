@@ -77,15 +77,18 @@ def continue_bundle(trainer: Trainer, bundle: Bundle, config: TrainConfig, distr
 
 
 def stored_train_settings(out: Path) -> dict[str, Any]:
-    """The train settings of the bundle in ``out`` (its ``config.json``), the base a resumed run's
-    settings are layered on; empty if there is no readable bundle."""
+    """The train settings of the bundle in ``out`` (its ``config.json``, with the fields of later
+    formats filled in as its format behaved: :func:`~ptycho.models.bundle_versions.upgraded_config`),
+    the base a resumed run's settings are layered on; empty if there is no readable bundle."""
     import json
 
     from ptycho.models.bundle import bundle_file
+    from ptycho.models.bundle_versions import upgraded_config
 
     try:
         stored = json.loads(bundle_file(Path(out), "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        stored = upgraded_config(stored)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
     train = stored.get("train") if isinstance(stored, dict) else None
     return dict(train) if isinstance(train, dict) else {}

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ptycho.config.train import TrainConfig
+from ptycho.config.train import ML_ESTIMATE_MAX_PHOTONS, TrainConfig
 from ptycho_cli.defaults import default_of
 from ptycho_cli.hookspecs import hookimpl
 from ptycho_cli.options import ConfigFiles, Json, Quiet, SetItems, Verbose
@@ -30,8 +30,9 @@ def train_command(
     neighbors: Annotated[Optional[int], Opt("--neighbors", help="Draw group members from the K nearest.")] = None,
     N: Annotated[Optional[int], Opt("--N", help="Expected pattern size (checked against the data).")] = None,
     n_filters_scale: Annotated[Optional[int], Opt("--n-filters-scale", help="Network width multiplier.", show_default=default_of(TrainConfig, "model.n_filters_scale"))] = None,
-    estimate: Annotated[Optional[str], Opt("--estimate", help="Physics input: global (rPIE over the whole scan, default), "
-                                                              "group (ePIE per group) or none.", show_default=False)] = None,
+    estimate: Annotated[Optional[str], Opt("--estimate", help="Physics input: global (an estimate of the whole scan, "
+                                                              f"default: rPIE, or ML below {ML_ESTIMATE_MAX_PHOTONS:g} photons per pattern; "
+                                                              "model.estimate_engine), group (ePIE per group) or none.", show_default=False)] = None,
     strategy: Annotated[Optional[str], Opt("--strategy", help="default (one device), mirrored (all local devices) or "
                                                               "multiworker (a cluster; see --cluster).",
                                            show_default=default_of(TrainConfig, "strategy"))] = None,
