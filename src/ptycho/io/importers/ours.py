@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from ptycho.data.dataset import Dataset
-from ptycho.io.importers.record import ImportedScan
+from ptycho.io.importers.record import ImportedScan, file_keys
 
 __all__ = ["read_canonical", "read_ptychodus", "read_ptychopinn", "sniff_canonical", "sniff_ptychodus",
            "sniff_ptychopinn"]
@@ -21,33 +20,16 @@ _PHYSICAL = {"photon_energy_eV": "photon_energy_eV", "detector_distance_m": "det
              "detector_pixel_m": "detector_pixel_size_m"}
 
 
-def _keys(path: Path) -> set[str]:
-    """Top-level names of an HDF5 or NPZ file; empty for anything unreadable (sniffing never raises)."""
-    from ptycho.errors import DataError
-    from ptycho.io.npz import NpzReader
-
-    try:
-        if path.suffix.lower() in (".h5", ".hdf5"):
-            with h5py.File(path, "r") as f:
-                return set(f.keys())
-        if path.suffix.lower() == ".npz":
-            with NpzReader(path) as npz:
-                return set(npz.keys)
-    except (OSError, ValueError, DataError):
-        pass
-    return set()
-
-
 def sniff_canonical(path: Any) -> bool:
     from ptycho.io.ptychodus import is_ptychodus_product
 
     p = Path(path)
-    return _CANONICAL_KEYS <= _keys(p) and not is_ptychodus_product(p)
+    return _CANONICAL_KEYS <= file_keys(p) and not is_ptychodus_product(p)
 
 
 def sniff_ptychopinn(path: Any) -> bool:
     p = Path(path)
-    keys = _keys(p) if p.suffix.lower() == ".npz" else set()
+    keys = file_keys(p) if p.suffix.lower() == ".npz" else set()
     return {"xcoords", "ycoords", "probeGuess"} <= keys and bool(keys & {"diff3d", "diffraction"})
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from ptycho.data.coercion import coerce_array, coerce_mask, reduce_leading
 from ptycho.errors import DataError
-from ptycho.io.importers.record import ImportedScan, probe_modes_of
+from ptycho.io.importers.record import ImportedScan, file_keys, probe_modes_of
 from ptycho.io.ptychodus.product import HC_EV_M
 
 __all__ = ["PTYCHI_KEYS", "ptychi_origin", "read_ptychi", "sniff_ptychi"]
@@ -45,16 +45,8 @@ PTYCHI_KEYS = {"data", "positions_px"}
 
 
 def sniff_ptychi(path: Any) -> bool:
-    from ptycho.io.npz import NpzReader
-
     p = Path(path)
-    if p.suffix.lower() != ".npz" or not p.is_file():
-        return False
-    try:
-        with NpzReader(p) as npz:
-            return PTYCHI_KEYS <= set(npz.keys)
-    except DataError:
-        return False
+    return p.suffix.lower() == ".npz" and PTYCHI_KEYS <= file_keys(p)
 
 
 def ptychi_origin(shape: tuple[int, ...]) -> tuple[float, float]:

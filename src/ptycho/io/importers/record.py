@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,3 +88,22 @@ def probe_modes_of(probe: np.ndarray, where: str, conversions: list[str]) -> np.
         conversions.append(f"probe axes {lead} before the modes: kept index 0 of each (the main probe)")
     modes = arr.reshape(-1, *arr.shape[-3:])[0]
     return np.ascontiguousarray(modes, dtype=np.complex64)
+
+
+def file_keys(path: Path) -> set[str]:
+    """Top-level names of an HDF5 or NPZ file; empty for anything unreadable (sniffing never raises)."""
+    import h5py
+
+    from ptycho.errors import DataError
+    from ptycho.io.npz import NpzReader
+
+    try:
+        if path.suffix.lower() in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                return set(f.keys())
+        if path.suffix.lower() == ".npz":
+            with NpzReader(path) as npz:
+                return set(npz.keys)
+    except (OSError, ValueError, DataError):
+        pass
+    return set()

@@ -29,7 +29,7 @@ import numpy as np
 
 from ptycho.data.coercion import coerce_array, coerce_mask, reduce_leading
 from ptycho.errors import DataError
-from ptycho.io.importers.record import ImportedScan, probe_modes_of
+from ptycho.io.importers.record import ImportedScan, file_keys, probe_modes_of
 
 __all__ = ["TIKE_KEYS", "read_tike", "sniff_tike"]
 
@@ -37,16 +37,8 @@ TIKE_KEYS = {"data", "scan"}
 
 
 def sniff_tike(path: Any) -> bool:
-    from ptycho.io.npz import NpzReader
-
     p = Path(path)
-    if p.suffix.lower() != ".npz" or not p.is_file():
-        return False
-    try:
-        with NpzReader(p) as npz:
-            return TIKE_KEYS <= set(npz.keys)
-    except DataError:
-        return False
+    return p.suffix.lower() == ".npz" and TIKE_KEYS <= file_keys(p)
 
 
 def _squeeze_leading(arr: np.ndarray, ndim: int, key: str, where: str) -> np.ndarray:
