@@ -17,7 +17,10 @@ derived from it; ``metadata["probe_is_guess"]``).
 * (c) the PINN's own input: the global rPIE estimate ``infer`` makes for the test scan with the
   bundle's probe (its leave-fold-out objects, scored each; the mean is reported);
 * (d) the commands of (b) with the exact probe (``--probe`` the truth, ``--no-refine-probe``): the
-  no-regression reference.
+  no-regression reference;
+* (e) pty-chi's LSQML-Poisson with the probe (two modes) and the positions optimised, when pty-chi
+  imports (:mod:`benchmarks.sections.realistic_ptychi`; else its rows say n/a with the reason): an
+  external reference for how well these counts fix the positions.
 
 **Targets** (issue 12): (b)'s phase SSIM within 0.03 of (a)'s and clearly above (c)'s (by
 :data:`INPUT_MARGIN`); (b)'s refined dominant probe mode overlapping the true one by ≥ 0.95 (after
@@ -45,7 +48,8 @@ MAX_SHIFT_PX = 3.0
 """``iterative.position_max_shift_px`` for the arms: errors of σ = 0.7 px per axis reach 2 px (the
 default bound) in about 1 % of positions."""
 ARMS = {"a": "iterative --probe-update --refine-positions", "b": "PINN train --refine-probe + infer + stitch",
-        "c": "PINN input estimate", "d": "PINN with the exact probe"}
+        "c": "PINN input estimate", "d": "PINN with the exact probe",
+        "e": "pty-chi LSQML, probe + position correction"}
 
 
 def pinn_refines_positions() -> bool:
@@ -59,19 +63,22 @@ def run_arms(ctx: Context, files: dict[str, Any], positions: bool) -> dict[str, 
     """Every arm in its own child; an arm that fails is recorded with its error."""
     s, work = ctx.sizes, ctx.work / "realistic"
     jobs = {
-        "a": ("iterative", {"test_ds": files["test"], "truth": files["truth"], "work": str(work / "iterative"),
+        "a": ("realistic_arms", "iterative", {"test_ds": files["test"], "truth": files["truth"], "work": str(work / "iterative"),
                             "iterations": s.realistic_iterations, "max_shift_px": MAX_SHIFT_PX}),
-        "b": ("pinn", {"train_ds": files["train"], "test_ds": files["test"], "truth": files["truth"],
+        "b": ("realistic_arms", "pinn", {"train_ds": files["train"], "test_ds": files["test"], "truth": files["truth"],
                        "work": str(work / "pinn"), "epochs": s.realistic_epochs, "exact_probe": False,
                        "refine_positions": positions}),
-        "d": ("pinn", {"train_ds": files["train"], "test_ds": files["test"], "truth": files["truth"],
+        "d": ("realistic_arms", "pinn", {"train_ds": files["train"], "test_ds": files["test"], "truth": files["truth"],
                        "work": str(work / "pinn-exact"), "epochs": s.realistic_epochs, "exact_probe": True,
                        "refine_positions": False}),
+        "e": ("realistic_ptychi", "ptychi", {"test_ds": files["test"], "truth": files["truth"],
+                                             "work": str(work / "ptychi"), "epochs": s.realistic_iterations,
+                                             "max_shift_px": MAX_SHIFT_PX}),
     }
     results: dict[str, dict[str, Any]] = {}
-    for arm, (task, kwargs) in jobs.items():
+    for arm, (module, task, kwargs) in jobs.items():
         try:
-            results[arm] = ctx.child("realistic_arms", task, **kwargs)
+            results[arm] = ctx.child(module, task, **kwargs)
         except ChildError as exc:
             results[arm] = {"error": str(exc).splitlines()[-1][:300]}
     b = results["b"]
@@ -87,6 +94,10 @@ def quality_rows(sec: Section, results: dict[str, dict[str, Any]]) -> None:
         if "error" in r:
             sec.error(config, r["error"])
             continue
+        if "skipped" in r:
+            sec.add(*(row(metric, None, unit=unit, config=config, status=NA, note=r["skipped"][:300])
+                      for metric, unit in (("phase SSIM", ""), ("position RMS error", "px"))))
+            continue
         m = r["metrics"]
         sec.add(row("phase SSIM", m["phase_ssim"], config=config, note=f"amplitude SSIM {m['amplitude_ssim']:.3f}"),
                 row("amplitude SSIM", m["amplitude_ssim"], config=config))
@@ -101,8 +112,10 @@ def quality_rows(sec: Section, results: dict[str, dict[str, Any]]) -> None:
             quarters = pos.get("rms_by_contrast_px")
             by_contrast = ("; by window contrast, lowest quarter first: "
                            + " / ".join(f"{v:.3f}" for v in quarters) + " px") if quarters else ""
+            by_epoch = ("; by epoch: " + ", ".join(f"{t['epoch']}: {t['position_rms_px']:.3f}" for t in r["trajectory"])
+                        if r.get("trajectory") else "")
             sec.add(row("position RMS error", pos["rms_px"], unit="px", config=config,
-                        note=f"nominal positions: {pos['nominal_rms_px']:.3f} px{by_contrast}"))
+                        note=f"nominal positions: {pos['nominal_rms_px']:.3f} px{by_contrast}{by_epoch}"))
         if "wall_s" in r:
             sec.add(row("wall time", r["wall_s"], unit="s", config=config, note=short_commands(r.get("commands", []))))
 
@@ -141,7 +154,7 @@ def target_rows(sec: Section, results: dict[str, dict[str, Any]], positions: boo
 
 
 def figures(ctx: Context, results: dict[str, dict[str, Any]], truth_path: str) -> list[str]:
-    """The refinement check figure of arms (a) and (b): refined probe modes beside the true ones,
+    """The refinement check figure of arms (a), (b) and (e): refined probe modes beside the true ones,
     position errors against the truth."""
     import numpy as np
 
@@ -153,9 +166,9 @@ def figures(ctx: Context, results: dict[str, dict[str, Any]], truth_path: str) -
     written = []
     with np.load(truth_path, allow_pickle=False) as t:
         truth = {k: t[k] for k in t.files}
-    for arm, name in (("a", "iterative"), ("b", "pinn")):
+    for arm, name in (("a", "iterative"), ("b", "pinn"), ("e", "ptychi")):
         r = results[arm]
-        if "error" in r:
+        if "error" in r or "skipped" in r:
             continue
         probe = np.load(r["probe_path"], allow_pickle=False)
         probe = probe["probe"] if hasattr(probe, "files") else probe
