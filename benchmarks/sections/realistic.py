@@ -62,17 +62,16 @@ def pinn_refines_positions() -> bool:
 def run_arms(ctx: Context, files: dict[str, Any], positions: bool) -> dict[str, dict[str, Any]]:
     """Every arm in its own child; an arm that fails is recorded with its error."""
     s, work = ctx.sizes, ctx.work / "realistic"
+    test = {"test_ds": files["test"], "truth": files["truth"]}
+    pinn = {**test, "train_ds": files["train"], "epochs": s.realistic_epochs}
     jobs = {
-        "a": ("realistic_arms", "iterative", {"test_ds": files["test"], "truth": files["truth"], "work": str(work / "iterative"),
-                            "iterations": s.realistic_iterations, "max_shift_px": MAX_SHIFT_PX}),
-        "b": ("realistic_arms", "pinn", {"train_ds": files["train"], "test_ds": files["test"], "truth": files["truth"],
-                       "work": str(work / "pinn"), "epochs": s.realistic_epochs, "exact_probe": False,
-                       "refine_positions": positions}),
-        "d": ("realistic_arms", "pinn", {"train_ds": files["train"], "test_ds": files["test"], "truth": files["truth"],
-                       "work": str(work / "pinn-exact"), "epochs": s.realistic_epochs, "exact_probe": True,
-                       "refine_positions": False}),
-        "e": ("realistic_ptychi", "ptychi", {"test_ds": files["test"], "truth": files["truth"],
-                                             "work": str(work / "ptychi"), "epochs": s.realistic_iterations,
+        "a": ("realistic_arms", "iterative", {**test, "work": str(work / "iterative"),
+                                              "iterations": s.realistic_iterations, "max_shift_px": MAX_SHIFT_PX}),
+        "b": ("realistic_arms", "pinn", {**pinn, "work": str(work / "pinn"), "exact_probe": False,
+                                         "refine_positions": positions}),
+        "d": ("realistic_arms", "pinn", {**pinn, "work": str(work / "pinn-exact"), "exact_probe": True,
+                                         "refine_positions": False}),
+        "e": ("realistic_ptychi", "ptychi", {**test, "work": str(work / "ptychi"), "epochs": s.realistic_iterations,
                                              "max_shift_px": MAX_SHIFT_PX}),
     }
     results: dict[str, dict[str, Any]] = {}
