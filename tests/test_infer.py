@@ -93,6 +93,30 @@ def test_same_bundle_and_data_give_identical_patches_whatever_the_batch(trained,
     np.testing.assert_array_equal(a["patches"], b["patches"])
 
 
+def test_gridsize_2_writes_each_members_window_of_the_group_average(trained, tmp_path):
+    """What the loss compared with the counts: the network's own patches, overlap-averaged per group
+    and re-extracted (recomputed here from the raw patches and the file's positions)."""
+    import tensorflow as tf
+
+    from ptycho.models.physics import canvas_size, group_consistent_patches
+
+    infer(InferConfig(batch_size=16), trained / "model", trained / "test.h5", tmp_path / "avg.h5")
+    infer(InferConfig(batch_size=16, group_average=False), trained / "model", trained / "test.h5", tmp_path / "raw.h5")
+    averaged, attrs_avg = _read_patches(tmp_path / "avg.h5")
+    raw, attrs_raw = _read_patches(tmp_path / "raw.h5")
+    assert json.loads(attrs_avg["provenance"])["group_average"] is True
+    assert json.loads(attrs_raw["provenance"])["group_average"] is False
+    np.testing.assert_array_equal(averaged["x"], raw["x"])
+    ox = raw["x"] - raw["x"].mean(axis=1, keepdims=True)  # member offsets from the group centroid
+    oy = raw["y"] - raw["y"].mean(axis=1, keepdims=True)
+    size = canvas_size(float(max(np.abs(ox).max(), np.abs(oy).max())), 32)
+    expected = group_consistent_patches(tf.constant(raw["patches"]), tf.constant(ox, tf.float32),
+                                        tf.constant(oy, tf.float32), size).numpy()
+    scale = np.abs(raw["patches"]).max()
+    np.testing.assert_allclose(averaged["patches"], expected, atol=1e-5 * scale)
+    assert np.abs(averaged["patches"] - raw["patches"]).max() > 1e-3 * scale  # the average changes them
+
+
 def test_legacy_npz_gives_the_same_patches(trained, tmp_path):
     with load_dataset(trained / "test.h5") as ds:
         save_dataset(tmp_path / "legacy.npz", ds.subset(np.arange(ds.n_patterns)), format="ptychopinn-npz")

@@ -16,6 +16,10 @@ class InferConfig(PositionRefinementOptions):
     batch_size: int = Field(default=64, gt=0)
     n_groups: int | None = Field(default=None, gt=0, description="default: one group per position")
     dose_tolerance: float = Field(default=2.0, gt=1, description="largest photon-scale ratio accepted")
+    group_average: bool = Field(
+        default=True, description="at gridsize > 1, write each member's window of its group's overlap-averaged "
+                                  "patches (what the training loss compared with the counts) instead of the "
+                                  "network's own patch")
     jit: bool = Field(default=False, description="XLA-compile the forward pass (off: faster on the CPU, benchmarks/RESULTS.md)")
     mask: Path | None = Field(default=None, description="valid-pixel mask file replacing the dataset's mask "
                                                         "(default: the dataset's; without one, the bundle's training mask)")

@@ -12,7 +12,7 @@ import numpy as np
 from ptycho._tf import tf as _tf
 from ptycho.config.train import ModelConfig
 from ptycho.models.features import epie_estimate
-from ptycho.models.physics import predicted_counts
+from ptycho.models.physics import group_consistent_patches, predicted_counts
 from ptycho.models.probe import ProbeVariables
 from ptycho.physics.probe import probe_energy
 from ptycho.registry import Components
@@ -126,6 +126,18 @@ class PINN:
         amplitude = tf.transpose(amplitude, [0, 3, 1, 2])
         phase = tf.transpose(phase, [0, 3, 1, 2])
         return tf.complex(amplitude * tf.cos(phase), amplitude * tf.sin(phase))
+
+    def reconstructed_patches(self, counts: Any, offset_x: Any, offset_y: Any, estimate: Any,
+                              canvas_size: int | None = None, group_average: bool = True) -> Any:
+        """The reconstruction of a batch, ``(B, C, N, N)`` complex: at gridsize > 1 with
+        ``group_average``, each member's window of its group's overlap-averaged patches — what the
+        loss compares with the counts (:func:`~ptycho.models.physics.group_consistent_patches`), the
+        network's own patches being constrained only through that average where members overlap;
+        otherwise the network's patches (:meth:`object_patches`)."""
+        patches = self.object_patches(counts, offset_x, offset_y, estimate, canvas_size=canvas_size)
+        if self.physics.C == 1 or not group_average:
+            return patches
+        return group_consistent_patches(patches, offset_x, offset_y, canvas_size or self.physics.canvas_size)
 
     def predict_counts(self, counts: Any, offset_x: Any, offset_y: Any, estimate: Any, training: bool = False) -> Any:
         """Predicted counts ``(B, N, N, C)`` for a batch (:mod:`ptycho.data.pipeline`): network →

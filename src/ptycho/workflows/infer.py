@@ -183,6 +183,7 @@ def infer(
                       "gridsize": physics.gridsize, "N": physics.N,
                       "probe": probe_used, "mask": mask_used,
                       "probe_diameter_px": effective_diameter_px(np.asarray(dataset.probe)),
+                      "group_average": physics.C > 1 and config.group_average,
                       **estimate_record(estimate), **refined}
         network = stream_patches(model, dataset, groups, estimate, out, provenance, config, progress)
     warn_if_saturated(network.saturated, groups.n_groups * physics.C * physics.N**2, model.config.amplitude_max, out)
@@ -212,7 +213,8 @@ def stream_patches(model: PINN, dataset: Dataset, groups: Groups, estimate: Glob
     Parameters
     ----------
     model : PINN
-        The bundle's model; ``model.object_patches`` gives (batch, C, N, N) complex patches.
+        The bundle's model; ``model.reconstructed_patches`` gives (batch, C, N, N) complex patches
+        (``infer.group_average``).
     dataset : Dataset
         Open; its patterns are read batch by batch.
     groups : Groups
@@ -230,8 +232,8 @@ def stream_patches(model: PINN, dataset: Dataset, groups: Groups, estimate: Glob
     tf_, physics = tf(), model.physics
     batch = min(config.batch_size, groups.n_groups)
     size = max(canvas_size(groups.max_offset, physics.N), physics.canvas_size or 0) if physics.C > 1 else None
-    forward = tf_.function(lambda c, ox, oy, est: model.object_patches(c, ox, oy, est, canvas_size=size),
-                           jit_compile=config.jit)
+    forward = tf_.function(lambda c, ox, oy, est: model.reconstructed_patches(
+        c, ox, oy, est, canvas_size=size, group_average=config.group_average), jit_compile=config.jit)
     xs, ys = groups.positions()
     object_shape = None if dataset.object is None else tuple(dataset.object.shape)
     seconds, steady_groups, steady_seconds, saturated = 0.0, 0, 0.0, 0
