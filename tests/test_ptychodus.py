@@ -62,10 +62,16 @@ def make_object(path, dataset_path, *, origin=(4, 3), shape=(42, 44), metadata=N
     return image
 
 
-def make_bundle(path, *, probe=None, trainable=True, epochs=(1, 2, 3), losses=(3.0, 2.5, 2.25), scale=None):
-    """The files of a model bundle export reads (no network)."""
+def make_bundle(path, *, probe=None, source="refined", epochs=(1, 2, 3), losses=(3.0, 2.5, 2.25), scale=None,
+                format_version=8):
+    """The files of a model bundle export reads (no network). ``source``: where training's probe came
+    from (the ``probe`` record of format 7 on; older bundles say only whether it was refined)."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps({"format": "ptycho-model", "model": {"probe_trainable": trainable}}))
+    config = {"format": "ptycho-model", "format_version": format_version,
+              "model": {"probe_trainable": source == "refined"}, "train": {}}
+    if format_version >= 7:
+        config["probe"] = {"source": source, "file": "guess.npz" if source == "file" else None}
+    (path / "config.json").write_text(json.dumps(config))
     np.save(path / "probe.npy", complex_field((N, N), 99) * 5 if probe is None else probe)
     (path / "history.json").write_text(json.dumps({"epoch": list(epochs), "loss": list(losses), "val_loss": []}))
     if scale is not None:
@@ -99,7 +105,7 @@ def test_hdf5_product_reads_back_exactly_with_ptychodus(inputs, tmp_path):
     np.testing.assert_array_equal(product.object_.get_array(), image.object[None])
     trained = np.load(bundle / "probe.npy")
     np.testing.assert_array_equal(product.probes.get_array(), trained[None, None])
-    assert result.probe_source == "model (trained)"
+    assert result.probe_source == "model: refined in training (from the dataset's probe)"
     meta = product.metadata
     assert (meta.photon_energy_eV, meta.detector_distance_m) == (ENERGY_EV, DISTANCE_M)
     assert meta.probe_photon_count == pytest.approx(float(np.sum(np.abs(trained.astype(np.complex128)) ** 2)))
@@ -341,7 +347,7 @@ def test_probe_pixel_differing_from_object_pixel_is_refused_on_import(inputs, tm
 
 def test_cli_export_writes_product_config_and_summary(invoke, inputs, tmp_path):
     data, object_path, _ = inputs
-    bundle = make_bundle(tmp_path / "model", trainable=False, scale=4.0)
+    bundle = make_bundle(tmp_path / "model", source="dataset", scale=4.0)
     out = tmp_path / "run" / "product.h5"
     result = invoke("export-ptychodus", object_path, "--dataset", data, "--model", bundle, "--out", out,
                     "--with-diffraction", "--photon-energy-ev", "9000", "--json")
@@ -356,6 +362,22 @@ def test_cli_export_writes_product_config_and_summary(invoke, inputs, tmp_path):
     assert resolved["photon_energy_eV"] == 9000.0 and resolved["pixel_size_m"] == PIXEL_M
     assert ExportConfig.model_validate(resolved).with_diffraction
     assert (out.parent / DIFFRACTION_FILE).is_file() and no_temp_files(out.parent)
+
+
+@pytest.mark.parametrize("source, format_version, expected", [
+    ("file", 8, "model"),  # trained with a probe file: infer makes its input with the bundle's, so export writes it
+    ("refined", 8, "model"), ("dataset", 8, "dataset"),
+    ("refined", 6, "model"), ("dataset", 6, "dataset"),  # before the probe record: refined or not
+])
+def test_exported_probe_is_the_one_infer_uses(inputs, tmp_path, source, format_version, expected):
+    data, object_path, _ = inputs
+    bundle = make_bundle(tmp_path / "model", source=source, format_version=format_version)
+    result = export_ptychodus(ExportConfig(), object_path, data, tmp_path / "p.h5", model_dir=bundle)
+    product = read_ptychodus_product(tmp_path / "p.h5")
+    with load_dataset(data) as ds:
+        want = np.load(bundle / "probe.npy") if expected == "model" else np.asarray(ds.probe)
+    np.testing.assert_array_equal(product.probe, want)
+    assert result.probe_source.startswith(expected)
 
 
 @pytest.mark.parametrize("missing, flag", [("photon_energy_eV", "--photon-energy-ev"),

@@ -3,8 +3,8 @@
 * **Object** — the object file's array, unchanged, as the product's one layer.
 * **Probe** — every incoherent mode (Ptychodus ``(1, K, N, N)``) of, in this order: the file
   ``export.probe`` (any probe file ``load_probe`` reads, exported as it is); with a model, the
-  bundle's trained probe when the model learnt it (``config.json`` ``model.probe_trainable``,
-  set by ``train.refine_probe`` too), else the dataset's, times ``√scale_correction``
+  probe ``infer`` makes its input with: the bundle's when training did not use its dataset's own
+  (the bundle's ``probe`` record: ``train.probe_file`` or refined), else the dataset's, times ``√scale_correction``
   (``scale.json``), since the PINN multiplies predicted counts by that scale; without a model, the
   refined probe an iterative result records (``metadata["refined_probe"]``, its
   ``<stem>.probe.npz`` beside the object file; a missing file is an error, never a silent

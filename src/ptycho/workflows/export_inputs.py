@@ -165,14 +165,23 @@ def result_probe(image: ObjectImage, object_path: Path, ds: Dataset) -> tuple[np
 
 
 def _model_probe(ds: Dataset, model_dir: Path) -> tuple[np.ndarray, str]:
-    """The bundle's trained probe if the model learnt it (else the dataset's), times √scale_correction."""
+    """The probe ``infer`` makes the model's input with (:func:`~ptycho.workflows.infer_inputs.choose_probe`):
+    the bundle's when training did not use its dataset's own (read from a file or refined), else the
+    dataset's; times √scale_correction."""
     from ptycho.models.bundle import bundle_file, read_bundle_json
+    from ptycho.models.bundle_sources import probe_from_config
+    from ptycho.models.bundle_versions import upgraded_config
 
     probe, source = np.asarray(ds.probe, np.complex64), "dataset"
-    if not bundle_file(model_dir, "config.json").is_file():
+    config_path = bundle_file(model_dir, "config.json")
+    if not config_path.is_file():
         raise DataError(f"{model_dir}: not a model bundle (no config.json); pass the folder written by `ptycho train`")
-    config = read_bundle_json(bundle_file(model_dir, "config.json"))
-    if bool((config.get("model") or {}).get("probe_trainable", False)):
+    try:
+        config = upgraded_config(read_bundle_json(config_path))
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{config_path}: not a model bundle's config (no model and train sections)") from None
+    record = probe_from_config(config, config_path)
+    if record.replaces_datasets:
         path = bundle_file(model_dir, "probe.npy")
         try:
             probe = np.load(path, allow_pickle=False)
@@ -187,7 +196,7 @@ def _model_probe(ds: Dataset, model_dir: Path) -> tuple[np.ndarray, str]:
                             f"are {ds.N}×{ds.N}; the model and the dataset do not match")
         if not np.isfinite(probe).all():
             raise DataError(f"{path}: trained probe contains NaN or Inf values")
-        probe, source = probe.astype(np.complex64), "model (trained)"
+        probe, source = probe.astype(np.complex64), f"model: {record.describe()}"
     scale_path = bundle_file(model_dir, "scale.json")
     scale = float(read_bundle_json(scale_path).get("scale_correction", 1.0)) if scale_path.is_file() else 1.0
     if not math.isfinite(scale) or scale <= 0:
