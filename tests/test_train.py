@@ -27,7 +27,7 @@ from ptycho.config.simulate import SimulateConfig
 from ptycho.config.train import ModelConfig, TrainConfig
 from ptycho.data.grouping import make_groups
 from ptycho.data.pipeline import read_group_batch
-from ptycho.errors import DataError, NumericalError
+from ptycho.errors import ConfigError, DataError, NumericalError
 from ptycho.io.datasets import load_dataset, save_dataset
 from ptycho.models.bundle import BUNDLE_VERSION, REQUIRED_FILES, all_finite, load_bundle, save_bundle
 from ptycho.models.features import input_estimate
@@ -663,8 +663,25 @@ def test_the_estimate_engine_follows_the_dose_and_the_probe_unless_set(tmp_path,
         assert np.ndim(ds.probe) == (2 if modes == 1 else 3)
         assert resolve_model_config(TrainConfig(), ds).estimate_engine == engine
         assert (photons < ML_ESTIMATE_MAX_PHOTONS and modes == 1) is (engine == "ml")
-        for given in ("rpie", "ml"):
-            assert resolve_model_config(TrainConfig(model={"estimate_engine": given}), ds).estimate_engine == given
+        assert resolve_model_config(TrainConfig(model={"estimate_engine": "rpie"}), ds).estimate_engine == "rpie"
+        ml = TrainConfig(model={"estimate_engine": "ml"})
+        if modes == 1:
+            assert resolve_model_config(ml, ds).estimate_engine == "ml"
+        else:  # refused before any pass runs, naming the field
+            with pytest.raises(ConfigError, match=r"`train.model.estimate_engine` = ml\), which takes a one-mode probe"):
+                resolve_model_config(ml, ds)
+            assert resolve_model_config(ml.model_copy(update={"model": ml.model.model_copy(
+                update={"estimate": "none"})}), ds).estimate_engine == "ml"  # no global estimate: nothing to refuse
+
+
+def test_ml_estimate_with_a_mixed_state_probe_exits_2_before_any_pass(invoke, tmp_path):
+    path = tmp_path / "modes.npz"
+    simulate(SimulateConfig(N=32, nphotons=1e4, object={"size": 64}, scan={"n_images": 16}, probe={"modes": 2}),
+             path, preview=False)
+    result = invoke("train", path, "--out", tmp_path / "m", "--epochs", "1", "--set", "model.estimate_engine=ml")
+    assert result.exit_code == 2, result.output
+    assert "estimate_engine" in result.stderr and "2 modes" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize(("photons", "residual"), [(1e4, False), (1e6, True)])

@@ -131,6 +131,15 @@ def estimate_folds(n_patterns: int, folds: int, seed: int) -> np.ndarray | None:
     return labels
 
 
+def check_engine_takes_probe(engine: str, probe: np.ndarray) -> None:
+    """ConfigError when ``engine`` is ml and ``probe`` has incoherent modes ``(K, N, N)``: the ML
+    engine takes one mode."""
+    if engine == "ml" and np.ndim(probe) == 3:
+        raise ConfigError(f"the model's input estimate is made by ML (`train.model.estimate_engine` = ml), which "
+                          f"takes a one-mode probe, and this probe has {np.shape(probe)[0]} modes; give a "
+                          "one-mode probe or train with `train.model.estimate_engine` = rpie")
+
+
 def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: float | None = None,
                     batch_size: int | None = None, patience: int = 0, max_passes: int | None = None,
                     engine: str = "rpie", chunk: int = STREAM_CHUNK, seed: int = 0) -> GlobalEstimate:
@@ -154,10 +163,7 @@ def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: flo
     NumericalError
         The estimate became non-finite (exit code 4).
     """
-    if engine == "ml" and np.ndim(dataset.probe) == 3:
-        raise ConfigError(f"the model's input estimate is made by ML (`train.model.estimate_engine` = ml), which "
-                          f"takes a one-mode probe, and this probe has {np.shape(dataset.probe)[0]} modes; give a "
-                          "one-mode probe or train with `train.model.estimate_engine` = rpie")
+    check_engine_takes_probe(engine, dataset.probe)
     options = {k: v for k, v in {"alpha": alpha, "batch_size": batch_size}.items() if v is not None}
     config = IterativeConfig(engine="rpie", iterations=max(passes, 1), seed=seed, **options)
     x, y, N = np.asarray(dataset.x), np.asarray(dataset.y), dataset.N

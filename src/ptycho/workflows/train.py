@@ -79,6 +79,10 @@ def resolve_model_config(config: TrainConfig, dataset: Dataset) -> ModelConfig:
     if config.model.estimate_engine is None:
         one_mode = np.ndim(dataset.probe) == 2
         update["estimate_engine"] = "ml" if photons < ML_ESTIMATE_MAX_PHOTONS and one_mode else "rpie"
+    elif config.model.uses_global_estimate:  # set: refuse before any pass runs, not at the estimate
+        from ptycho.iterative.streaming import check_engine_takes_probe
+
+        check_engine_takes_probe(config.model.estimate_engine, dataset.probe)
     return config.model.model_copy(update=update)
 
 
