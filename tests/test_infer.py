@@ -100,7 +100,7 @@ def test_gridsize_2_writes_each_members_window_of_the_group_average(trained, tmp
 
     from ptycho.models.physics import canvas_size, group_consistent_patches
 
-    infer(InferConfig(batch_size=16), trained / "model", trained / "test.h5", tmp_path / "avg.h5")
+    infer(InferConfig(batch_size=16, group_average=True), trained / "model", trained / "test.h5", tmp_path / "avg.h5")
     infer(InferConfig(batch_size=16, group_average=False), trained / "model", trained / "test.h5", tmp_path / "raw.h5")
     averaged, attrs_avg = _read_patches(tmp_path / "avg.h5")
     raw, attrs_raw = _read_patches(tmp_path / "raw.h5")
@@ -115,6 +115,19 @@ def test_gridsize_2_writes_each_members_window_of_the_group_average(trained, tmp
     scale = np.abs(raw["patches"]).max()
     np.testing.assert_allclose(averaged["patches"], expected, atol=1e-5 * scale)
     assert np.abs(averaged["patches"] - raw["patches"]).max() > 1e-3 * scale  # the average changes them
+
+
+@pytest.mark.parametrize(("photons", "given", "expected"), [(1e4, None, True), (1e9, None, False),
+                                                            (1e4, False, False), (1e9, True, True)])
+def test_the_group_average_follows_the_dose_unless_set(tmp_path, photons, given, expected):
+    from ptycho.config.infer import GROUP_AVERAGE_MAX_PHOTONS
+    from ptycho.workflows.infer import with_group_average
+
+    simulate(SimulateConfig(**TINY, nphotons=photons, scan={"n_images": 8}), tmp_path / "d.h5", preview=False)
+    with load_dataset(tmp_path / "d.h5") as ds:
+        assert (effective := with_group_average(InferConfig(group_average=given), ds).group_average) is expected
+        if given is None:
+            assert effective is bool(np.sum(np.abs(np.asarray(ds.probe)) ** 2) < GROUP_AVERAGE_MAX_PHOTONS)
 
 
 def test_legacy_npz_gives_the_same_patches(trained, tmp_path):

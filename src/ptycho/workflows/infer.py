@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ptycho.config.infer import InferConfig
+from ptycho.config.infer import GROUP_AVERAGE_MAX_PHOTONS, InferConfig
 from ptycho.data.dataset import Dataset
 from ptycho.errors import DataError
 from ptycho.physics.probe import probe_energy
@@ -175,6 +175,7 @@ def infer(
                              labels=group_labels(model.config, dataset.n_patterns))
         model.valid_pixels = dataset.mask
         t_prepared = time.perf_counter()
+        config = with_group_average(config, dataset)
         estimate = input_estimate(model.config, dataset)
         t_estimated = time.perf_counter()
         provenance = {"model": str(model_dir), "model_fingerprint": bundle.data_info.get("fingerprint"),
@@ -196,6 +197,14 @@ def infer(
                        network.steady_groups, network.steady_seconds, stages, str(refined.get("positions", "dataset")),
                        () if estimate is None else estimate.passes, () if estimate is None else estimate.passes_run,
                        probe_used, mask_used, None if estimate is None else estimate.engine)
+
+
+def with_group_average(config: InferConfig, dataset: Dataset) -> InferConfig:
+    """``config`` with ``group_average`` decided when unset: on when the scan's patterns hold fewer
+    than :data:`~ptycho.config.infer.GROUP_AVERAGE_MAX_PHOTONS` photons (its probe's photon gauge)."""
+    if config.group_average is not None:
+        return config
+    return config.model_copy(update={"group_average": bool(probe_energy(dataset.probe) < GROUP_AVERAGE_MAX_PHOTONS)})
 
 
 def estimate_record(estimate: GlobalEstimate | None) -> dict[str, object]:
