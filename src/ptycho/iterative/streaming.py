@@ -172,28 +172,29 @@ def global_estimate(dataset: Dataset, passes: int, *, folds: int = 0, alpha: flo
     labels = estimate_folds(dataset.n_patterns, folds, seed)
     uses = [None] if labels is None else [labels != k for k in range(folds)]
     longest = passes if labels is None or patience < 1 else max(passes, max_passes or passes)
+    valid = fft_valid(dataset.mask)  # masked pixels keep their predicted modulus
+
     def advance(use: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], None]:
         if engine == "ml":
-            return _ml_iterations(dataset, windows, canvas.shape, seed, chunk, use)
-        return _rpie_passes(dataset, windows, config, chunk, seed, use)
+            return _ml_iterations(dataset, windows, canvas.shape, seed, chunk, use, valid)
+        return _rpie_passes(dataset, windows, config, chunk, seed, use, valid)
 
     # one estimate at a time: an ML estimate's patterns are released before the next fold's are read
     runs = [_estimate(dataset, windows, np.ones(canvas.shape, np.complex64), (passes, longest, patience),
-                      advance(use), chunk, use) for use in uses]
+                      advance(use), chunk, use, valid) for use in uses]
     return GlobalEstimate(tuple(obj for obj, _, _ in runs), canvas.origin_x, canvas.origin_y, windows, labels,
                           tuple(kept for _, kept, _ in runs), tuple(ran for _, _, ran in runs), engine)
 
 
 def _estimate(dataset: Dataset, windows: Windows, obj: np.ndarray, schedule: tuple[int, int, int],
               advance: Callable[[np.ndarray, np.ndarray], None], chunk: int,
-              use: np.ndarray | None) -> tuple[np.ndarray, int, int]:
+              use: np.ndarray | None, valid: np.ndarray | None) -> tuple[np.ndarray, int, int]:
     """Passes of ``advance(obj, probe)`` (one rPIE pass or ML iteration over the positions where
     ``use``, in place) on ``obj`` for ``schedule = (passes, longest, patience)``: ``passes``, then up
     to ``longest`` while the misfit of the other positions falls. Returns the estimate, the number of
     passes it is the result of and the number run (up to ``patience`` more)."""
     passes, longest, patience = schedule
     probe = np.array(dataset.probe, np.complex64)
-    valid = fft_valid(dataset.mask)  # masked pixels keep their predicted modulus
     best, best_misfit, kept, done = obj, np.inf, passes, 0
     while done < longest:
         done += 1
@@ -213,11 +214,11 @@ def _estimate(dataset: Dataset, windows: Windows, obj: np.ndarray, schedule: tup
 
 
 def _rpie_passes(dataset: Dataset, windows: Windows, config: IterativeConfig, chunk: int, seed: int,
-                 use: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], None]:
+                 use: np.ndarray | None, valid: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], None]:
     """One rPIE pass over the positions where ``use`` (all without it), streamed a chunk at a time,
-    each chunk's positions in a seeded random order in minibatches."""
+    each chunk's positions in a seeded random order in minibatches; ``valid`` detector pixels
+    (:func:`~ptycho.iterative.modulus.fft_valid`) or None."""
     rng = np.random.default_rng(seed)
-    valid = fft_valid(dataset.mask)
 
     def advance(obj: np.ndarray, probe: np.ndarray) -> None:
         for start in range(0, dataset.n_patterns, chunk):
@@ -235,7 +236,7 @@ def _rpie_passes(dataset: Dataset, windows: Windows, config: IterativeConfig, ch
 
 
 def _ml_iterations(dataset: Dataset, windows: Windows, shape: tuple[int, int], seed: int, chunk: int,
-                   use: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], None]:
+                   use: np.ndarray | None, valid: np.ndarray | None) -> Callable[[np.ndarray, np.ndarray], None]:
     """One iteration of the maximum-likelihood engine (:class:`~ptycho.iterative.ml.MaximumLikelihood`,
     its defaults) over the positions where ``use`` (all without it); their counts are read once, a
     chunk at a time, and held."""
@@ -252,7 +253,7 @@ def _ml_iterations(dataset: Dataset, windows: Windows, shape: tuple[int, int], s
             filled += picked.size
     config = IterativeConfig(engine="ml", iterations=1, seed=seed)
     solver = MaximumLikelihood(counts, windows.take(rows), shape, np.array(dataset.probe, np.complex64),
-                               config, valid=fft_valid(dataset.mask))
+                               config, valid=valid)
     return lambda obj, probe: solver.iterate(obj, probe)  # the probe stays (no probe update)
 
 

@@ -128,7 +128,7 @@ class PINN:
         return tf.complex(amplitude * tf.cos(phase), amplitude * tf.sin(phase))
 
     def reconstructed_patches(self, counts: Any, offset_x: Any, offset_y: Any, estimate: Any,
-                              canvas_size: int | None = None, group_average: bool = True) -> Any:
+                              canvas_size: int | None = None, *, group_average: bool) -> Any:
         """The reconstruction of a batch, ``(B, C, N, N)`` complex: at gridsize > 1 with
         ``group_average``, each member's window of its group's overlap-averaged patches — what the
         loss compares with the counts (:func:`~ptycho.models.physics.group_consistent_patches`), the
